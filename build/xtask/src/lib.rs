@@ -1,0 +1,91 @@
+//! The build of the system, shared by `cargo xtask` and the tests: what the
+//! programs and modules are, how the host image directory is assembled, and
+//! how a system description is checked.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A service module image bundled into the image store.
+pub struct ModuleImage {
+    /// The name the manager knows it by.
+    pub image: &'static str,
+    /// The Cargo package that builds it.
+    pub package: &'static str,
+}
+
+/// Every module image the manager holds at boot.
+pub const MODULES: &[ModuleImage] = &[ModuleImage { image: "kv-v1", package: "kv-v1" }];
+
+/// Program images named in system.xml, and the host binaries that are them.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("domain_shell.elf", "domain_shell"),
+    ("update_manager.elf", "update_manager"),
+    ("serial_driver.elf", "serial_driver"),
+    ("kv_client.elf", "kv_client"),
+];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// The host shared object a module package builds to.
+pub fn module_path(profile_dir: &Path, package: &str) -> PathBuf {
+    profile_dir.join(format!("lib{}.so", package.replace('-', "_")))
+}
+
+/// Builds every host program and module, and assembles
+/// `target/<profile>/host-image/`: the program images under the names
+/// system.xml uses, and `images.bin`, the image store. Returns that
+/// directory, the search path for the host runtime.
+pub fn build_host(release: bool) -> Result<PathBuf, String> {
+    let mut c = cargo();
+    c.args(["build", "--workspace", "--exclude", "xtask"]);
+    if release {
+        c.arg("--release");
+    }
+    let status = c.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err("cargo build failed".into());
+    }
+    let profile_dir = target_dir().join(if release { "release" } else { "debug" });
+    let out = profile_dir.join("host-image");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for (elf, bin) in PROGRAMS {
+        let dst = out.join(elf);
+        let _ = std::fs::remove_file(&dst);
+        std::os::unix::fs::symlink(profile_dir.join(bin), &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+    }
+    let mut images = Vec::new();
+    for m in MODULES {
+        let p = module_path(&profile_dir, m.package);
+        images.push((m.image, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
+    }
+    write_store(&out.join("images.bin"), &images)?;
+    Ok(out)
+}
+
+/// Writes an image store file holding `images`.
+pub fn write_store(path: &Path, images: &[(&str, Vec<u8>)]) -> Result<(), String> {
+    let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let mut buf = vec![0u8; interfaces::store::store_size(refs.iter().map(|(_, b)| b.len()))];
+    let n = interfaces::store::build_store(&refs, &mut buf).ok_or("image name too long for the store")?;
+    std::fs::write(path, &buf[..n]).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks a system description as the microkit tool would, with `search`
+/// paths for program images and prefill files.
+pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
+    let xml = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut sys = sdf::parse(&xml).map_err(|e| format!("{}: {e}", path.display()))?;
+    sdf::check_files(&mut sys, search).map_err(|e| format!("{}: {e}", path.display()))?;
+    sys.check().map_err(|e| format!("{}: {e}", path.display()))
+}

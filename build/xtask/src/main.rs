@@ -1,0 +1,69 @@
+//! `cargo xtask`: the image build, Hubris style.
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::exit;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+  build [--release]                    build the host programs, modules and image store
+  run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
+  check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
+  qemu [SYSTEM.xml]                    build the seL4 image with MICROKIT_SDK and boot it in QEMU
+";
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    exit(1)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        exit(2)
+    };
+    let release = rest.iter().any(|a| a == "--release");
+    let positional: Vec<&String> = rest.iter().filter(|a| !a.starts_with("--")).collect();
+    match cmd.as_str() {
+        "build" => match xtask::build_host(release) {
+            Ok(dir) => eprintln!("host image: {}", dir.display()),
+            Err(e) => fail(&e),
+        },
+        "run" => {
+            let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+            let dir = xtask::build_host(release).unwrap_or_else(|e| fail(&e));
+            let runtime = dir.parent().expect("profile dir").join("host-runtime");
+            let err = std::process::Command::new(runtime).arg(&system).arg("--search-path").arg(&dir).exec();
+            fail(&format!("starting the host runtime: {err}"))
+        }
+        "check" => {
+            let mut path = None;
+            let mut search = Vec::new();
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--search-path" => {
+                        search.push(PathBuf::from(it.next().unwrap_or_else(|| fail("--search-path needs a directory"))))
+                    }
+                    s if s.starts_with('-') => fail(&format!("unknown option '{s}'")),
+                    s if path.is_none() => path = Some(PathBuf::from(s)),
+                    s => fail(&format!("unexpected argument '{s}'")),
+                }
+            }
+            let path = path.unwrap_or_else(|| fail("check needs the path of a system description"));
+            match xtask::check(&path, &search) {
+                Ok(()) => println!("ok"),
+                Err(e) => {
+                    println!("{e}");
+                    exit(1)
+                }
+            }
+        }
+        "qemu" => fail("the seL4 image build is not wired up yet: see README"),
+        "-h" | "--help" | "help" => print!("{USAGE}"),
+        other => {
+            eprint!("unknown command '{other}'\n{USAGE}");
+            exit(2)
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Module ABI v1: the contract between a domain shell and the service
+//! module it hosts.
+//!
+//! A module image exports two symbols:
+//! - `UPD_MODULE_DESCRIPTOR`: a [`ModuleDescriptor`], plain data the manager
+//!   reads out of the image *before* loading it, to admit or refuse it;
+//! - `UPD_MODULE_ENTRY`: a [`ModuleEntry`], the table of entry points the
+//!   shell calls once the image is loaded.
+//!
+//! The shell hands the module a [`ShellEnv`]: everything a module may do
+//! goes through it, so a module never knows which backend it runs on.
+use crate::{message::Message, name::Name};
+use core::ffi::c_void;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub const ABI_VERSION: u32 = 1;
+pub const DESCRIPTOR_MAGIC: [u8; 8] = *b"UPDMOD\x00\x01";
+pub const DESCRIPTOR_SYMBOL: &str = "UPD_MODULE_DESCRIPTOR";
+pub const ENTRY_SYMBOL: &str = "UPD_MODULE_ENTRY";
+
+pub const MAX_IMPORT_SCHEMAS: usize = 4;
+pub const MAX_CHANNELS: usize = 8;
+pub const MAX_REGIONS: usize = 4;
+
+/// What a module says about itself. Read by the manager from the image
+/// bytes, so every field is validated by [`ModuleDescriptor::check`].
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ModuleDescriptor {
+    pub magic: [u8; 8],
+    pub abi_version: u32,
+    pub descriptor_size: u32,
+    pub service: Name,
+    pub module_version: u32,
+    /// The schema of the state this version exports.
+    pub state_schema: u32,
+    /// Schemas this version can import (its own is implied).
+    pub import_schemas: [u32; MAX_IMPORT_SCHEMAS],
+    pub n_import_schemas: u32,
+    pub n_channels: u32,
+    pub n_regions: u32,
+    pub _reserved: u32,
+    /// Channels the module needs, by the name of the peer PD.
+    pub channels: [Name; MAX_CHANNELS],
+    /// Memory regions the module needs, by their local name in the slot.
+    pub regions: [Name; MAX_REGIONS],
+}
+
+/// Why a descriptor is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DescriptorError {
+    BadMagic,
+    AbiVersion(u32),
+    Size(u32),
+    BadName,
+    TooMany(&'static str),
+}
+
+impl core::fmt::Display for DescriptorError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadMagic => write!(f, "not a module: bad descriptor magic"),
+            Self::AbiVersion(v) => {
+                write!(f, "module ABI version {v} is not supported (this shell speaks {ABI_VERSION})")
+            }
+            Self::Size(s) => write!(f, "descriptor size {s} does not match ABI v{ABI_VERSION}"),
+            Self::BadName => write!(f, "descriptor holds a name that is not valid text"),
+            Self::TooMany(what) => write!(f, "descriptor lists too many {what}"),
+        }
+    }
+}
+
+impl ModuleDescriptor {
+    pub const SIZE: usize = core::mem::size_of::<ModuleDescriptor>();
+
+    /// A descriptor for `service` at `version`, exporting `state_schema`.
+    pub const fn new(service: &str, version: u32, state_schema: u32) -> Self {
+        ModuleDescriptor {
+            magic: DESCRIPTOR_MAGIC,
+            abi_version: ABI_VERSION,
+            descriptor_size: Self::SIZE as u32,
+            service: Name::new(service),
+            module_version: version,
+            state_schema,
+            import_schemas: [0; MAX_IMPORT_SCHEMAS],
+            n_import_schemas: 0,
+            n_channels: 0,
+            n_regions: 0,
+            _reserved: 0,
+            channels: [Name::EMPTY; MAX_CHANNELS],
+            regions: [Name::EMPTY; MAX_REGIONS],
+        }
+    }
+
+    pub const fn imports(mut self, schema: u32) -> Self {
+        self.import_schemas[self.n_import_schemas as usize] = schema;
+        self.n_import_schemas += 1;
+        self
+    }
+
+    pub const fn channel(mut self, peer: &str) -> Self {
+        self.channels[self.n_channels as usize] = Name::new(peer);
+        self.n_channels += 1;
+        self
+    }
+
+    pub const fn region(mut self, name: &str) -> Self {
+        self.regions[self.n_regions as usize] = Name::new(name);
+        self.n_regions += 1;
+        self
+    }
+
+    /// Parses and validates a descriptor from untrusted bytes.
+    pub fn parse(bytes: &[u8]) -> Result<&ModuleDescriptor, DescriptorError> {
+        let (d, _) = ModuleDescriptor::ref_from_prefix(bytes).map_err(|_| DescriptorError::Size(bytes.len() as u32))?;
+        d.check()?;
+        Ok(d)
+    }
+
+    pub fn check(&self) -> Result<(), DescriptorError> {
+        if self.magic != DESCRIPTOR_MAGIC {
+            return Err(DescriptorError::BadMagic);
+        }
+        if self.abi_version != ABI_VERSION {
+            return Err(DescriptorError::AbiVersion(self.abi_version));
+        }
+        if self.descriptor_size as usize != Self::SIZE {
+            return Err(DescriptorError::Size(self.descriptor_size));
+        }
+        if self.n_import_schemas as usize > MAX_IMPORT_SCHEMAS {
+            return Err(DescriptorError::TooMany("import schemas"));
+        }
+        if self.n_channels as usize > MAX_CHANNELS {
+            return Err(DescriptorError::TooMany("channels"));
+        }
+        if self.n_regions as usize > MAX_REGIONS {
+            return Err(DescriptorError::TooMany("regions"));
+        }
+        let names = core::iter::once(&self.service).chain(self.channels()).chain(self.regions());
+        for n in names {
+            if n.as_str().is_none_or(str::is_empty) {
+                return Err(DescriptorError::BadName);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn service(&self) -> &str {
+        self.service.as_str().unwrap_or("<invalid>")
+    }
+
+    pub fn channels(&self) -> impl Iterator<Item = &Name> {
+        self.channels.iter().take((self.n_channels as usize).min(MAX_CHANNELS))
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = &Name> {
+        self.regions.iter().take((self.n_regions as usize).min(MAX_REGIONS))
+    }
+
+    /// Whether this module can take over state exported with `schema`.
+    pub fn can_import(&self, schema: u32) -> bool {
+        schema == self.state_schema
+            || self.import_schemas[..(self.n_import_schemas as usize).min(MAX_IMPORT_SCHEMAS)].contains(&schema)
+    }
+}
+
+/// Status codes returned by module entry points.
+pub mod status {
+    pub const OK: i32 = 0;
+    pub const NOT_READY: i32 = 1;
+    pub const ERROR: i32 = -1;
+    pub const UNSUPPORTED_SCHEMA: i32 = -2;
+    pub const BAD_STATE: i32 = -3;
+    pub const NO_SPACE: i32 = -4;
+}
+
+/// A memory region as the shell describes it to a module.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct RegionInfo {
+    pub base: *mut u8,
+    pub size: usize,
+    pub writable: u32,
+    pub _reserved: u32,
+}
+
+/// The services a shell offers its module. `ctx` is the shell's own and is
+/// passed back unchanged on every call.
+#[repr(C)]
+pub struct ShellEnv {
+    pub abi_version: u32,
+    pub _reserved: u32,
+    pub ctx: *mut c_void,
+    pub notify: unsafe extern "C" fn(ctx: *mut c_void, channel: u32),
+    /// Returns 0, or a negative value if the call could not be delivered.
+    pub ppcall: unsafe extern "C" fn(ctx: *mut c_void, channel: u32, msg: *mut Message) -> i32,
+    pub irq_ack: unsafe extern "C" fn(ctx: *mut c_void, channel: u32),
+    /// Looks up a channel by the peer's name; -1 if the slot has none.
+    pub channel: unsafe extern "C" fn(ctx: *mut c_void, name: *const u8, len: usize) -> i32,
+    /// Looks up a region by local name; 0 and `*out` filled, or -1.
+    pub region: unsafe extern "C" fn(ctx: *mut c_void, name: *const u8, len: usize, out: *mut RegionInfo) -> i32,
+    pub log: unsafe extern "C" fn(ctx: *mut c_void, text: *const u8, len: usize),
+    /// Ends the module's current entry with an error; never returns.
+    pub abort: unsafe extern "C" fn(ctx: *mut c_void, text: *const u8, len: usize) -> !,
+}
+
+/// The entry points a module exports. The shell calls them one at a time,
+/// never concurrently.
+#[repr(C)]
+pub struct ModuleEntry {
+    pub abi_version: u32,
+    pub _reserved: u32,
+    pub init: unsafe extern "C" fn(env: *const ShellEnv) -> i32,
+    pub notified: unsafe extern "C" fn(channel: u32),
+    pub protected: unsafe extern "C" fn(channel: u32, msg: *mut Message),
+    /// `status::OK` when quiescent, `status::NOT_READY` to be asked again.
+    pub prepare: unsafe extern "C" fn() -> i32,
+    pub export_state: unsafe extern "C" fn(buf: *mut u8, cap: usize, out_len: *mut usize) -> i32,
+    pub import_state: unsafe extern "C" fn(schema: u32, buf: *const u8, len: usize) -> i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: ModuleDescriptor = ModuleDescriptor::new("kv", 2, 2).imports(1).channel("serial").region("capmap");
+
+    #[test]
+    fn descriptor_round_trips() {
+        let d = ModuleDescriptor::parse(D.as_bytes()).unwrap();
+        assert_eq!(d.service(), "kv");
+        assert!(d.can_import(1) && d.can_import(2) && !d.can_import(3));
+        assert_eq!(d.channels().count(), 1);
+        assert_eq!(d.channels().next().unwrap().as_str(), Some("serial"));
+    }
+
+    #[test]
+    fn each_header_fault_is_named() {
+        let mut d = D;
+        d.magic[0] = b'X';
+        assert_eq!(d.check(), Err(DescriptorError::BadMagic));
+        let mut d = D;
+        d.abi_version = 9;
+        assert_eq!(d.check(), Err(DescriptorError::AbiVersion(9)));
+        let mut d = D;
+        d.descriptor_size = 4;
+        assert_eq!(d.check(), Err(DescriptorError::Size(4)));
+        let mut d = D;
+        d.n_channels = 99;
+        assert_eq!(d.check(), Err(DescriptorError::TooMany("channels")));
+        let mut d = D;
+        d.service = Name([0xff; 32]);
+        assert_eq!(d.check(), Err(DescriptorError::BadName));
+        assert!(ModuleDescriptor::parse(&D.as_bytes()[..10]).is_err());
+    }
+}

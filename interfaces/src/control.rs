@@ -1,0 +1,100 @@
+//! The control protocol: protected calls from the update manager to a
+//! domain shell, and the labels a shell answers with on a service channel.
+
+/// The update manager's PD name: a shell's control channel is the one to it.
+pub const MANAGER_PD: &str = "update_manager";
+/// Local names (`setvar_vaddr` symbols) of a slot's mappings.
+pub mod region {
+    /// Module code: written by the manager, mapped read/execute in the slot.
+    pub const CODE: &str = "module_code";
+    /// State export/import, shared by both slots of an instance.
+    pub const TRANSFER: &str = "transfer";
+    /// The capability map, read-only.
+    pub const CAPMAP: &str = "capmap";
+}
+
+/// Labels of manager -> shell calls (on the shell's channel to its parent).
+pub mod op {
+    /// Load the module whose image is in the code region; word 0 = length.
+    pub const LOAD: u64 = 0x4c00_0001;
+    /// Run the loaded module's `init`.
+    pub const INIT: u64 = 0x4c00_0002;
+    /// Start dispatching service calls to the module.
+    pub const ACTIVATE: u64 = 0x4c00_0003;
+    /// Report counters: see [`super::ShellStatus`].
+    pub const STATUS: u64 = 0x4c00_0004;
+}
+
+/// Labels of shell replies to control calls.
+pub mod reply {
+    pub const OK: u64 = 0;
+    /// Word 0 = text length, then the text: why the step failed.
+    pub const ERROR: u64 = 1;
+}
+
+/// Labels a shell itself answers on a service channel, outside any
+/// service's own label space.
+pub mod shell_label {
+    /// The service has moved: re-read the capability map and retry.
+    pub const MOVED: u64 = 0xffff_ffff_ffff_ff01;
+    /// No module is live in this slot.
+    pub const NO_SERVICE: u64 = 0xffff_ffff_ffff_ff02;
+    /// The module failed while handling the call; the call did not complete.
+    pub const FAILED: u64 = 0xffff_ffff_ffff_ff03;
+}
+
+/// Lifecycle of a slot, as the shell reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum SlotState {
+    Empty = 0,
+    Loaded = 1,
+    Initialised = 2,
+    Live = 3,
+}
+
+impl SlotState {
+    pub fn from_word(w: u64) -> Option<SlotState> {
+        Some(match w {
+            0 => SlotState::Empty,
+            1 => SlotState::Loaded,
+            2 => SlotState::Initialised,
+            3 => SlotState::Live,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Empty => "empty",
+            SlotState::Loaded => "loaded",
+            SlotState::Initialised => "ready",
+            SlotState::Live => "live",
+        }
+    }
+}
+
+/// The reply to `op::STATUS`, in words 0..4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShellStatus {
+    pub state: SlotState,
+    pub module_version: u32,
+    pub calls_served: u64,
+    pub calls_bounced: u64,
+}
+
+impl ShellStatus {
+    pub fn to_words(self) -> [u64; 4] {
+        [self.state as u64, self.module_version as u64, self.calls_served, self.calls_bounced]
+    }
+
+    pub fn from_words(w: &[u64]) -> Option<ShellStatus> {
+        let [s, v, c, b] = *w.get(..4)?.first_chunk::<4>()?;
+        Some(ShellStatus {
+            state: SlotState::from_word(s)?,
+            module_version: u32::try_from(v).ok()?,
+            calls_served: c,
+            calls_bounced: b,
+        })
+    }
+}

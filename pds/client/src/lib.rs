@@ -1,0 +1,111 @@
+//! The client PD's logic: a load generator that checks every reply.
+//!
+//! It keeps its own model of what the store must hold for its keys (each
+//! client uses keys prefixed with its PD name, so clients never share
+//! keys), writes a value carrying a sequence number, reads it back and
+//! compares, and now and then deletes a key and checks it is gone. Counts
+//! are published in its `stats` region for the manager's `status`.
+#![no_std]
+
+use core::fmt::Write;
+use heapless::String;
+use interfaces::stats::ClientStats;
+use kv_api::{KvClient, KvError};
+use pd_api::Pd;
+
+/// Keys each client cycles through.
+pub const KEYS: usize = 16;
+
+type Value = String<64>;
+
+/// What the client believes its keys hold.
+pub struct Model {
+    values: [Option<Value>; KEYS],
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model { values: core::array::from_fn(|_| None) }
+    }
+}
+
+fn key(pd_name: &str, i: usize) -> String<32> {
+    let mut k = String::new();
+    let _ = write!(k, "{}/{i}", &pd_name[..pd_name.len().min(24)]);
+    k
+}
+
+/// Runs one step `seq` against the store; returns whether every reply in it
+/// matched the model, or the call error.
+pub fn step<P: Pd + ?Sized>(
+    kv: &mut KvClient<'_, P>,
+    model: &mut Model,
+    name: &str,
+    seq: u64,
+) -> Result<bool, KvError> {
+    let i = (seq as usize) % KEYS;
+    let k = key(name, i);
+    let mut ok = true;
+    if seq % 7 == 3 {
+        let existed = kv.delete(k.as_bytes())?;
+        ok &= existed == model.values[i].is_some();
+        model.values[i] = None;
+    } else {
+        let mut v = Value::new();
+        let _ = write!(v, "{name}:{seq}");
+        kv.put(k.as_bytes(), v.as_bytes())?;
+        model.values[i] = Some(v);
+    }
+    let mut buf = [0u8; interfaces::kv::MAX_VALUE];
+    let got = kv.get(k.as_bytes(), &mut buf)?;
+    ok &= match (&model.values[i], got) {
+        (Some(want), Some(n)) => want.as_bytes() == &buf[..n],
+        (None, None) => true,
+        _ => false,
+    };
+    Ok(ok)
+}
+
+/// The client's main loop; returns only when the system halts.
+pub fn run<P: Pd + ?Sized>(pd: &P) {
+    let stats = match pd.region("stats") {
+        // SAFETY: a writable region at least a page long, used through
+        // atomics; the manager only reads it.
+        Some(r) if r.writable && r.size >= core::mem::size_of::<ClientStats>() => unsafe {
+            &*(r.base as *const ClientStats)
+        },
+        _ => {
+            pd.log(format_args!("no writable 'stats' region: not counting"));
+            return;
+        }
+    };
+    stats.init();
+    let mut kv = match KvClient::connect(pd, "kv") {
+        Ok(kv) => kv,
+        Err(e) => {
+            pd.log(format_args!("cannot reach the kv service: {e}"));
+            return;
+        }
+    };
+    let mut model = Model::default();
+    let name = pd.name();
+    let mut seq = 0u64;
+    use core::sync::atomic::Ordering::Relaxed;
+    while !pd.halting() {
+        match step(&mut kv, &mut model, name, seq) {
+            Ok(true) => stats.verified.fetch_add(1, Relaxed),
+            Ok(false) => {
+                pd.log(format_args!("wrong reply at step {seq}"));
+                stats.wrong.fetch_add(1, Relaxed)
+            }
+            Err(e) => {
+                pd.log(format_args!("step {seq} failed: {e:?}"));
+                // A failed call may or may not have run: forget the key.
+                model = Model::default();
+                stats.failed.fetch_add(1, Relaxed)
+            }
+        };
+        stats.retried.store(kv.retried, Relaxed);
+        seq += 1;
+    }
+}

@@ -1,0 +1,243 @@
+//! Writing a service module: implement [`Module`] and invoke
+//! [`export_module!`] at the crate root. The macro exports the descriptor
+//! and the entry table the shell looks for; this crate turns the raw
+//! [`ShellEnv`] into the safe [`Env`]. A module never sees which backend
+//! hosts it.
+#![no_std]
+
+pub use interfaces;
+use interfaces::abi::{status, ModuleDescriptor, RegionInfo, ShellEnv};
+use interfaces::Message;
+
+/// A service module.
+pub trait Module: Sized + 'static {
+    const DESCRIPTOR: ModuleDescriptor;
+    /// Builds the module in a fresh slot (before any state is imported).
+    fn init(env: Env) -> Result<Self, &'static str>;
+    fn notified(&mut self, _ch: u32) {}
+    /// Handles a service call, overwriting `msg` with the reply.
+    fn protected(&mut self, ch: u32, msg: &mut Message);
+    /// `true` once the module is quiescent: no multi-call protocol open.
+    fn prepare(&mut self) -> bool {
+        true
+    }
+    /// Writes the state into `out`; returns the length or a status code.
+    fn export_state(&mut self, out: &mut [u8]) -> Result<usize, i32>;
+    /// Replaces the state with one exported under `schema`.
+    fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32>;
+}
+
+/// A protected call that the shell could not complete (undeclared channel,
+/// or the callee failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallFailed;
+
+/// The module's handle on its shell.
+#[derive(Clone, Copy)]
+pub struct Env(&'static ShellEnv);
+
+impl Env {
+    /// # Safety
+    /// `env` is the table the shell passed to `init`; the shell keeps it
+    /// alive while the module is hosted.
+    pub unsafe fn from_raw(env: *const ShellEnv) -> Option<Env> {
+        unsafe { env.as_ref() }.map(Env)
+    }
+
+    pub fn notify(&self, ch: u32) {
+        // SAFETY: calling the shell's own trampoline with its own ctx.
+        unsafe { (self.0.notify)(self.0.ctx, ch) }
+    }
+
+    /// Calls over a declared channel; the reply replaces `msg`.
+    pub fn ppcall(&self, ch: u32, msg: &mut Message) -> Result<(), CallFailed> {
+        // SAFETY: as above; `msg` outlives the call.
+        (unsafe { (self.0.ppcall)(self.0.ctx, ch, msg) } == 0).then_some(()).ok_or(CallFailed)
+    }
+
+    pub fn irq_ack(&self, ch: u32) {
+        // SAFETY: as above.
+        unsafe { (self.0.irq_ack)(self.0.ctx, ch) }
+    }
+
+    /// A channel the module declared, by peer name.
+    pub fn channel(&self, name: &str) -> Option<u32> {
+        // SAFETY: as above; the shell copies nothing past `len`.
+        let id = unsafe { (self.0.channel)(self.0.ctx, name.as_ptr(), name.len()) };
+        u32::try_from(id).ok()
+    }
+
+    /// A region the module declared, by local name.
+    pub fn region(&self, name: &str) -> Option<RegionInfo> {
+        let mut out = core::mem::MaybeUninit::<RegionInfo>::uninit();
+        // SAFETY: the shell fills `out` when it returns 0.
+        let rc = unsafe { (self.0.region)(self.0.ctx, name.as_ptr(), name.len(), out.as_mut_ptr()) };
+        (rc == 0).then(|| unsafe { out.assume_init() })
+    }
+
+    pub fn log(&self, text: &str) {
+        // SAFETY: as above.
+        unsafe { (self.0.log)(self.0.ctx, text.as_ptr(), text.len()) }
+    }
+
+    pub fn abort(&self, why: &str) -> ! {
+        // SAFETY: as above; the shell does not return.
+        unsafe { (self.0.abort)(self.0.ctx, why.as_ptr(), why.len()) }
+    }
+}
+
+/// Where the module instance lives: one per module image, used only from
+/// the PD's single thread.
+pub struct Instance<M>(core::cell::UnsafeCell<Option<M>>);
+
+// SAFETY: the shell calls a module's entry points one at a time from one
+// thread; nothing else touches the instance.
+unsafe impl<M> Sync for Instance<M> {}
+
+impl<M> Instance<M> {
+    pub const fn new() -> Self {
+        Instance(core::cell::UnsafeCell::new(None))
+    }
+    /// # Safety
+    /// Single-threaded use, no overlapping borrows (entry points do not
+    /// nest).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut Option<M> {
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+impl<M> Default for Instance<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Connects a module type to its one [`Instance`]; implemented by
+/// [`export_module!`].
+pub trait Exported: Module {
+    fn instance() -> &'static Instance<Self>;
+}
+
+/// The entry points, generic over the module type.
+///
+/// # Safety
+/// Every function here is called only by the domain shell through the
+/// module's entry table: one at a time, from the PD's single thread, with
+/// pointers that are valid for the stated lengths (or null, which is
+/// refused).
+pub mod glue {
+    use super::*;
+
+    fn with<M: Exported, R>(f: impl FnOnce(&mut M) -> R, none: R) -> R {
+        // SAFETY: see `Instance`.
+        match unsafe { M::instance().get() } {
+            Some(m) => f(m),
+            None => none,
+        }
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn init<M: Exported>(env: *const ShellEnv) -> i32 {
+        let Some(env) = (unsafe { Env::from_raw(env) }) else { return status::ERROR };
+        match M::init(env) {
+            Ok(m) => {
+                // SAFETY: see `Instance`.
+                unsafe { *M::instance().get() = Some(m) };
+                status::OK
+            }
+            Err(why) => {
+                env.log(why);
+                status::ERROR
+            }
+        }
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn notified<M: Exported>(ch: u32) {
+        with::<M, _>(|m| m.notified(ch), ())
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn protected<M: Exported>(ch: u32, msg: *mut Message) {
+        // SAFETY: the shell passes its message buffer for this call.
+        if let Some(msg) = unsafe { msg.as_mut() } {
+            with::<M, _>(|m| m.protected(ch, msg), ())
+        }
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn prepare<M: Exported>() -> i32 {
+        with::<M, _>(|m| if m.prepare() { status::OK } else { status::NOT_READY }, status::ERROR)
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn export_state<M: Exported>(buf: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+        if buf.is_null() || out_len.is_null() {
+            return status::ERROR;
+        }
+        // SAFETY: the shell passes the transfer region's writable part.
+        let out = unsafe { core::slice::from_raw_parts_mut(buf, cap) };
+        with::<M, _>(
+            |m| match m.export_state(out) {
+                Ok(n) => {
+                    unsafe { out_len.write(n) };
+                    status::OK
+                }
+                Err(e) => e,
+            },
+            status::ERROR,
+        )
+    }
+
+    /// # Safety
+    /// See the module documentation.
+    pub unsafe extern "C" fn import_state<M: Exported>(schema: u32, buf: *const u8, len: usize) -> i32 {
+        if buf.is_null() && len != 0 {
+            return status::ERROR;
+        }
+        // SAFETY: the shell passes the transfer region's state bytes.
+        let data = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(buf, len) } };
+        with::<M, _>(|m| m.import_state(schema, data).map_or_else(|e| e, |()| status::OK), status::ERROR)
+    }
+}
+
+/// Exports `$module` (a [`Module`]) as this image's service module.
+#[macro_export]
+macro_rules! export_module {
+    ($module:ty) => {
+        #[cfg(not(target_os = "none"))]
+        extern crate std;
+
+        static __UPD_INSTANCE: $crate::Instance<$module> = $crate::Instance::new();
+
+        impl $crate::Exported for $module {
+            fn instance() -> &'static $crate::Instance<Self> {
+                &__UPD_INSTANCE
+            }
+        }
+
+        #[no_mangle]
+        #[used]
+        pub static UPD_MODULE_DESCRIPTOR: $crate::interfaces::abi::ModuleDescriptor =
+            <$module as $crate::Module>::DESCRIPTOR;
+
+        #[no_mangle]
+        #[used]
+        pub static UPD_MODULE_ENTRY: $crate::interfaces::abi::ModuleEntry = $crate::interfaces::abi::ModuleEntry {
+            abi_version: $crate::interfaces::abi::ABI_VERSION,
+            _reserved: 0,
+            init: $crate::glue::init::<$module>,
+            notified: $crate::glue::notified::<$module>,
+            protected: $crate::glue::protected::<$module>,
+            prepare: $crate::glue::prepare::<$module>,
+            export_state: $crate::glue::export_state::<$module>,
+            import_state: $crate::glue::import_state::<$module>,
+        };
+    };
+}

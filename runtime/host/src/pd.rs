@@ -1,0 +1,320 @@
+//! The PD side of the host runtime: a [`HostPd`] is what a PD process sees
+//! of the kernel, and [`run`] is its event loop, as Microkit's `main`.
+use crate::config::{PdConfig, ENV_VAR};
+use crate::kernel::{call_state, request, run_state, KernelPage, PdBlock};
+use crate::shm::{self, Mapping};
+use interfaces::{Message, MSG_WORDS};
+use pd_api::{ChannelId, ChildId, FaultAction, Handler, Pd, PpcError, Region};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub struct HostPd {
+    cfg: PdConfig,
+    kernel: Mapping,
+    maps: Vec<Mapping>,
+    /// For each caller PD index: this PD's channel id for it, if the caller
+    /// holds a `pp` end towards this PD.
+    callers: [Option<ChannelId>; crate::kernel::MAX_PDS],
+}
+
+/// How long a caller spins on its reply before sleeping: a round trip on an
+/// idle second core is shorter than a futex sleep and wake.
+const CALL_SPIN: u32 = 2_000;
+/// How often a sleeping caller checks that its callee is still alive.
+const CALLEE_CHECK: Duration = Duration::from_millis(50);
+
+impl HostPd {
+    /// Attaches to the kernel page and maps this PD's regions, as the
+    /// launcher described them.
+    pub fn from_env() -> Result<HostPd, String> {
+        let text = std::env::var(ENV_VAR)
+            .map_err(|_| format!("{ENV_VAR} is not set: PD programs are started by host-runtime"))?;
+        let cfg: PdConfig = serde_json::from_str(&text).map_err(|e| format!("bad {ENV_VAR}: {e}"))?;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let kernel = shm::map(cfg.kernel_fd, cfg.kernel_size, prot, None).map_err(|e| format!("kernel page: {e}"))?;
+        let mut maps = Vec::new();
+        for m in &cfg.maps {
+            let perms = sdf::Perms::parse(&m.perms).ok_or("bad perms")?;
+            let mapping = shm::map(m.fd, m.size, shm::prot(&perms), Some(m.vaddr as usize))
+                .map_err(|e| format!("mapping '{}': {e}", m.mr))?;
+            maps.push(mapping);
+        }
+        let mut callers = [None; crate::kernel::MAX_PDS];
+        for c in &cfg.channels {
+            // The peer may call us if its end has pp; we learn that from the
+            // launcher, which read it from the system description.
+            if c.peer < callers.len() && peer_may_call(&cfg, c.id) {
+                callers[c.peer] = Some(c.id);
+            }
+        }
+        let pd = HostPd { cfg, kernel, maps, callers };
+        if !pd.kernel().is_formatted() {
+            return Err("kernel page is not formatted".into());
+        }
+        Ok(pd)
+    }
+
+    fn kernel(&self) -> &KernelPage {
+        // SAFETY: the mapping is KERNEL_PAGE_SIZE bytes of a formatted
+        // kernel page, alive as long as `self`, accessed through atomics.
+        unsafe { &*(self.kernel.base as *const KernelPage) }
+    }
+
+    fn me(&self) -> &PdBlock {
+        &self.kernel().pds[self.cfg.index]
+    }
+
+    pub fn index(&self) -> usize {
+        self.cfg.index
+    }
+
+    fn serve_call<H: Handler<HostPd>>(&self, h: &mut H, caller: usize) {
+        let slot = &self.kernel().pds[caller].call;
+        if slot.state.load(Ordering::Acquire) != call_state::CALLED
+            || slot.callee.load(Ordering::Relaxed) as usize != self.cfg.index
+        {
+            return; // stale bit: the caller gave up or was restarted
+        }
+        let Some(ch) = self.callers[caller] else {
+            // A PD without a pp channel to us: refuse, as seL4 would never
+            // have delivered the call.
+            if slot
+                .state
+                .compare_exchange(call_state::CALLED, call_state::FAILED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                crate::kernel::futex_wake(&slot.state);
+            }
+            return;
+        };
+        // SAFETY: CALLED means the caller finished writing and waits.
+        let mut msg = unsafe { slot.read() };
+        msg.count = msg.count.min(MSG_WORDS as u32);
+        h.protected(self, ch, &mut msg);
+        // SAFETY: the slot is ours until we publish REPLIED.
+        unsafe { slot.write(&msg) };
+        slot.state.store(call_state::REPLIED, Ordering::Release);
+        crate::kernel::futex_wake(&slot.state);
+    }
+
+    fn child_index(&self, child: ChildId) -> Option<usize> {
+        self.cfg.children.iter().find(|c| c.id == child).map(|c| c.index)
+    }
+
+    /// Posts `req` for the runtime and waits until it has been carried
+    /// out: seL4's TCB operations are synchronous too.
+    fn post_request(&self, child: ChildId, req: u32) -> bool {
+        let Some(i) = self.child_index(child) else {
+            self.log(format_args!("no child with id {child}"));
+            return false;
+        };
+        let b = &self.kernel().pds[i];
+        let before = b.incarnation.load(Ordering::Acquire);
+        b.request.store(req, Ordering::Release);
+        self.kernel().wake_runtime();
+        let deadline = monotonic_ns() + 5_000_000_000;
+        while monotonic_ns() < deadline {
+            let done = match req {
+                request::RESTART => b.incarnation.load(Ordering::Acquire) != before,
+                _ => b.run_state.load(Ordering::Acquire) != run_state::RUNNING,
+            };
+            if done && b.request.load(Ordering::Acquire) == request::NONE {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        false
+    }
+}
+
+fn peer_may_call(cfg: &PdConfig, my_id: u32) -> bool {
+    cfg.channels.iter().any(|c| c.id == my_id && c.peer_pp)
+}
+
+impl Pd for HostPd {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn notify(&self, ch: ChannelId) {
+        match self.cfg.channels.iter().find(|c| c.id == ch) {
+            Some(c) if c.notify => {
+                let target = &self.kernel().pds[c.peer];
+                target.notify_pending.fetch_or(1 << c.peer_id, Ordering::Release);
+                target.signal();
+            }
+            _ => self.log(format_args!("notify on channel {ch}: no such channel with notify rights")),
+        }
+    }
+
+    fn ppcall(&self, ch: ChannelId, msg: &mut Message) -> Result<(), PpcError> {
+        let c = self.cfg.channels.iter().find(|c| c.id == ch && c.pp).ok_or(PpcError::NoSuchChannel)?;
+        let callee = &self.kernel().pds[c.peer];
+        if callee.run_state.load(Ordering::Acquire) == run_state::DEAD {
+            return Err(PpcError::CalleeFaulted);
+        }
+        let slot = &self.me().call;
+        // SAFETY: our own slot is IDLE: a PD makes one call at a time.
+        unsafe { slot.write(msg) };
+        slot.callee.store(c.peer as u32, Ordering::Relaxed);
+        slot.state.store(call_state::CALLED, Ordering::Release);
+        callee.call_pending.fetch_or(1 << self.cfg.index, Ordering::Release);
+        callee.signal();
+        let mut spins = 0u32;
+        loop {
+            match slot.state.load(Ordering::Acquire) {
+                call_state::REPLIED => {
+                    // SAFETY: REPLIED hands the slot back to us.
+                    *msg = unsafe { slot.read() };
+                    msg.count = msg.count.min(MSG_WORDS as u32);
+                    slot.state.store(call_state::IDLE, Ordering::Relaxed);
+                    return Ok(());
+                }
+                call_state::FAILED => {
+                    slot.state.store(call_state::IDLE, Ordering::Relaxed);
+                    return Err(PpcError::CalleeFaulted);
+                }
+                _ if spins < CALL_SPIN => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+                _ => {
+                    crate::kernel::futex_wait(&slot.state, call_state::CALLED, Some(CALLEE_CHECK));
+                    if callee.run_state.load(Ordering::Acquire) == run_state::DEAD
+                        && slot
+                            .state
+                            .compare_exchange(
+                                call_state::CALLED,
+                                call_state::FAILED,
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    fn irq_ack(&self, _ch: ChannelId) {
+        // No hardware interrupts on the host.
+    }
+
+    fn channel(&self, peer: &str) -> Option<ChannelId> {
+        self.cfg.channels.iter().find(|c| c.peer_name == peer).map(|c| c.id)
+    }
+
+    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
+        self.cfg.channels.iter().find(|c| c.id == ch).map(|c| c.peer_name.as_str())
+    }
+
+    fn region(&self, name: &str) -> Option<Region> {
+        let i = self.cfg.maps.iter().position(|m| m.local_name == name)?;
+        let writable = self.cfg.maps[i].perms.contains('w');
+        Some(Region { base: self.maps[i].base, size: self.maps[i].size, writable })
+    }
+
+    fn log(&self, args: std::fmt::Arguments) {
+        eprintln!("[{}] {args}", self.cfg.name);
+    }
+
+    fn child(&self, name: &str) -> Option<ChildId> {
+        self.cfg.children.iter().find(|c| c.name == name).map(|c| c.id)
+    }
+
+    fn for_each_child(&self, f: &mut dyn FnMut(ChildId, &str)) {
+        for c in &self.cfg.children {
+            f(c.id, &c.name);
+        }
+    }
+
+    fn stop_child(&self, child: ChildId) {
+        self.post_request(child, request::STOP);
+    }
+
+    fn restart_child(&self, child: ChildId) -> bool {
+        self.post_request(child, request::RESTART)
+    }
+
+    fn halting(&self) -> bool {
+        self.kernel().halt.load(Ordering::Relaxed) != 0
+    }
+
+    fn now_ns(&self) -> u64 {
+        monotonic_ns()
+    }
+
+    fn yield_now(&self) {
+        std::thread::yield_now();
+    }
+
+    fn shutdown(&self) {
+        self.kernel().halt.store(1, Ordering::SeqCst);
+        self.kernel().wake_runtime();
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn bits(mut word: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let b = word.trailing_zeros() as usize;
+            word &= word - 1;
+            b
+        })
+    })
+}
+
+/// Runs a PD: builds its handler (Microkit's `init`), then serves events
+/// until the system halts. Never returns.
+pub fn run<H: Handler<HostPd>>(init: impl FnOnce(&'static HostPd) -> H) -> ! {
+    // The PD lives as long as its process: handlers may keep `&'static`.
+    let pd: &'static HostPd = match HostPd::from_env() {
+        Ok(pd) => Box::leak(Box::new(pd)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut handler = init(pd);
+    run_loop(pd, &mut handler)
+}
+
+/// The event loop, for PDs that build their handler themselves.
+pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
+    let me = pd.me();
+    loop {
+        let seen = me.event.load(Ordering::SeqCst);
+        let notes = me.notify_pending.swap(0, Ordering::Acquire);
+        let calls = me.call_pending.swap(0, Ordering::Acquire);
+        let faults = me.fault_pending.swap(0, Ordering::Acquire);
+        for ch in bits(notes) {
+            handler.notified(pd, ch as ChannelId);
+        }
+        for caller in bits(calls) {
+            pd.serve_call(handler, caller);
+        }
+        for child in bits(faults) {
+            let Some(c) = pd.cfg.children.iter().find(|c| c.index == child) else { continue };
+            let fault = pd.kernel().pds[child].fault();
+            if handler.fault(pd, c.id, fault) == FaultAction::Restart {
+                pd.restart_child(c.id);
+            }
+        }
+        if notes | calls | faults != 0 {
+            continue;
+        }
+        if pd.kernel().halt.load(Ordering::SeqCst) != 0 {
+            std::process::exit(0);
+        }
+        me.wait(seen, Some(Duration::from_secs(1)));
+    }
+}

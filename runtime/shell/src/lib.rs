@@ -1,0 +1,17 @@
+//! The domain shell: the one program of every updatable PD.
+//!
+//! It owns the PD's event loop and channels and hosts one service module at
+//! a time, which it loads from the slot's code region when the update
+//! manager says so. While no module is live it answers service calls itself
+//! (`NO_SERVICE`). The backend-specific part, turning code-region bytes
+//! into a callable module, is a [`ModuleLoader`].
+#![no_std]
+
+extern crate alloc;
+
+mod env;
+#[cfg(feature = "host")]
+pub mod host_loader;
+mod shell;
+
+pub use shell::{ModuleLoader, Shell};

@@ -1,0 +1,12 @@
+//! The update manager on the host runtime.
+use update_manager::Manager;
+
+fn main() {
+    host_runtime::run(|pd| match Manager::new(pd) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("update_manager: {e}");
+            std::process::exit(1);
+        }
+    })
+}

@@ -1,0 +1,16 @@
+//! The update manager: parent of every PD, keeper of the image store and
+//! the capability map, and the operator's console over the serial driver.
+//!
+//! Boot is an update from nothing: the first version of every service is
+//! loaded into its slot by the same path a later update takes.
+#![no_std]
+
+extern crate alloc;
+
+pub mod command;
+pub mod console;
+pub mod image;
+pub mod manager;
+mod status;
+
+pub use manager::Manager;

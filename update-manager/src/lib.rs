@@ -14,3 +14,6 @@ pub mod manager;
 mod status;
 
 pub use manager::Manager;
+pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};
+
+mod placer;

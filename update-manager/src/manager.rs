@@ -2,6 +2,7 @@
 use crate::command::{self, Command};
 use crate::console::{Event, LineEditor, PROMPT};
 use crate::image;
+use crate::placer::{ImagePlacer, SlotCode};
 use crate::status::{self, Row};
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use interfaces::abi::ModuleDescriptor;
@@ -44,8 +45,9 @@ struct Console {
     editor: LineEditor,
 }
 
-pub struct Manager<P: Pd + 'static> {
+pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pd: &'static P,
+    placer: L,
     images: Vec<Image>,
     capmap: &'static CapMap,
     instances: Vec<Instance>,
@@ -62,10 +64,10 @@ fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
     }
 }
 
-impl<P: Pd + 'static> Manager<P> {
+impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Attaches to the manager's regions and channels, then boots every
     /// service instance with the first version of its service.
-    pub fn new(pd: &'static P) -> Result<Self, String> {
+    pub fn new(pd: &'static P, placer: L) -> Result<Self, String> {
         let store_region = region(pd, "image_store", false)?;
         // SAFETY: the image store is read-only and never changes.
         let store = Store::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })
@@ -118,7 +120,7 @@ impl<P: Pd + 'static> Manager<P> {
         let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
         // SAFETY: boot: no client reads the map before the magic is set.
         unsafe { capmap.format(&names) };
-        let mut m = Manager { pd, images, capmap, instances, children, console };
+        let mut m = Manager { pd, placer, images, capmap, instances, children, console };
         m.say(&format!(
             "update manager {} (module ABI v{})\n",
             env!("CARGO_PKG_VERSION"),
@@ -204,17 +206,9 @@ impl<P: Pd + 'static> Manager<P> {
             ));
         }
         let s = &inst.slots[slot.index()];
-        if img.bytes.len() > s.code.size {
-            return Err(format!(
-                "image '{image}' ({} bytes) does not fit the code region ({} bytes)",
-                img.bytes.len(),
-                s.code.size
-            ));
-        }
-        // SAFETY: the code region is the manager's to write (rx in the
-        // slot), and the slot does not read it until told to load.
-        unsafe { core::ptr::copy_nonoverlapping(img.bytes.as_ptr(), s.code.base, img.bytes.len()) };
-        self.control(s, op::LOAD, &[img.bytes.len() as u64])?;
+        let target = SlotCode { pd_name: &s.pd_name, code: s.code };
+        let words = self.placer.place(img.bytes, &target).map_err(|e| format!("image '{image}': {e}"))?;
+        self.control(s, op::LOAD, &words)?;
         self.control(s, op::INIT, &[])?;
         self.control(s, op::ACTIVATE, &[])?;
         let inst = &mut self.instances[i];
@@ -333,7 +327,7 @@ impl<P: Pd + 'static> Manager<P> {
     }
 }
 
-impl<P: Pd + 'static> Handler<P> for Manager<P> {
+impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
         if ch != self.console.serial {
             return;

@@ -21,7 +21,12 @@ fn dl_error() -> String {
 }
 
 impl ModuleLoader for SharedObjectLoader {
-    fn load(&mut self, image: &[u8]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
+    fn load(&mut self, code: &[u8], words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
+        let len = words.first().copied().unwrap_or(0);
+        if len == 0 || len > code.len() as u64 {
+            return Err(format!("image length {len} does not fit the code region ({} bytes)", code.len()));
+        }
+        let image = &code[..len as usize];
         if !image.starts_with(b"\x7fELF") {
             return Err("image is not an ELF file".into());
         }

@@ -7,11 +7,15 @@ use interfaces::control::{self, op, reply, shell_label, ShellStatus, SlotState};
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
 
-/// Turns the image in the code region into a callable module.
+/// Turns what the manager placed in the code region into a callable
+/// module: the backend-specific half of loading (the manager's
+/// `ImagePlacer` is the other half).
 pub trait ModuleLoader {
-    /// `image` is the first `len` bytes of the code region, as the manager
-    /// wrote them. Returns the module's entry table and its descriptor.
-    fn load(&mut self, image: &[u8]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String>;
+    /// `code` is the slot's code region; `words` are the LOAD message's
+    /// words, as the manager's placer produced them (host: the image
+    /// length). Everything in both is untrusted until checked. Returns the
+    /// module's entry table and its descriptor.
+    fn load(&mut self, code: &[u8], words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String>;
 }
 
 pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
@@ -43,7 +47,10 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
     fn control_call(&mut self, msg: &mut Message) {
         let result = match msg.label {
-            op::LOAD => self.load(msg.word(0)),
+            op::LOAD => {
+                let words = *msg;
+                self.load(words.used_words())
+            }
             op::INIT => self.init(),
             op::ACTIVATE => self.activate(),
             op::STATUS => {
@@ -72,19 +79,15 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
     }
 
-    fn load(&mut self, len: u64) -> Result<(), String> {
+    fn load(&mut self, words: &[u64]) -> Result<(), String> {
         self.expect(SlotState::Empty, "load")?;
         let code = self
             .pd
             .region(control::region::CODE)
             .ok_or_else(|| format!("slot {} has no '{}' region", self.pd.name(), control::region::CODE))?;
-        if len == 0 || len > code.size as u64 {
-            return Err(format!("image length {len} does not fit the code region ({} bytes)", code.size));
-        }
         // SAFETY: only the manager writes the code region, and it does not
         // while it waits for this call to return.
-        let image = unsafe { &code.as_slice()[..len as usize] };
-        let (entry, d) = self.loader.load(image)?;
+        let (entry, d) = self.loader.load(unsafe { code.as_slice() }, words)?;
         d.check().map_err(|e| format!("{e}"))?;
         if entry.abi_version != interfaces::abi::ABI_VERSION {
             return Err(format!(

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod capmap;
 pub mod control;
+pub mod elf;
 pub mod kv;
 pub mod message;
 pub mod name;

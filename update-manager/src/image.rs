@@ -12,6 +12,7 @@ pub const NATIVE: Architecture =
 
 /// Reads and validates the descriptor of a module image.
 pub fn descriptor(image: &[u8]) -> Result<ModuleDescriptor, String> {
+    interfaces::elf::Elf::parse(image).map_err(|e| format!("{e}"))?;
     let file = ElfFile64::<Endianness>::parse(image).map_err(|e| format!("not a 64-bit ELF module image ({e})"))?;
     if file.architecture() != NATIVE {
         return Err(format!("image is built for {:?}, this system runs {NATIVE:?}", file.architecture()));
@@ -35,7 +36,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_module() {
-        assert!(descriptor(b"hello").unwrap_err().contains("not a 64-bit ELF"));
-        assert!(descriptor(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]).is_err());
+        assert_eq!(descriptor(b"hello").unwrap_err(), "image is not an ELF file");
+        assert!(descriptor(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]).unwrap_err().contains("truncated"));
     }
 }

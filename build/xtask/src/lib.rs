@@ -89,3 +89,14 @@ pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
     sdf::check_files(&mut sys, search).map_err(|e| format!("{}: {e}", path.display()))?;
     sys.check().map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Builds one module package for the host and returns its image bytes
+/// (for tests that load real modules).
+pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
+    let status = cargo().args(["build", "--quiet", "-p", package]).status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {package} failed"));
+    }
+    let p = module_path(&target_dir().join("debug"), package);
+    std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+}

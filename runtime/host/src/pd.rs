@@ -217,7 +217,9 @@ impl Pd for HostPd {
     }
 
     fn log(&self, args: std::fmt::Arguments) {
-        eprintln!("[{}] {args}", self.cfg.name);
+        // One write per line, so lines of concurrent PDs never interleave.
+        let line = format!("[{}] {args}\n", self.cfg.name);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
 
     fn child(&self, name: &str) -> Option<ChildId> {

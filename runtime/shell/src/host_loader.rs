@@ -27,9 +27,9 @@ impl ModuleLoader for SharedObjectLoader {
             return Err(format!("image length {len} does not fit the code region ({} bytes)", code.len()));
         }
         let image = &code[..len as usize];
-        if !image.starts_with(b"\x7fELF") {
-            return Err("image is not an ELF file".into());
-        }
+        // glibc's loader trusts the program headers (a truncated image
+        // faults it with SIGBUS): check them first.
+        interfaces::elf::Elf::parse(image).map_err(|e| format!("{e}"))?;
         // SAFETY: plain syscalls on a descriptor we own; the library is
         // never unloaded (a slot is restarted, not reused, for a new module),
         // so the 'static references below stay valid.
@@ -49,8 +49,12 @@ impl ModuleLoader for SharedObjectLoader {
             }
             let path = alloc::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
             let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-            libc::close(fd);
+            // The memfd stays open as long as the module is loaded (for
+            // ever): glibc recognises an already-loaded object by its path,
+            // and a closed descriptor's number, hence path, would be reused
+            // by the next load.
             if handle.is_null() {
+                libc::close(fd);
                 return Err(format!("cannot load image: {}", dl_error()));
             }
             let sym = |name: &str| {

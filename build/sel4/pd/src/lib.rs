@@ -1,0 +1,294 @@
+//! [`pd_api::Pd`] over sel4-microkit: the seL4 backend of every PD program.
+//!
+//! What a PD may reach (channels by peer name, mappings by local name,
+//! children, extra caps) comes from a table generated at build time from
+//! `system.xml` (see `build.rs`), selected at run time by the PD's name,
+//! which the microkit tool patches into the program image. One program
+//! image (the domain shell) thus serves every slot PD.
+//!
+//! A [`Message`] crosses a channel as message registers: MR0 holds the
+//! 64-bit label (seL4's own label has only 52 bits), MR1.. the words.
+#![no_std]
+
+use core::fmt;
+use interfaces::{Message, MSG_WORDS};
+use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
+use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, ChannelSet, Child, MessageInfo};
+
+pub struct ChannelInfo {
+    pub id: u32,
+    pub peer: &'static str,
+    pub pp: bool,
+    pub notify: bool,
+}
+
+pub struct MapInfo {
+    pub name: &'static str,
+    pub vaddr: usize,
+    pub size: usize,
+    pub writable: bool,
+    /// The mapping has a `setvar_vaddr` symbol (patched by the tool).
+    pub setvar: bool,
+}
+
+pub struct ChildInfo {
+    pub id: u32,
+    pub name: &'static str,
+}
+
+/// One PD of the system description.
+pub struct PdInfo {
+    pub name: &'static str,
+    pub program: &'static str,
+    pub channels: &'static [ChannelInfo],
+    pub irqs: &'static [u32],
+    pub maps: &'static [MapInfo],
+    pub children: &'static [ChildInfo],
+    /// `<cspace><cap_vspace slot pd/>`: (PD whose VSpace, slot).
+    pub vspaces: &'static [(&'static str, u64)],
+}
+
+include!(concat!(env!("OUT_DIR"), "/table.rs"));
+
+/// The system description's entry for PD `name`.
+pub fn pd_info(name: &str) -> Option<&'static PdInfo> {
+    PDS.iter().find(|p| p.name == name)
+}
+
+/// Microkit's `microkit_cspace_root_slot_to_cptr` (Microkit 2.3: the PD's
+/// root CNode has 2^6 slots, user caps are addressed by the top bits).
+pub fn cspace_slot_cptr(slot: u64) -> u64 {
+    const PD_ROOT_CAP_BITS: u64 = 6;
+    if slot == 0 || slot >= 1 << PD_ROOT_CAP_BITS {
+        0
+    } else {
+        slot << (64 - PD_ROOT_CAP_BITS)
+    }
+}
+
+/// This PD, as the [`Pd`] its logic is written against.
+#[repr(transparent)]
+pub struct Sel4Pd(PdInfo);
+
+impl Sel4Pd {
+    /// The running PD: looked up by the name the microkit tool patched in.
+    pub fn current() -> &'static Sel4Pd {
+        let name = sel4_microkit::pd_name().unwrap_or("?");
+        let info = pd_info(name).unwrap_or_else(|| panic!("PD '{name}' is not in the system description"));
+        // SAFETY: repr(transparent) over a 'static PdInfo.
+        unsafe { &*(info as *const PdInfo as *const Sel4Pd) }
+    }
+
+    pub fn info(&self) -> &'static PdInfo {
+        // SAFETY: every Sel4Pd is a 'static PdInfo (see `current`).
+        unsafe { &*(&self.0 as *const PdInfo) }
+    }
+
+    fn chan(&self, ch: ChannelId) -> Option<&'static ChannelInfo> {
+        self.info().channels.iter().find(|c| c.id == ch)
+    }
+
+    /// The capability pointer of the VSpace of PD `pd`, if this PD holds it.
+    pub fn vspace_cap(&self, pd: &str) -> Option<u64> {
+        self.info().vspaces.iter().find(|(n, _)| *n == pd).map(|(_, slot)| cspace_slot_cptr(*slot))
+    }
+}
+
+/// Writes `msg` into the message registers; returns the tag to send.
+pub fn put_message(msg: &Message) -> MessageInfo {
+    let n = (msg.count as usize).min(MSG_WORDS);
+    with_msg_regs_mut(|r| {
+        r[0] = msg.label;
+        r[1..=n].copy_from_slice(&msg.words[..n]);
+    });
+    MessageInfo::new(0, n + 1)
+}
+
+/// Reads the message described by `info` from the message registers.
+pub fn get_message(info: &MessageInfo) -> Message {
+    let len = info.count();
+    if len == 0 {
+        // A plain Microkit peer: its label is the label.
+        return Message::new(info.label(), 0);
+    }
+    with_msg_regs(|r| {
+        let n = (len - 1).min(MSG_WORDS);
+        let mut m = Message::new(r[0], n as u32);
+        m.words[..n].copy_from_slice(&r[1..=n]);
+        m
+    })
+}
+
+/// Monotonic counter ticks and their frequency (the generic timer's
+/// physical counter: this kernel config exports CNTPCT to EL0).
+#[inline]
+pub fn counter() -> (u64, u64) {
+    let (cnt, frq): (u64, u64);
+    // SAFETY: reading EL0-accessible system registers.
+    unsafe {
+        core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) cnt, options(nomem, nostack));
+        core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frq, options(nomem, nostack));
+    }
+    (cnt, frq)
+}
+
+impl Pd for Sel4Pd {
+    fn name(&self) -> &str {
+        self.0.name
+    }
+
+    fn notify(&self, ch: ChannelId) {
+        match self.chan(ch) {
+            Some(c) if c.notify => Channel::new(ch as usize).notify(),
+            _ => self.log(format_args!("notify on channel {ch}: no such channel with notify rights")),
+        }
+    }
+
+    fn ppcall(&self, ch: ChannelId, msg: &mut Message) -> Result<(), PpcError> {
+        match self.chan(ch) {
+            Some(c) if c.pp => {}
+            _ => return Err(PpcError::NoSuchChannel),
+        }
+        let reply = Channel::new(ch as usize).pp_call(put_message(msg));
+        *msg = get_message(&reply);
+        Ok(())
+    }
+
+    fn irq_ack(&self, ch: ChannelId) {
+        if self.0.irqs.contains(&ch) {
+            if let Err(e) = Channel::new(ch as usize).irq_ack() {
+                self.log(format_args!("irq_ack on channel {ch}: {e}"));
+            }
+        }
+    }
+
+    fn channel(&self, peer: &str) -> Option<ChannelId> {
+        self.0.channels.iter().find(|c| c.peer == peer).map(|c| c.id)
+    }
+
+    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
+        self.chan(ch).map(|c| c.peer)
+    }
+
+    fn region(&self, name: &str) -> Option<Region> {
+        let m = self.0.maps.iter().find(|m| m.name == name)?;
+        let base = if m.setvar { setvar(name).filter(|&v| v != 0).unwrap_or(m.vaddr) } else { m.vaddr };
+        Some(Region { base: base as *mut u8, size: m.size, writable: m.writable })
+    }
+
+    fn log(&self, args: fmt::Arguments) {
+        debug_println!("{}: {}", self.0.name, args);
+    }
+
+    fn child(&self, name: &str) -> Option<ChildId> {
+        self.0.children.iter().find(|c| c.name == name).map(|c| c.id)
+    }
+
+    fn for_each_child(&self, f: &mut dyn FnMut(ChildId, &str)) {
+        for c in self.0.children {
+            f(c.id, c.name);
+        }
+    }
+
+    fn stop_child(&self, child: ChildId) {
+        if let Err(e) = Child::new(child as usize).tcb().tcb_suspend() {
+            self.log(format_args!("stopping child {child}: {e:?}"));
+        }
+    }
+
+    fn restart_child(&self, child: ChildId) -> bool {
+        let Some(c) = self.0.children.iter().find(|c| c.id == child) else { return false };
+        let Some(entry) = pd_info(c.name).and_then(|p| program_entry(p.program)) else {
+            self.log(format_args!("no entry point known for child {}", c.name));
+            return false;
+        };
+        let tcb = Child::new(child as usize).tcb();
+        let mut regs = sel4::UserContext::default();
+        *regs.pc_mut() = entry;
+        match tcb.tcb_write_registers(true, 1, &mut regs) {
+            Ok(()) => true,
+            Err(e) => {
+                self.log(format_args!("restarting child {}: {e:?}", c.name));
+                false
+            }
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        let (cnt, frq) = counter();
+        if frq == 0 {
+            return 0;
+        }
+        ((cnt as u128 * 1_000_000_000) / frq as u128) as u64
+    }
+
+    fn shutdown(&self) {}
+
+    fn yield_now(&self) {
+        sel4::r#yield();
+    }
+}
+
+/// Entry points of the program images, by their index in [`PROGRAMS`]:
+/// `cargo xtask qemu` patches them in after linking (the manager needs a
+/// child's entry point to restart it, and the child is linked separately).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data")]
+#[used]
+static mut upd_program_entries: [u64; 16] = [0; 16];
+
+/// The entry point of program image `program`, if patched in.
+pub fn program_entry(program: &str) -> Option<u64> {
+    let i = PROGRAMS.iter().position(|p| *p == program)?;
+    // SAFETY: written by the image build before boot, never at run time.
+    let v = unsafe { core::ptr::read_volatile((&raw const upd_program_entries).cast::<u64>().add(i)) };
+    (v != 0).then_some(v)
+}
+
+fn decode_fault(info: &MessageInfo) -> Fault {
+    let fault = info.fault();
+    debug_println!("fault: {fault:?}");
+    match fault {
+        sel4::Fault::DebugException(_) => Fault::Abort,
+        _ => Fault::Exception { code: info.label() as i64 },
+    }
+}
+
+/// Drives `handler` with Microkit's event loop.
+pub struct Adapter<H: Handler<Sel4Pd>> {
+    pd: &'static Sel4Pd,
+    handler: H,
+}
+
+impl<H: Handler<Sel4Pd>> Adapter<H> {
+    pub fn new(pd: &'static Sel4Pd, handler: H) -> Self {
+        Adapter { pd, handler }
+    }
+}
+
+impl<H: Handler<Sel4Pd>> sel4_microkit::Handler for Adapter<H> {
+    type Error = core::convert::Infallible;
+
+    fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        for ch in channels.iter() {
+            self.handler.notified(self.pd, ch.index() as u32);
+        }
+        Ok(())
+    }
+
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let mut msg = get_message(&msg_info);
+        self.handler.protected(self.pd, channel.index() as u32, &mut msg);
+        Ok(put_message(&msg))
+    }
+
+    fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+        // Decode the fault before anything else touches the message registers.
+        let fault = decode_fault(&msg_info);
+        let id = child.index() as u32;
+        if self.handler.fault(self.pd, id, fault) == FaultAction::Restart {
+            self.pd.restart_child(id);
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,171 @@
+//! The shell refuses a module whose header is wrong or that needs what the
+//! slot lacks, with a message naming the problem; a good module loads and
+//! serves. Uses the real kv-v1 shared object, patched per fault, and the
+//! real loader (memfd + dlopen), with a stand-in PD.
+use domain_shell::{host_loader::SharedObjectLoader, Shell};
+use interfaces::abi::{ModuleDescriptor, DESCRIPTOR_MAGIC};
+use interfaces::control::{op, reply, shell_label, ShellStatus, SlotState};
+use interfaces::kv::{KvReply, KvRequest, KvStatus};
+use interfaces::{Message, Name};
+use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
+use std::mem::offset_of;
+use std::sync::OnceLock;
+
+const CONTROL: ChannelId = 0;
+const CLIENT: ChannelId = 1;
+
+struct FakePd {
+    code: Region,
+}
+
+impl Pd for FakePd {
+    fn name(&self) -> &str {
+        "kv0_a"
+    }
+    fn notify(&self, _ch: ChannelId) {}
+    fn ppcall(&self, _ch: ChannelId, _msg: &mut Message) -> Result<(), PpcError> {
+        Err(PpcError::NoSuchChannel)
+    }
+    fn irq_ack(&self, _ch: ChannelId) {}
+    fn channel(&self, peer: &str) -> Option<ChannelId> {
+        match peer {
+            "update_manager" => Some(CONTROL),
+            "client0" => Some(CLIENT),
+            _ => None,
+        }
+    }
+    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
+        [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
+    }
+    fn region(&self, name: &str) -> Option<Region> {
+        (name == "module_code").then_some(self.code)
+    }
+    fn log(&self, args: std::fmt::Arguments) {
+        eprintln!("[fake] {args}");
+    }
+    fn child(&self, _name: &str) -> Option<ChildId> {
+        None
+    }
+    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
+    fn stop_child(&self, _child: ChildId) {}
+    fn restart_child(&self, _child: ChildId) -> bool {
+        false
+    }
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    fn shutdown(&self) {}
+}
+
+fn kv_v1() -> &'static [u8] {
+    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    IMAGE.get_or_init(|| xtask::build_module("kv-v1").expect("build kv-v1"))
+}
+
+/// A fresh slot whose code region holds `image`.
+fn slot(image: &[u8]) -> (&'static FakePd, Shell<FakePd, SharedObjectLoader>) {
+    let code = Box::leak(vec![0u8; 2 << 20].into_boxed_slice());
+    code[..image.len()].copy_from_slice(image);
+    let pd: &'static FakePd =
+        Box::leak(Box::new(FakePd { code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false } }));
+    (pd, Shell::new(pd, SharedObjectLoader))
+}
+
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, SharedObjectLoader>, label: u64, words: &[u64]) -> Result<Message, String> {
+    let mut msg = Message::with_words(label, words);
+    shell.protected(pd, CONTROL, &mut msg);
+    match msg.label {
+        reply::OK => Ok(msg),
+        _ => Err(msg.text().unwrap_or("<unreadable>").to_owned()),
+    }
+}
+
+fn load(image: &[u8]) -> Result<(), String> {
+    let (pd, mut shell) = slot(image);
+    control(pd, &mut shell, op::LOAD, &[image.len() as u64]).map(|_| ())
+}
+
+fn descriptor_offset(image: &[u8]) -> usize {
+    let hits: Vec<usize> = image.windows(8).enumerate().filter(|(_, w)| *w == DESCRIPTOR_MAGIC).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "the descriptor magic appears once in the image");
+    hits[0]
+}
+
+fn patched(at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut img = kv_v1().to_vec();
+    let off = descriptor_offset(&img) + at;
+    img[off..off + bytes.len()].copy_from_slice(bytes);
+    img
+}
+
+#[test]
+fn good_module_loads_initialises_and_serves() {
+    let image = kv_v1();
+    let (pd, mut shell) = slot(image);
+    let mut msg = Message::default();
+    KvRequest::Get { key: b"k" }.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(msg.label, shell_label::NO_SERVICE, "an empty slot bounces calls");
+    control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap();
+    control(pd, &mut shell, op::INIT, &[]).unwrap();
+    control(pd, &mut shell, op::ACTIVATE, &[]).unwrap();
+    KvRequest::Put { key: b"k", value: b"v1" }.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(KvReply::parse(&msg).unwrap().status, KvStatus::Ok);
+    KvRequest::Get { key: b"k" }.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(KvReply::parse(&msg).unwrap().data, b"v1");
+    let status = control(pd, &mut shell, op::STATUS, &[]).unwrap();
+    let s = ShellStatus::from_words(status.used_words()).unwrap();
+    assert_eq!((s.state, s.module_version, s.calls_served, s.calls_bounced), (SlotState::Live, 1, 2, 1));
+    // Steps out of order are refused.
+    assert!(control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap_err().contains("is live"));
+}
+
+#[test]
+fn each_header_fault_is_refused_with_its_reason() {
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bad magic", patched(0, b"X"), "bad descriptor magic"),
+        ("abi version", patched(offset_of!(ModuleDescriptor, abi_version), &9u32.to_le_bytes()), "ABI version 9"),
+        ("descriptor size", patched(offset_of!(ModuleDescriptor, descriptor_size), &4u32.to_le_bytes()), "descriptor size 4"),
+        ("bad name", patched(offset_of!(ModuleDescriptor, service), &[0xff; 32]), "not valid text"),
+        ("too many channels", patched(offset_of!(ModuleDescriptor, n_channels), &99u32.to_le_bytes()), "too many channels"),
+    ];
+    for (what, image, want) in cases {
+        let err = load(&image).expect_err(what);
+        assert!(err.contains(want), "{what}: got '{err}'");
+    }
+}
+
+#[test]
+fn module_needing_what_the_slot_lacks_is_refused_naming_it() {
+    let mut img = patched(offset_of!(ModuleDescriptor, n_channels), &1u32.to_le_bytes());
+    let off = descriptor_offset(&img) + offset_of!(ModuleDescriptor, channels);
+    img[off..off + 32].copy_from_slice(&Name::new("timer").0);
+    let err = load(&img).unwrap_err();
+    assert_eq!(err, "module kv v1 needs channel 'timer', which slot kv0_a lacks");
+
+    let mut img = patched(offset_of!(ModuleDescriptor, n_regions), &1u32.to_le_bytes());
+    let off = descriptor_offset(&img) + offset_of!(ModuleDescriptor, regions);
+    img[off..off + 32].copy_from_slice(&Name::new("dma_buffer").0);
+    assert_eq!(load(&img).unwrap_err(), "module kv v1 needs region 'dma_buffer', which slot kv0_a lacks");
+}
+
+#[test]
+fn images_that_are_not_modules_are_refused() {
+    assert_eq!(load(b"not an elf at all").unwrap_err(), "image is not an ELF file");
+    // A shared object without the module symbols.
+    let mut img = kv_v1().to_vec();
+    let sym = b"UPD_MODULE_DESCRIPTOR";
+    let mut n = 0;
+    while let Some(i) = img.windows(sym.len()).position(|w| w == sym) {
+        img[i] = b'X';
+        n += 1;
+    }
+    assert!(n > 0);
+    assert!(load(&img).unwrap_err().contains("exports no UPD_MODULE_DESCRIPTOR"));
+    // A truncated image and a length beyond the code region.
+    assert!(load(&kv_v1()[..4096]).unwrap_err().contains("lies outside the image"), "truncated image");
+    let (pd, mut shell) = slot(kv_v1());
+    assert!(control(pd, &mut shell, op::LOAD, &[3 << 20]).unwrap_err().contains("does not fit the code region"));
+}

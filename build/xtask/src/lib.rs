@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod sel4;
+
 /// A service module image bundled into the image store.
 pub struct ModuleImage {
     /// The name the manager knows it by.
@@ -31,7 +33,7 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(workspace_root());
     c
@@ -93,7 +95,8 @@ pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
 /// Builds one module package for the host and returns its image bytes
 /// (for tests that load real modules).
 pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
-    let status = cargo().args(["build", "--quiet", "-p", package]).status().map_err(|e| format!("running cargo: {e}"))?;
+    let status =
+        cargo().args(["build", "--quiet", "-p", package]).status().map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {
         return Err(format!("building {package} failed"));
     }

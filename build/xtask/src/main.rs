@@ -8,7 +8,8 @@ usage: cargo xtask <command>
   build [--release]                    build the host programs, modules and image store
   run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
-  qemu [SYSTEM.xml]                    build the seL4 image with MICROKIT_SDK and boot it in QEMU
+  qemu [SYSTEM.xml] [--build-only]     build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
+                                       in QEMU; --build-only prints the loader image's path instead
 ";
 
 fn fail(msg: &str) -> ! {
@@ -59,7 +60,17 @@ fn main() {
                 }
             }
         }
-        "qemu" => fail("the seL4 image build is not wired up yet: see README"),
+        "qemu" => {
+            let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+            let image = xtask::sel4::build_image(&system).unwrap_or_else(|e| fail(&e));
+            if rest.iter().any(|a| a == "--build-only") {
+                println!("{}", image.loader.display());
+                return;
+            }
+            eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display());
+            let err = xtask::sel4::qemu(&image.loader).exec();
+            fail(&format!("starting qemu-system-aarch64: {err}"))
+        }
         "-h" | "--help" | "help" => print!("{USAGE}"),
         other => {
             eprint!("unknown command '{other}'\n{USAGE}");

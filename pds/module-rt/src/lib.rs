@@ -141,6 +141,8 @@ pub mod glue {
     /// See the module documentation.
     pub unsafe extern "C" fn init<M: Exported>(env: *const ShellEnv) -> i32 {
         let Some(env) = (unsafe { Env::from_raw(env) }) else { return status::ERROR };
+        // Remembered for the panic handler of bare-metal builds.
+        crate::SHELL_ENV.store(env.0 as *const ShellEnv as *mut ShellEnv, core::sync::atomic::Ordering::Relaxed);
         match M::init(env) {
             Ok(m) => {
                 // SAFETY: see `Instance`.
@@ -204,6 +206,46 @@ pub mod glue {
         // SAFETY: the shell passes the transfer region's state bytes.
         let data = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(buf, len) } };
         with::<M, _>(|m| m.import_state(schema, data).map_or_else(|e| e, |()| status::OK), status::ERROR)
+    }
+}
+
+/// The shell's environment, once `init` has been called.
+static SHELL_ENV: core::sync::atomic::AtomicPtr<ShellEnv> = core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// On bare metal (the seL4 build of a module, `aarch64-unknown-none`) a
+/// panic is reported through the shell's `abort`, which does not return:
+/// the slot fails as a faulting PD would. On the host, std's handler runs.
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    struct Buf {
+        bytes: [u8; 200],
+        len: usize,
+    }
+    impl core::fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            // Truncate at a character boundary when full.
+            for c in s.chars() {
+                let mut tmp = [0u8; 4];
+                let e = c.encode_utf8(&mut tmp).as_bytes();
+                if self.len + e.len() > self.bytes.len() {
+                    return Err(core::fmt::Error);
+                }
+                self.bytes[self.len..self.len + e.len()].copy_from_slice(e);
+                self.len += e.len();
+            }
+            Ok(())
+        }
+    }
+    let mut buf = Buf { bytes: [0; 200], len: 0 };
+    let _ = core::fmt::Write::write_fmt(&mut buf, format_args!("panic: {}", info.message()));
+    let text = core::str::from_utf8(&buf.bytes[..buf.len]).unwrap_or("panic");
+    // SAFETY: set by `init` from the table the shell keeps alive.
+    match unsafe { Env::from_raw(SHELL_ENV.load(core::sync::atomic::Ordering::Relaxed)) } {
+        Some(env) => env.abort(text),
+        None => loop {
+            core::hint::spin_loop();
+        },
     }
 }
 

@@ -12,7 +12,7 @@
 //! channel is refused), but a deliberately hostile process could forge
 //! notifications. Isolation between PDs is what seL4 provides; the host
 //! runtime is for development and CI.
-use interfaces::Message;
+use interfaces::{Message, MSG_WORDS};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -57,22 +57,54 @@ pub mod fault_kind {
 pub struct CallSlot {
     pub state: AtomicU32,
     pub callee: AtomicU32,
+    /// 1 while the caller sleeps on `state`: the callee only makes the
+    /// wake-up system call then (SeqCst pairing as in [`PdBlock::signal`]).
+    pub waiting: AtomicU32,
     /// The message: written by the caller before `state` becomes CALLED,
     /// by the callee before it becomes REPLIED (Release/Acquire on `state`).
     message: UnsafeCell<Message>,
 }
 
 impl CallSlot {
+    /// Copies the label, the count and the words in use (not all 64).
+    ///
     /// # Safety
     /// Only the side that currently owns the slot (per `state`) may write.
     pub unsafe fn write(&self, m: &Message) {
-        unsafe { self.message.get().write_volatile(*m) }
+        let n = (m.count as usize).min(MSG_WORDS);
+        let dst = self.message.get();
+        unsafe {
+            (*dst).label = m.label;
+            (*dst).count = n as u32;
+            std::ptr::copy_nonoverlapping(m.words.as_ptr(), (*dst).words.as_mut_ptr(), n);
+        }
     }
+
+    /// Reads what the other side wrote into `m`; the count is clamped, the
+    /// words beyond it are left as they were.
+    ///
     /// # Safety
     /// As [`CallSlot::write`]; the bytes may come from a misbehaving peer,
     /// so callers validate what they read.
-    pub unsafe fn read(&self) -> Message {
-        unsafe { self.message.get().read_volatile() }
+    pub unsafe fn read_into(&self, m: &mut Message) {
+        let src = self.message.get();
+        unsafe {
+            m.label = (*src).label;
+            let n = ((*src).count as usize).min(MSG_WORDS);
+            m.count = n as u32;
+            std::ptr::copy_nonoverlapping((*src).words.as_ptr(), m.words.as_mut_ptr(), n);
+        }
+    }
+
+    /// Publishes a result and wakes the caller if it sleeps.
+    pub fn complete(&self, from: u32, to: u32) -> bool {
+        if self.state.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            futex_wake(&self.state);
+        }
+        true
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::config::{PdConfig, ENV_VAR};
 use crate::kernel::{call_state, request, run_state, KernelPage, PdBlock};
 use crate::shm::{self, Mapping};
-use interfaces::{Message, MSG_WORDS};
+use interfaces::Message;
 use pd_api::{ChannelId, ChildId, FaultAction, Handler, Pd, PpcError, Region};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub struct HostPd {
 
 /// How long a caller spins on its reply before sleeping: a round trip on an
 /// idle second core is shorter than a futex sleep and wake.
-const CALL_SPIN: u32 = 2_000;
+pub const CALL_SPIN: u32 = 2_000;
 /// How often a sleeping caller checks that its callee is still alive.
 const CALLEE_CHECK: Duration = Duration::from_millis(50);
 
@@ -78,23 +78,16 @@ impl HostPd {
         let Some(ch) = self.callers[caller] else {
             // A PD without a pp channel to us: refuse, as seL4 would never
             // have delivered the call.
-            if slot
-                .state
-                .compare_exchange(call_state::CALLED, call_state::FAILED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                crate::kernel::futex_wake(&slot.state);
-            }
+            slot.complete(call_state::CALLED, call_state::FAILED);
             return;
         };
+        let mut msg = Message::default();
         // SAFETY: CALLED means the caller finished writing and waits.
-        let mut msg = unsafe { slot.read() };
-        msg.count = msg.count.min(MSG_WORDS as u32);
+        unsafe { slot.read_into(&mut msg) };
         h.protected(self, ch, &mut msg);
         // SAFETY: the slot is ours until we publish REPLIED.
         unsafe { slot.write(&msg) };
-        slot.state.store(call_state::REPLIED, Ordering::Release);
-        crate::kernel::futex_wake(&slot.state);
+        slot.complete(call_state::CALLED, call_state::REPLIED);
     }
 
     fn child_index(&self, child: ChildId) -> Option<usize> {
@@ -165,8 +158,7 @@ impl Pd for HostPd {
             match slot.state.load(Ordering::Acquire) {
                 call_state::REPLIED => {
                     // SAFETY: REPLIED hands the slot back to us.
-                    *msg = unsafe { slot.read() };
-                    msg.count = msg.count.min(MSG_WORDS as u32);
+                    unsafe { slot.read_into(msg) };
                     slot.state.store(call_state::IDLE, Ordering::Relaxed);
                     return Ok(());
                 }
@@ -179,7 +171,11 @@ impl Pd for HostPd {
                     std::hint::spin_loop();
                 }
                 _ => {
-                    crate::kernel::futex_wait(&slot.state, call_state::CALLED, Some(CALLEE_CHECK));
+                    slot.waiting.store(1, Ordering::SeqCst);
+                    if slot.state.load(Ordering::SeqCst) == call_state::CALLED {
+                        crate::kernel::futex_wait(&slot.state, call_state::CALLED, Some(CALLEE_CHECK));
+                    }
+                    slot.waiting.store(0, Ordering::Relaxed);
                     if callee.run_state.load(Ordering::Acquire) == run_state::DEAD
                         && slot
                             .state

@@ -88,11 +88,15 @@ impl Drop for Running {
 }
 
 fn pd(name: &str, prio: u32, body: &str) -> String {
-    format!(r#"<protection_domain name="{name}" priority="{prio}"><program_image path="test_pd"/>{body}</protection_domain>"#)
+    format!(
+        r#"<protection_domain name="{name}" priority="{prio}"><program_image path="test_pd"/>{body}</protection_domain>"#
+    )
 }
 
 fn child(name: &str, id: u32, prio: u32, body: &str) -> String {
-    format!(r#"<protection_domain name="{name}" id="{id}" priority="{prio}"><program_image path="test_pd"/>{body}</protection_domain>"#)
+    format!(
+        r#"<protection_domain name="{name}" id="{id}" priority="{prio}"><program_image path="test_pd"/>{body}</protection_domain>"#
+    )
 }
 
 fn chan(a: &str, ida: u32, pp: bool, b: &str, idb: u32) -> String {
@@ -118,7 +122,12 @@ fn ppc_carries_64_words_and_notifications_cross_processes() {
 #[test]
 fn ppc_to_equal_or_lower_priority_is_refused_at_boot() {
     for (callee_prio, what) in [(10, "equal"), (5, "lower")] {
-        let xml = format!("<system>{}{}{}</system>", pd("caller", 10, ""), pd("echo", callee_prio, ""), chan("caller", 1, true, "echo", 1));
+        let xml = format!(
+            "<system>{}{}{}</system>",
+            pd("caller", 10, ""),
+            pd("echo", callee_prio, ""),
+            chan("caller", 1, true, "echo", 1)
+        );
         let mut r = boot(&format!("prio-{what}"), &xml);
         let line = r.expect("error:");
         assert!(line.contains("<channel>") && line.contains("strictly higher"), "{what}: {line}");
@@ -150,7 +159,12 @@ fn panics_and_kills_reach_the_parent_which_can_restart() {
     let first = r.expect("PASS fault from child 3");
     assert!(first.contains("abort"), "{first}");
     r.expect("PASS fault from child 3");
-    let victim = r.seen.iter().find(|l| l.starts_with("[victim] started pid")).cloned().unwrap_or_else(|| r.expect("[victim] started pid"));
+    let victim = r
+        .seen
+        .iter()
+        .find(|l| l.starts_with("[victim] started pid"))
+        .cloned()
+        .unwrap_or_else(|| r.expect("[victim] started pid"));
     let pid: i32 = victim.rsplit(' ').next().unwrap().parse().unwrap();
     // SAFETY: killing the test's own grandchild.
     unsafe { libc::kill(pid, libc::SIGKILL) };

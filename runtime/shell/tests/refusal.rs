@@ -71,7 +71,12 @@ fn slot(image: &[u8]) -> (&'static FakePd, Shell<FakePd, SharedObjectLoader>) {
     (pd, Shell::new(pd, SharedObjectLoader))
 }
 
-fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, SharedObjectLoader>, label: u64, words: &[u64]) -> Result<Message, String> {
+fn control(
+    pd: &'static FakePd,
+    shell: &mut Shell<FakePd, SharedObjectLoader>,
+    label: u64,
+    words: &[u64],
+) -> Result<Message, String> {
     let mut msg = Message::with_words(label, words);
     shell.protected(pd, CONTROL, &mut msg);
     match msg.label {
@@ -86,7 +91,8 @@ fn load(image: &[u8]) -> Result<(), String> {
 }
 
 fn descriptor_offset(image: &[u8]) -> usize {
-    let hits: Vec<usize> = image.windows(8).enumerate().filter(|(_, w)| *w == DESCRIPTOR_MAGIC).map(|(i, _)| i).collect();
+    let hits: Vec<usize> =
+        image.windows(8).enumerate().filter(|(_, w)| *w == DESCRIPTOR_MAGIC).map(|(i, _)| i).collect();
     assert_eq!(hits.len(), 1, "the descriptor magic appears once in the image");
     hits[0]
 }
@@ -127,9 +133,17 @@ fn each_header_fault_is_refused_with_its_reason() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("bad magic", patched(0, b"X"), "bad descriptor magic"),
         ("abi version", patched(offset_of!(ModuleDescriptor, abi_version), &9u32.to_le_bytes()), "ABI version 9"),
-        ("descriptor size", patched(offset_of!(ModuleDescriptor, descriptor_size), &4u32.to_le_bytes()), "descriptor size 4"),
+        (
+            "descriptor size",
+            patched(offset_of!(ModuleDescriptor, descriptor_size), &4u32.to_le_bytes()),
+            "descriptor size 4",
+        ),
         ("bad name", patched(offset_of!(ModuleDescriptor, service), &[0xff; 32]), "not valid text"),
-        ("too many channels", patched(offset_of!(ModuleDescriptor, n_channels), &99u32.to_le_bytes()), "too many channels"),
+        (
+            "too many channels",
+            patched(offset_of!(ModuleDescriptor, n_channels), &99u32.to_le_bytes()),
+            "too many channels",
+        ),
     ];
     for (what, image, want) in cases {
         let err = load(&image).expect_err(what);

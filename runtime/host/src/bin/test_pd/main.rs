@@ -5,6 +5,8 @@ use host_runtime::HostPd;
 use interfaces::{Message, MSG_WORDS};
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd};
 
+mod bench;
+
 struct Echo;
 
 impl Handler<HostPd> for Echo {
@@ -139,6 +141,10 @@ fn main() {
             Any::Parent(Parent { faults: 0, restarted: false })
         } else if name.starts_with("sleeper") {
             pd.notify(pd.channel("parent").expect("channel to parent"));
+            Any::Idle(Idle)
+        } else if name.starts_with("benchcaller") {
+            bench::run(pd);
+            pd.shutdown();
             Any::Idle(Idle)
         } else if name.starts_with("finisher") {
             std::thread::sleep(std::time::Duration::from_millis(300));

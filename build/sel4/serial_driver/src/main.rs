@@ -1,0 +1,95 @@
+//! The serial driver PD on seL4: owns the PL011 (region `uart`, symbol
+//! `uart_base`) and its interrupt (channel 1). Received bytes go into the
+//! rx queue and the console (the manager) is notified; when the console
+//! notifies, the tx queue is drained to the UART.
+#![no_std]
+#![no_main]
+
+use pd_api::{ChannelId, Handler, Pd};
+use pl011::Pl011;
+use sel4_microkit::{protection_domain, debug_println};
+use sel4_pd::{Adapter, Sel4Pd};
+use serial::{to_terminal, Queues};
+
+/// The interrupt's channel id in system.xml (`<irq irq="33" id="1"/>`).
+const IRQ_CHANNEL: ChannelId = 1;
+
+struct Driver {
+    uart: Pl011,
+    q: Queues,
+}
+
+impl Driver {
+    fn receive(&mut self, pd: &Sel4Pd) {
+        let mut buf = [0u8; 64];
+        let mut got = false;
+        loop {
+            let n = self.uart.read_into(&mut buf);
+            if n == 0 {
+                break;
+            }
+            let mut bytes = &buf[..n];
+            while !bytes.is_empty() {
+                match self.q.rx.push(bytes) {
+                    // Queue full: the console is behind; drop the rest
+                    // rather than stall the interrupt.
+                    Ok(0) => {
+                        pd.log(format_args!("rx queue full: {} bytes dropped", bytes.len()));
+                        bytes = &[];
+                    }
+                    Ok(k) => bytes = &bytes[k..],
+                    Err(_) => {
+                        pd.log(format_args!("console corrupted the rx queue; input dropped"));
+                        bytes = &[];
+                    }
+                }
+            }
+            got = true;
+        }
+        self.uart.clear_rx_interrupts();
+        pd.irq_ack(IRQ_CHANNEL);
+        if got {
+            pd.notify(self.q.client);
+        }
+    }
+
+    fn transmit(&mut self, pd: &Sel4Pd) {
+        let mut buf = [0u8; 512];
+        let mut out = [0u8; 1024];
+        loop {
+            match self.q.tx.pop(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let m = to_terminal(&buf[..n], &mut out);
+                    self.uart.write(&out[..m]);
+                }
+                Err(_) => {
+                    pd.log(format_args!("console wrote an impossible tx index; dropping output"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Sel4Pd> for Driver {
+    fn notified(&mut self, pd: &Sel4Pd, ch: ChannelId) {
+        if ch == IRQ_CHANNEL {
+            self.receive(pd);
+        } else if ch == self.q.client {
+            self.transmit(pd);
+        }
+    }
+}
+
+#[protection_domain]
+fn init() -> Adapter<Driver> {
+    let pd = Sel4Pd::current();
+    let q = Queues::attach(pd, interfaces::control::MANAGER_PD).unwrap_or_else(|e| panic!("serial: {e}"));
+    let uart_region = pd.region("uart_base").unwrap_or_else(|| panic!("serial: no 'uart_base' mapping"));
+    // SAFETY: the uart mapping is the PL011's registers, uncached, ours alone.
+    let uart = unsafe { Pl011::new(uart_region.base) };
+    uart.init();
+    debug_println!("serial: PL011 at {:p}", uart_region.base);
+    Adapter::new(pd, Driver { uart, q })
+}

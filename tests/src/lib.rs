@@ -1,0 +1,189 @@
+//! A harness that boots a system on the host runtime with the console on
+//! pipes, types commands and reads the answers, as an operator would.
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const PROMPT: &str = "upd> ";
+
+/// Builds the host image once per test binary.
+pub fn host_image() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| xtask::build_host(false).expect("building the host image"))
+}
+
+pub struct System {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Receiver<String>,
+    /// Everything the console printed so far.
+    pub transcript: String,
+    /// How much of the transcript earlier waits consumed.
+    cursor: usize,
+    /// Lines the PDs and the runtime logged on stderr.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// One row of the `status` table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub pd: String,
+    pub service: String,
+    pub version: String,
+    pub slot: String,
+    pub state: String,
+    pub calls: String,
+    pub faults: u32,
+    pub detail: String,
+}
+
+impl Row {
+    /// A `key=value` field of the detail column, as a number.
+    pub fn detail_num(&self, key: &str) -> Option<u64> {
+        self.detail.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    }
+}
+
+/// Parses the table `status` prints (header line first).
+pub fn parse_status(text: &str) -> Vec<Row> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("PD ")).skip(1);
+    let mut rows = Vec::new();
+    for l in lines.by_ref() {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() < 7 || l.starts_with(PROMPT.trim_end()) {
+            break;
+        }
+        rows.push(Row {
+            pd: cols[0].into(),
+            service: cols[1].into(),
+            version: cols[2].into(),
+            slot: cols[3].into(),
+            state: cols[4].into(),
+            calls: cols[5].into(),
+            faults: cols[6].parse().unwrap_or(u32::MAX),
+            detail: cols[7..].join(" "),
+        });
+    }
+    rows
+}
+
+impl System {
+    /// Boots `system` (default: the repository's system.xml) and waits for
+    /// the first prompt.
+    pub fn boot(system: Option<&Path>) -> System {
+        let dir = host_image();
+        let sys = system.map(Path::to_owned).unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
+        let mut child = Command::new(dir.parent().unwrap().join("host-runtime"))
+            .arg(&sys)
+            .arg("--search-path")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting host-runtime");
+        let (tx, rx) = channel();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    return;
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (err, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut s = System { child, stdin, out: rx, transcript: String::new(), cursor: 0, log };
+        s.wait_for(PROMPT, Duration::from_secs(30));
+        s
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\n--- console ---\n{}\n--- log (last 40 lines) ---\n{}",
+            self.transcript,
+            self.log.lock().unwrap().iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// Waits until the console output not yet consumed contains `pattern`;
+    /// returns that output up to and including it.
+    pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.transcript[self.cursor..].find(pattern) {
+                let end = self.cursor + i + pattern.len();
+                let got = self.transcript[self.cursor..end].to_owned();
+                self.cursor = end;
+                return got;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                self.fail(&format!("no '{pattern}' within {timeout:?}"))
+            };
+            match self.out.recv_timeout(left) {
+                Ok(chunk) => self.transcript.push_str(&chunk),
+                Err(_) => self.fail(&format!("no '{pattern}' within {timeout:?}")),
+            }
+        }
+    }
+
+    /// Types raw bytes on the console.
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("console still open");
+        stdin.write_all(bytes).and_then(|()| stdin.flush()).expect("console write");
+    }
+
+    /// Runs one command and returns its output (without the next prompt).
+    pub fn command(&mut self, line: &str) -> String {
+        self.type_bytes(format!("{line}\n").as_bytes());
+        let out = self.wait_for(PROMPT, Duration::from_secs(30));
+        // Drop the echoed command line and the trailing prompt.
+        let out = out.strip_suffix(PROMPT).unwrap_or(&out);
+        out.split_once('\n').map_or("", |(_, rest)| rest).to_owned()
+    }
+
+    pub fn status(&mut self) -> Vec<Row> {
+        let text = self.command("status");
+        let rows = parse_status(&text);
+        if rows.is_empty() {
+            self.fail("status printed no table");
+        }
+        rows
+    }
+
+    /// Closes the console (end of input) and returns the exit code.
+    pub fn shutdown(mut self) -> i32 {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                // Collect the last output for the caller's assertions.
+                while let Ok(chunk) = self.out.recv_timeout(Duration::from_millis(200)) {
+                    self.transcript.push_str(&chunk);
+                }
+                return s.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.fail("the system did not shut down at end of input");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -36,10 +36,13 @@ pub struct ModuleDescriptor {
     pub state_schema: u32,
     /// Schemas this version can import (its own is implied).
     pub import_schemas: [u32; MAX_IMPORT_SCHEMAS],
+    /// Older schemas this version can export its state in, for a rollback
+    /// to a version that cannot read its own (its own is implied).
+    pub export_schemas: [u32; MAX_IMPORT_SCHEMAS],
     pub n_import_schemas: u32,
+    pub n_export_schemas: u32,
     pub n_channels: u32,
     pub n_regions: u32,
-    pub _reserved: u32,
     /// Channels the module needs, by the name of the peer PD.
     pub channels: [Name; MAX_CHANNELS],
     /// Memory regions the module needs, by their local name in the slot.
@@ -83,10 +86,11 @@ impl ModuleDescriptor {
             module_version: version,
             state_schema,
             import_schemas: [0; MAX_IMPORT_SCHEMAS],
+            export_schemas: [0; MAX_IMPORT_SCHEMAS],
             n_import_schemas: 0,
+            n_export_schemas: 0,
             n_channels: 0,
             n_regions: 0,
-            _reserved: 0,
             channels: [Name::EMPTY; MAX_CHANNELS],
             regions: [Name::EMPTY; MAX_REGIONS],
         }
@@ -95,6 +99,12 @@ impl ModuleDescriptor {
     pub const fn imports(mut self, schema: u32) -> Self {
         self.import_schemas[self.n_import_schemas as usize] = schema;
         self.n_import_schemas += 1;
+        self
+    }
+
+    pub const fn exports(mut self, schema: u32) -> Self {
+        self.export_schemas[self.n_export_schemas as usize] = schema;
+        self.n_export_schemas += 1;
         self
     }
 
@@ -130,6 +140,9 @@ impl ModuleDescriptor {
         if self.n_import_schemas as usize > MAX_IMPORT_SCHEMAS {
             return Err(DescriptorError::TooMany("import schemas"));
         }
+        if self.n_export_schemas as usize > MAX_IMPORT_SCHEMAS {
+            return Err(DescriptorError::TooMany("export schemas"));
+        }
         if self.n_channels as usize > MAX_CHANNELS {
             return Err(DescriptorError::TooMany("channels"));
         }
@@ -161,6 +174,26 @@ impl ModuleDescriptor {
     pub fn can_import(&self, schema: u32) -> bool {
         schema == self.state_schema
             || self.import_schemas[..(self.n_import_schemas as usize).min(MAX_IMPORT_SCHEMAS)].contains(&schema)
+    }
+
+    /// Whether this module can export its state in `schema`.
+    pub fn can_export(&self, schema: u32) -> bool {
+        schema == self.state_schema
+            || self.export_schemas[..(self.n_export_schemas as usize).min(MAX_IMPORT_SCHEMAS)].contains(&schema)
+    }
+
+    /// The schema to hand state over in, from a module described by `self`
+    /// to one described by `to`: the exporter's own schema if the importer
+    /// reads it (nothing is lost in translation), else the importer's own if
+    /// the exporter can write it. `None`: they share no schema.
+    pub fn transfer_schema(&self, to: &ModuleDescriptor) -> Option<u32> {
+        if to.can_import(self.state_schema) {
+            Some(self.state_schema)
+        } else if self.can_export(to.state_schema) {
+            Some(to.state_schema)
+        } else {
+            None
+        }
     }
 }
 
@@ -215,7 +248,8 @@ pub struct ModuleEntry {
     pub protected: unsafe extern "C" fn(channel: u32, msg: *mut Message),
     /// `status::OK` when quiescent, `status::NOT_READY` to be asked again.
     pub prepare: unsafe extern "C" fn() -> i32,
-    pub export_state: unsafe extern "C" fn(buf: *mut u8, cap: usize, out_len: *mut usize) -> i32,
+    /// Writes the state in `schema` (its own or one it lists as exportable).
+    pub export_state: unsafe extern "C" fn(schema: u32, buf: *mut u8, cap: usize, out_len: *mut usize) -> i32,
     pub import_state: unsafe extern "C" fn(schema: u32, buf: *const u8, len: usize) -> i32,
 }
 
@@ -230,6 +264,11 @@ mod tests {
         let d = ModuleDescriptor::parse(D.as_bytes()).unwrap();
         assert_eq!(d.service(), "kv");
         assert!(d.can_import(1) && d.can_import(2) && !d.can_import(3));
+        let v1 = ModuleDescriptor::new("kv", 1, 1);
+        let v3 = ModuleDescriptor::new("kv", 3, 3).exports(1);
+        assert_eq!(v1.transfer_schema(d), Some(1), "the newer one reads the older state");
+        assert_eq!(d.transfer_schema(&v1), None, "v1 reads only 1, and this v2 cannot write it");
+        assert_eq!(v3.transfer_schema(&v1), Some(1), "a downgrade the newer one can write");
         assert_eq!(d.channels().count(), 1);
         assert_eq!(d.channels().next().unwrap().as_str(), Some("serial"));
     }

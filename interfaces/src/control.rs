@@ -23,6 +23,20 @@ pub mod op {
     pub const ACTIVATE: u64 = 0x4c00_0003;
     /// Report counters: see [`super::ShellStatus`].
     pub const STATUS: u64 = 0x4c00_0004;
+    /// Quiesce: word 0 = the schema to export in. The shell asks its module
+    /// to prepare; once ready (now or after a later event) the state is
+    /// exported into the transfer region and calls are answered `MOVED`.
+    /// Answers OK with word 0 = state length, or `reply::NOT_READY`; ask
+    /// again to learn the outcome.
+    pub const PREPARE: u64 = 0x4c00_0005;
+    /// Take over the state in the transfer region.
+    pub const IMPORT: u64 = 0x4c00_0006;
+    /// Before commit: a quiescing or moved slot goes back to serving, its
+    /// state intact.
+    pub const THAW: u64 = 0x4c00_0007;
+    /// After commit: a moved slot keeps its module (for a rollback) and
+    /// answers `MOVED` to every call.
+    pub const RETIRE: u64 = 0x4c00_0008;
 }
 
 /// Labels of shell replies to control calls.
@@ -30,6 +44,8 @@ pub mod reply {
     pub const OK: u64 = 0;
     /// Word 0 = text length, then the text: why the step failed.
     pub const ERROR: u64 = 1;
+    /// The module is not yet quiescent.
+    pub const NOT_READY: u64 = 2;
 }
 
 /// Labels a shell itself answers on a service channel, outside any
@@ -51,6 +67,12 @@ pub enum SlotState {
     Loaded = 1,
     Initialised = 2,
     Live = 3,
+    /// Live, waiting for its module to become quiescent.
+    Quiescing = 4,
+    /// State exported; calls are answered `MOVED`.
+    Moved = 5,
+    /// Replaced; module kept for a rollback; calls are answered `MOVED`.
+    Retired = 6,
 }
 
 impl SlotState {
@@ -60,6 +82,9 @@ impl SlotState {
             1 => SlotState::Loaded,
             2 => SlotState::Initialised,
             3 => SlotState::Live,
+            4 => SlotState::Quiescing,
+            5 => SlotState::Moved,
+            6 => SlotState::Retired,
             _ => return None,
         })
     }
@@ -70,6 +95,9 @@ impl SlotState {
             SlotState::Loaded => "loaded",
             SlotState::Initialised => "ready",
             SlotState::Live => "live",
+            SlotState::Quiescing => "quiescing",
+            SlotState::Moved => "moved",
+            SlotState::Retired => "retired",
         }
     }
 }

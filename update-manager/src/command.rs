@@ -1,33 +1,73 @@
 //! Console commands: parsing is separate from running, and every way a line
 //! can be wrong has its own one-line message.
-use alloc::{format, string::String};
+use alloc::{format, string::String, vec::Vec};
+
+/// Default quiescence timeout of `update`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
     Status,
     Version,
+    Images,
+    Update { service: String, image: String, timeout_ms: u64 },
+    Rollback { service: String },
+    Log,
 }
 
 pub const HELP: &str = "\
 commands:
-  help      this list
-  status    one row per protection domain: service, version, slot, state, calls, faults
-  version   the manager's version and module ABI
+  help                                  this list
+  status                                one row per protection domain: service, version, slot, state, calls, faults
+  version                               the manager's version and module ABI
+  images                                the module images the manager holds
+  update <service> <image> [--timeout MS]
+                                        replace every instance of <service> with <image>, state and all
+                                        (quiescence timeout: default 2000 ms)
+  rollback <service>                    return every instance of <service> to its previous version
+  log                                   the update history with per-phase times
 ";
 
+fn name_arg<'a>(what: &str, v: Option<&'a str>) -> Result<&'a str, String> {
+    let v = v.ok_or_else(|| format!("missing {what}"))?;
+    if v.len() > 31 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("bad {what} '{}'", truncate(v, 32)));
+    }
+    Ok(v)
+}
+
 pub fn parse(line: &str) -> Result<Option<Command>, String> {
-    let mut words = line.split_ascii_whitespace();
-    let Some(cmd) = words.next() else { return Ok(None) };
-    let rest = words.next();
-    let no_args = |c: Command| match rest {
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
+    let Some((&cmd, args)) = words.split_first() else { return Ok(None) };
+    let no_args = |c: Command| match args.first() {
         None => Ok(Some(c)),
-        Some(a) => Err(format!("'{cmd}' takes no arguments (got '{a}')")),
+        Some(a) => Err(format!("'{cmd}' takes no arguments (got '{}')", truncate(a, 32))),
     };
     match cmd {
         "help" | "?" => no_args(Command::Help),
         "status" => no_args(Command::Status),
         "version" => no_args(Command::Version),
+        "images" => no_args(Command::Images),
+        "log" => no_args(Command::Log),
+        "update" => {
+            let usage = "usage: update <service> <image> [--timeout MS]";
+            let service = name_arg("service", args.first().copied()).map_err(|e| format!("{e}; {usage}"))?.into();
+            let image = name_arg("image", args.get(1).copied()).map_err(|e| format!("{e}; {usage}"))?.into();
+            let timeout_ms = match &args[2..] {
+                [] => DEFAULT_TIMEOUT_MS,
+                ["--timeout", ms] => match ms.parse::<u64>() {
+                    Ok(v @ 1..=600_000) => v,
+                    _ => return Err(format!("bad timeout '{}': milliseconds from 1 to 600000", truncate(ms, 16))),
+                },
+                _ => return Err(usage.into()),
+            };
+            Ok(Some(Command::Update { service, image, timeout_ms }))
+        }
+        "rollback" => match args {
+            [s] => Ok(Some(Command::Rollback { service: name_arg("service", Some(s))?.into() })),
+            _ => Err("usage: rollback <service>".into()),
+        },
         _ => Err(format!("unknown command '{}' (try 'help')", truncate(cmd, 32))),
     }
 }
@@ -49,5 +89,19 @@ mod tests {
         assert_eq!(parse(""), Ok(None));
         assert_eq!(parse("stat").unwrap_err(), "unknown command 'stat' (try 'help')");
         assert_eq!(parse("status now").unwrap_err(), "'status' takes no arguments (got 'now')");
+        assert_eq!(
+            parse("update kv kv-v2 --timeout 50"),
+            Ok(Some(Command::Update { service: "kv".into(), image: "kv-v2".into(), timeout_ms: 50 }))
+        );
+        assert_eq!(
+            parse("update kv kv-v2"),
+            Ok(Some(Command::Update { service: "kv".into(), image: "kv-v2".into(), timeout_ms: DEFAULT_TIMEOUT_MS }))
+        );
+        assert_eq!(parse("update kv").unwrap_err(), "missing image; usage: update <service> <image> [--timeout MS]");
+        assert!(parse("update kv kv-v2 --timeout -5").unwrap_err().starts_with("bad timeout"));
+        assert!(parse("update kv kv-v2 --fast").unwrap_err().starts_with("usage"));
+        assert!(parse("update k$v kv-v2").unwrap_err().starts_with("bad service"));
+        assert_eq!(parse("rollback kv"), Ok(Some(Command::Rollback { service: "kv".into() })));
+        assert_eq!(parse("rollback").unwrap_err(), "usage: rollback <service>");
     }
 }

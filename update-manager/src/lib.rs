@@ -9,9 +9,11 @@ extern crate alloc;
 
 pub mod command;
 pub mod console;
+pub mod history;
 pub mod image;
 pub mod manager;
 mod status;
+mod update;
 
 pub use manager::Manager;
 pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};

@@ -1,12 +1,15 @@
-//! The manager's state and event handling.
+//! The manager's state, commands and event handling.
 use crate::command::{self, Command};
 use crate::console::{Event, LineEditor, PROMPT};
+use crate::history::{History, Record};
 use crate::image;
-use crate::placer::{ImagePlacer, SlotCode};
+use crate::placer::ImagePlacer;
 use crate::status::{self, Row};
+use crate::update::{describe, Target};
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
+use core::fmt::Write;
 use interfaces::abi::ModuleDescriptor;
-use interfaces::capmap::{Binding, CapMap, Slot};
+use interfaces::capmap::{CapMap, Slot};
 use interfaces::control::{self, op, reply, ShellStatus, SlotState};
 use interfaces::queue::{Consumer, Producer};
 use interfaces::stats::ClientStats;
@@ -14,28 +17,38 @@ use interfaces::store::Store;
 use interfaces::Message;
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
 
+/// A module held by a slot (live or retired), and where it came from.
+#[derive(Clone, Copy)]
+pub(crate) struct Held {
+    pub image: &'static str,
+    pub descriptor: ModuleDescriptor,
+}
+
 /// One slot of a service instance, as the manager reaches it.
-struct SlotRef {
-    pd_name: String,
-    channel: ChannelId,
-    code: Region,
+pub(crate) struct SlotRef {
+    pub pd_name: String,
+    pub child: ChildId,
+    pub channel: ChannelId,
+    pub code: Region,
+    /// The module loaded in this slot, if any.
+    pub held: Option<Held>,
+    /// Loaded since its last (re)start: must be restarted before a build.
+    pub dirty: bool,
 }
 
-struct Instance {
-    name: String,
-    service: String,
-    capmap_index: usize,
-    slots: [SlotRef; 2],
-    live: Option<Slot>,
-    generation: u64,
-    /// The image running in the live slot.
-    image: Option<String>,
+pub(crate) struct Instance {
+    pub name: String,
+    pub service: String,
+    pub capmap_index: usize,
+    pub slots: [SlotRef; 2],
+    pub live: Option<Slot>,
+    pub generation: u64,
 }
 
-struct Image {
-    name: &'static str,
-    bytes: &'static [u8],
-    descriptor: Result<ModuleDescriptor, String>,
+pub(crate) struct Image {
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    pub descriptor: Result<ModuleDescriptor, String>,
 }
 
 struct Console {
@@ -46,14 +59,18 @@ struct Console {
 }
 
 pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
-    pd: &'static P,
-    placer: L,
-    images: Vec<Image>,
-    capmap: &'static CapMap,
-    instances: Vec<Instance>,
+    pub(crate) pd: &'static P,
+    pub(crate) placer: L,
+    pub(crate) images: Vec<Image>,
+    pub(crate) capmap: &'static CapMap,
+    pub(crate) instances: Vec<Instance>,
     /// Every child, with its fault count.
     children: Vec<(ChildId, String, u32)>,
     console: Console,
+    history: History,
+    started_ns: u64,
+    /// Print each phase as it completes.
+    pub(crate) verbose: bool,
 }
 
 fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
@@ -66,7 +83,8 @@ fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
 
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Attaches to the manager's regions and channels, then boots every
-    /// service instance with the first version of its service.
+    /// service instance with the first version of its service, through the
+    /// same switch an update uses.
     pub fn new(pd: &'static P, placer: L) -> Result<Self, String> {
         let store_region = region(pd, "image_store", false)?;
         // SAFETY: the image store is read-only and never changes.
@@ -95,18 +113,20 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         let mut instances = Vec::new();
         for (_, name, _) in &children {
             let Some(inst) = name.strip_suffix("_a") else { continue };
-            let slot = |suffix: &str| -> Result<SlotRef, String> {
-                let pd_name = format!("{inst}_{suffix}");
-                pd.child(&pd_name).ok_or_else(|| format!("'{pd_name}' is not a child of the manager"))?;
-                Ok(SlotRef {
-                    channel: pd.channel(&pd_name).ok_or_else(|| format!("no channel to '{pd_name}'"))?,
-                    code: region(pd, &format!("{pd_name}_code"), true)?,
-                    pd_name,
-                })
-            };
             if pd.child(&format!("{inst}_b")).is_none() {
                 continue;
             }
+            let slot = |suffix: &str| -> Result<SlotRef, String> {
+                let pd_name = format!("{inst}_{suffix}");
+                Ok(SlotRef {
+                    child: pd.child(&pd_name).ok_or_else(|| format!("'{pd_name}' is not a child of the manager"))?,
+                    channel: pd.channel(&pd_name).ok_or_else(|| format!("no channel to '{pd_name}'"))?,
+                    code: region(pd, &format!("{pd_name}_code"), true)?,
+                    pd_name,
+                    held: None,
+                    dirty: false,
+                })
+            };
             instances.push(Instance {
                 name: inst.to_owned(),
                 service: inst.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned(),
@@ -114,31 +134,40 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 slots: [slot("a")?, slot("b")?],
                 live: None,
                 generation: 0,
-                image: None,
             });
         }
         let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
         // SAFETY: boot: no client reads the map before the magic is set.
         unsafe { capmap.format(&names) };
-        let mut m = Manager { pd, placer, images, capmap, instances, children, console };
+        let started_ns = pd.now_ns();
+        let mut m = Manager {
+            pd,
+            placer,
+            images,
+            capmap,
+            instances,
+            children,
+            console,
+            history: History::default(),
+            started_ns,
+            verbose: false,
+        };
         m.say(&format!(
             "update manager {} (module ABI v{})\n",
             env!("CARGO_PKG_VERSION"),
             interfaces::abi::ABI_VERSION
         ));
         for i in 0..m.instances.len() {
-            let msg = match m.boot(i) {
-                Ok(text) => text,
-                Err(e) => format!("boot: {}: failed: {e}\n", m.instances[i].name),
-            };
+            let msg = m.boot(i);
             m.say(&msg);
         }
+        m.verbose = true;
         m.say(PROMPT);
         Ok(m)
     }
 
     /// Writes console output, waiting (bounded) for the driver to drain.
-    fn say(&mut self, text: &str) {
+    pub(crate) fn say(&mut self, text: &str) {
         let mut bytes = text.as_bytes();
         let deadline = self.pd.now_ns() + 2_000_000_000;
         while !bytes.is_empty() {
@@ -171,16 +200,30 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             .map(|(_, n)| n)
     }
 
-    fn boot(&mut self, i: usize) -> Result<String, String> {
-        let service = self.instances[i].service.clone();
-        let image =
-            self.first_image(&service).ok_or_else(|| format!("no image of service '{service}' in the store"))?;
-        self.install(i, Slot::A, image)?;
-        let inst = &self.instances[i];
-        Ok(format!("boot: {} slot a <- {image} (generation {})\n", inst.name, inst.generation))
+    fn boot(&mut self, i: usize) -> String {
+        let name = self.instances[i].name.clone();
+        let Some(image) = self.first_image(&self.instances[i].service.clone()) else {
+            return format!("boot: {name}: failed: no image of service '{}' in the store\n", self.instances[i].service);
+        };
+        let command = format!("boot {name} {image}");
+        match self.switch(&[i], Target::Image(image), 2_000_000_000) {
+            Ok(times) => {
+                self.record(command, times.map(Some), Ok(format!("{name} runs {image}")));
+                format!("boot: {name} slot a <- {image} (generation {})\n", self.instances[i].generation)
+            }
+            Err(e) => {
+                let text = format!("boot: {name}: {} failed: {}\n", crate::history::PHASES[e.0 as usize], e.1);
+                self.record(command, [None; 5], Err(e));
+                text
+            }
+        }
     }
 
-    fn control(&self, slot: &SlotRef, label: u64, words: &[u64]) -> Result<Message, String> {
+    pub(crate) fn slot(&self, inst: usize, s: Slot) -> &SlotRef {
+        &self.instances[inst].slots[s.index()]
+    }
+
+    pub(crate) fn control(&self, slot: &SlotRef, label: u64, words: &[u64]) -> Result<Message, String> {
         let mut msg = Message::with_words(label, words);
         match self.pd.ppcall(slot.channel, &mut msg) {
             Ok(()) if msg.label == reply::OK => Ok(msg),
@@ -190,33 +233,72 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    /// Loads `image` into an idle slot of instance `i`, initialises it,
-    /// makes it live and commits it in the capability map. The same path
-    /// serves boot (from nothing) and updates.
-    fn install(&mut self, i: usize, slot: Slot, image: &str) -> Result<(), String> {
-        let img = self.images.iter().find(|x| x.name == image).ok_or_else(|| format!("no image named '{image}'"))?;
-        let d = img.descriptor.as_ref().map_err(|e| format!("image '{image}' refused: {e}"))?;
-        let inst = &self.instances[i];
-        if d.service() != inst.service {
-            return Err(format!(
-                "image '{image}' is service '{}', instance {} runs '{}'",
-                d.service(),
-                inst.name,
-                inst.service
-            ));
+    /// Makes a slot empty: restarts it if anything was loaded into it
+    /// since it last started (a module is never unloaded in place).
+    pub(crate) fn reset_slot(&mut self, inst: usize, s: Slot) -> Result<(), String> {
+        let slot = &mut self.instances[inst].slots[s.index()];
+        slot.held = None;
+        if slot.dirty {
+            if !self.pd.restart_child(slot.child) {
+                return Err(format!("slot {} did not restart", slot.pd_name));
+            }
+            slot.dirty = false;
         }
-        let s = &inst.slots[slot.index()];
-        let target = SlotCode { pd_name: &s.pd_name, code: s.code };
-        let words = self.placer.place(img.bytes, &target).map_err(|e| format!("image '{image}': {e}"))?;
-        self.control(s, op::LOAD, &words)?;
-        self.control(s, op::INIT, &[])?;
-        self.control(s, op::ACTIVATE, &[])?;
-        let inst = &mut self.instances[i];
-        inst.generation += 1;
-        inst.live = Some(slot);
-        inst.image = Some(image.to_owned());
-        self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(slot) });
         Ok(())
+    }
+
+    fn record(
+        &mut self,
+        command: String,
+        times_us: [Option<u64>; 5],
+        outcome: Result<String, (crate::history::Phase, String)>,
+    ) {
+        let at_ms = (self.pd.now_ns() - self.started_ns) / 1_000_000;
+        self.history.push(Record { id: 0, at_ms, command, times_us, outcome });
+    }
+
+    fn instances_of(&self, service: &str) -> Result<Vec<usize>, String> {
+        let v: Vec<usize> = (0..self.instances.len()).filter(|&i| self.instances[i].service == service).collect();
+        if v.is_empty() {
+            return Err(format!("no instance of service '{service}'"));
+        }
+        Ok(v)
+    }
+
+    fn run_switch(&mut self, service: &str, target: Target, timeout_ms: u64, command: String) {
+        let insts = match self.instances_of(service) {
+            Ok(v) => v,
+            Err(e) => return self.say(&format!("error: {e}\n")),
+        };
+        self.say(&format!("{command}: {} instance(s)\n", insts.len()));
+        match self.switch(&insts, target, timeout_ms * 1_000_000) {
+            Ok(times) => {
+                let mut summary = String::new();
+                for &i in &insts {
+                    let inst = &self.instances[i];
+                    let live = inst.live.expect("committed");
+                    let held = inst.slots[live.index()].held.expect("committed");
+                    let _ = write!(
+                        summary,
+                        "{}{} runs {} in slot {} (generation {})",
+                        if summary.is_empty() { "" } else { "; " },
+                        inst.name,
+                        describe(&held),
+                        live.letter(),
+                        inst.generation
+                    );
+                }
+                self.say(&format!("done: {summary}\n"));
+                self.record(command, times.map(Some), Ok(summary));
+            }
+            Err((phase, why)) => {
+                self.say(&format!(
+                    "  {:<9} FAILED: {why}\nrolled back: every instance of '{service}' still runs its previous version; nothing was lost\n",
+                    crate::history::PHASES[phase as usize]
+                ));
+                self.record(command, [None; 5], Err((phase, why)));
+            }
+        }
     }
 
     fn run(&mut self, cmd: Command) {
@@ -236,7 +318,50 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let table = status::render(&self.status_rows());
                 self.say(&table)
             }
+            Command::Images => {
+                let text = self.images_table();
+                self.say(&text)
+            }
+            Command::Log => {
+                let text = self.history.render();
+                self.say(&text)
+            }
+            Command::Update { service, image, timeout_ms } => {
+                let Some(img) = self.images.iter().find(|i| i.name == image).map(|i| i.name) else {
+                    return self.say(&format!("error: no image named '{image}' (see 'images')\n"));
+                };
+                self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
+            }
+            Command::Rollback { service } => {
+                self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
+            }
         }
+    }
+
+    fn images_table(&self) -> String {
+        let mut out = String::from("IMAGE           SERVICE  VERSION  SCHEMA  IMPORTS   SIZE\n");
+        for i in &self.images {
+            match &i.descriptor {
+                Ok(d) => {
+                    let imports: Vec<String> =
+                        d.import_schemas[..d.n_import_schemas as usize].iter().map(|s| format!("{s}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "{:<15} {:<8} {:<8} {:<7} {:<9} {}",
+                        i.name,
+                        d.service(),
+                        d.module_version,
+                        d.state_schema,
+                        if imports.is_empty() { String::from("-") } else { imports.join(",") },
+                        i.bytes.len()
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "{:<15} refused: {e}", i.name);
+                }
+            }
+        }
+        out
     }
 
     fn status_rows(&self) -> Vec<Row> {
@@ -250,7 +375,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             state: "running".into(),
             calls: dash(),
             faults: 0,
-            detail: "manager".into(),
+            detail: format!("manager, {} update(s)", self.history.len()),
         });
         for (_, name, faults) in &self.children {
             let mut row = Row {
@@ -263,9 +388,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 faults: *faults,
                 detail: String::new(),
             };
-            if let Some((inst, k)) =
-                self.instances.iter().find_map(|i| i.slots.iter().position(|s| &s.pd_name == name).map(|k| (i, k)))
-            {
+            let slot_of =
+                self.instances.iter().find_map(|i| i.slots.iter().position(|s| &s.pd_name == name).map(|k| (i, k)));
+            if let Some((inst, k)) = slot_of {
                 row.service = inst.service.clone();
                 row.slot = String::from(if k == 0 { "a" } else { "b" });
                 match self
@@ -279,10 +404,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                             row.version = format!("{}", s.module_version);
                         }
                         row.calls = format!("{}", s.calls_served);
-                        if inst.live.map(Slot::index) == Some(k) {
-                            row.detail =
-                                format!("gen {} image {}", inst.generation, inst.image.as_deref().unwrap_or("?"));
-                        }
+                        let image = inst.slots[k].held.map_or("-", |h| h.image);
+                        row.detail = if inst.live.map(Slot::index) == Some(k) {
+                            format!("gen {} image {image}", inst.generation)
+                        } else if inst.slots[k].held.is_some() {
+                            format!("image {image} kept for rollback")
+                        } else {
+                            String::new()
+                        };
                     }
                     None => row.state = "unreachable".into(),
                 }
@@ -359,21 +488,31 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
         let Some(idx) = self.children.iter().position(|(id, _, _)| *id == child) else { return FaultAction::Stop };
         self.children[idx].2 += 1;
         let name = self.children[idx].1.clone();
+        let slot = self
+            .instances
+            .iter()
+            .enumerate()
+            .find_map(|(i, inst)| inst.slots.iter().position(|s| s.pd_name == name).map(|k| (i, k)));
+        let Some((i, k)) = slot else {
+            self.say(&format!("\nfault: {name}: {fault}; restarting it\n{PROMPT}"));
+            return FaultAction::Restart;
+        };
+        let was_live = self.instances[i].live.map(Slot::index) == Some(k);
+        let held = self.instances[i].slots[k].held;
         self.say(&format!("\nfault: {name}: {fault}; restarting it\n"));
         if !pd.restart_child(child) {
-            self.say(&format!("fault: {name} did not restart\n"));
+            self.say(&format!("fault: {name} did not restart\n{PROMPT}"));
             return FaultAction::Stop;
         }
-        // A live slot that died lost its state; bring its service back.
-        let found = self.instances.iter().enumerate().find_map(|(i, inst)| {
-            let k = inst.slots.iter().position(|s| s.pd_name == name)?;
-            (inst.live.map(Slot::index) == Some(k)).then(|| (i, k, inst.image.clone()))
-        });
-        if let Some((i, k, Some(image))) = found {
-            let slot = if k == 0 { Slot::A } else { Slot::B };
-            let text = match self.install(i, slot, &image) {
-                Ok(()) => format!("fault: {name} reloaded with {image}; its state was lost\n"),
-                Err(e) => format!("fault: {name} could not be reloaded: {e}\n"),
+        let slot = &mut self.instances[i].slots[k];
+        slot.held = None;
+        slot.dirty = false;
+        if let (true, Some(h)) = (was_live, held) {
+            // A live slot that died lost its state; bring the service back.
+            self.instances[i].live = None;
+            let text = match self.switch(&[i], Target::Image(h.image), 2_000_000_000) {
+                Ok(_) => format!("fault: {name}: {} reloaded; its state was lost\n", h.image),
+                Err((_, e)) => format!("fault: {name} could not be reloaded: {e}\n"),
             };
             self.say(&text);
         }

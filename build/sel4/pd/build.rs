@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let path = std::env::var_os("UPD_SYSTEM_XML")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../../../system.xml"));
+    let path =
+        std::env::var_os("UPD_SYSTEM_XML").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../../system.xml"));
     println!("cargo:rerun-if-env-changed=UPD_SYSTEM_XML");
     println!("cargo:rerun-if-changed={}", path.display());
     let xml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let sys = sdf::parse(&xml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut sys = sdf::parse(&xml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    size_prefilled_regions(&mut sys);
     sys.check().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let caps = cspace_vspaces(&xml);
 
@@ -74,7 +74,8 @@ fn main() {
         }
     }
     assert!(programs.len() <= 16, "at most 16 program images");
-    writeln!(out, "/// Every program image, in document order.\npub static PROGRAMS: &[&str] = &{programs:?};").unwrap();
+    writeln!(out, "/// Every program image, in document order.\npub static PROGRAMS: &[&str] = &{programs:?};")
+        .unwrap();
     for s in &setvars {
         writeln!(
             out,
@@ -91,6 +92,30 @@ fn main() {
     std::fs::write(dst, out).unwrap();
 }
 
+/// A region sized by its prefill file (no `size`) is as large as the file,
+/// in whole pages, as the microkit tool makes it: look the file up in
+/// `UPD_SEARCH_PATH` (the image build writes the files first).
+fn size_prefilled_regions(sys: &mut sdf::System) {
+    println!("cargo:rerun-if-env-changed=UPD_SEARCH_PATH");
+    let search: Vec<PathBuf> =
+        std::env::var_os("UPD_SEARCH_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    for r in &mut sys.regions {
+        let Some(name) = &r.prefill_path else { continue };
+        if r.size != 0 {
+            continue;
+        }
+        let file = search.iter().map(|d| d.join(name)).find(|f| f.is_file()).unwrap_or_else(|| {
+            panic!(
+                "region '{}': prefill file '{name}' not found in UPD_SEARCH_PATH (build with cargo xtask qemu)",
+                r.name
+            )
+        });
+        println!("cargo:rerun-if-changed={}", file.display());
+        let len = std::fs::metadata(&file).unwrap().len();
+        r.size = len.max(1).next_multiple_of(r.page_size.unwrap_or(4096));
+    }
+}
+
 /// `<cspace><cap_vspace slot=".." pd=".."/></cspace>` inside each PD:
 /// (owner PD, slot, PD whose VSpace it is). The sdf crate accepts `cspace`
 /// without modelling it, so it is read here.
@@ -100,7 +125,7 @@ fn cspace_vspaces(xml: &str) -> Vec<(String, u64, String)> {
     for cs in doc.descendants().filter(|n| n.has_tag_name("cspace")) {
         let Some(owner) = cs.parent().and_then(|p| p.attribute("name")) else { continue };
         for cap in cs.children().filter(|n| n.has_tag_name("cap_vspace")) {
-            let slot = cap.attribute("slot").and_then(|s| parse_num(s)).expect("cap_vspace slot");
+            let slot = cap.attribute("slot").and_then(parse_num).expect("cap_vspace slot");
             let pd = cap.attribute("pd").expect("cap_vspace pd");
             v.push((owner.to_owned(), slot, pd.to_owned()));
         }

@@ -15,7 +15,11 @@ pub struct ModuleImage {
 }
 
 /// Every module image the manager holds at boot.
-pub const MODULES: &[ModuleImage] = &[ModuleImage { image: "kv-v1", package: "kv-v1" }];
+pub const MODULES: &[ModuleImage] = &[
+    ModuleImage { image: "kv-v1", package: "kv-v1" },
+    ModuleImage { image: "kv-v2", package: "kv-v2" },
+    ModuleImage { image: "kv-v3", package: "kv-v3" },
+];
 
 /// Program images named in system.xml, and the host binaries that are them.
 pub const PROGRAMS: &[(&str, &str)] = &[

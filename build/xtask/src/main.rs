@@ -8,8 +8,10 @@ usage: cargo xtask <command>
   build [--release]                    build the host programs, modules and image store
   run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
-  qemu [SYSTEM.xml] [--build-only]     build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
-                                       in QEMU; --build-only prints the loader image's path instead
+  qemu [SYSTEM.xml] [--build-only] [--bench]
+                                       build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
+                                       in QEMU; --build-only prints the loader image's path instead;
+                                       --bench times protected calls in the client before its load loop
 ";
 
 fn fail(msg: &str) -> ! {
@@ -62,7 +64,8 @@ fn main() {
         }
         "qemu" => {
             let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
-            let image = xtask::sel4::build_image(&system).unwrap_or_else(|e| fail(&e));
+            let features: &[&str] = if rest.iter().any(|a| a == "--bench") { &["kv-client-sel4/bench"] } else { &[] };
+            let image = xtask::sel4::build_image_with(&system, features).unwrap_or_else(|e| fail(&e));
             if rest.iter().any(|a| a == "--build-only") {
                 println!("{}", image.loader.display());
                 return;

@@ -123,7 +123,14 @@ pub fn derive_spec(builtin: &str) -> Result<String, String> {
 }
 
 /// Builds the PD programs of build/sel4; returns their output directory.
-fn build_programs(sdk: &Path, spec: &Path, system: &Path, release_dir: &Path) -> Result<PathBuf, String> {
+fn build_programs(
+    sdk: &Path,
+    spec: &Path,
+    system: &Path,
+    search: &Path,
+    release_dir: &Path,
+    features: &[&str],
+) -> Result<PathBuf, String> {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(workspace_root().join("build/sel4"))
         .env("RUSTC_BOOTSTRAP", "1")
@@ -131,6 +138,7 @@ fn build_programs(sdk: &Path, spec: &Path, system: &Path, release_dir: &Path) ->
         .env("SEL4_INCLUDE_DIRS", sdk.join("board").join(BOARD).join(CONFIG).join("include"))
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
         .env("UPD_SYSTEM_XML", system)
+        .env("UPD_SEARCH_PATH", search)
         .env_remove("RUSTFLAGS")
         .args(["build", "-Z", "unstable-options", "-Z", "json-target-spec"])
         .args(["-Z", "build-std=core,alloc,compiler_builtins", "-Z", "build-std-features=compiler-builtins-mem"])
@@ -141,6 +149,9 @@ fn build_programs(sdk: &Path, spec: &Path, system: &Path, release_dir: &Path) ->
         .arg(release_dir);
     for (_, bin) in crate::PROGRAMS {
         c.args(["--bin", bin]);
+    }
+    if !features.is_empty() {
+        c.arg("--features").arg(features.join(","));
     }
     run(&mut c, "building the seL4 PD programs")?;
     Ok(release_dir.join(PD_TARGET).join("release"))
@@ -202,15 +213,25 @@ fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static str, Vec<u8>
         let lib = target.join(MODULE_TARGET).join("release").join(format!("lib{}.a", m.package.replace('-', "_")));
         let elf = out.join(format!("{}.elf", m.image));
         let mut l = Command::new(&lld);
-        l.args(["-flavor", "gnu", "-static", "--gc-sections", "-z", "max-page-size=4096", "-z", "norelro"])
-            .arg(format!("--defsym=UPD_CODE_BASE={code:#x}"))
-            .arg(format!("--defsym=UPD_DATA_BASE={data:#x}"))
-            .args(["-u", interfaces::abi::DESCRIPTOR_SYMBOL, "-u", interfaces::abi::ENTRY_SYMBOL])
-            .arg("-T")
-            .arg(&script)
-            .arg("-o")
-            .arg(&elf)
-            .arg(&lib);
+        l.args([
+            "-flavor",
+            "gnu",
+            "-static",
+            "--gc-sections",
+            "--strip-debug",
+            "-z",
+            "max-page-size=4096",
+            "-z",
+            "norelro",
+        ])
+        .arg(format!("--defsym=UPD_CODE_BASE={code:#x}"))
+        .arg(format!("--defsym=UPD_DATA_BASE={data:#x}"))
+        .args(["-u", interfaces::abi::DESCRIPTOR_SYMBOL, "-u", interfaces::abi::ENTRY_SYMBOL])
+        .arg("-T")
+        .arg(&script)
+        .arg("-o")
+        .arg(&elf)
+        .arg(&lib);
         run(&mut l, &format!("linking module {}", m.image))?;
         images.push((m.image, std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?));
     }
@@ -226,6 +247,12 @@ pub struct Image {
 
 /// Builds the whole seL4 image of `system`.
 pub fn build_image(system: &Path) -> Result<Image, String> {
+    build_image_with(system, &[])
+}
+
+/// Builds the seL4 image of `system` with extra Cargo `features` of the
+/// build/sel4 programs (e.g. `kv-client-sel4/bench`).
+pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, String> {
     let sdk = sdk()?;
     let system = system.canonicalize().map_err(|e| format!("{}: {e}", system.display()))?;
     crate::check(&system, &[])
@@ -234,9 +261,11 @@ pub fn build_image(system: &Path) -> Result<Image, String> {
     let search = out.join("search");
     std::fs::create_dir_all(&search).map_err(|e| format!("{}: {e}", search.display()))?;
     let spec = target_spec(&out)?;
-    let bin_dir = build_programs(&sdk, &spec, &system, &target_dir().join("sel4"))?;
+    // The image store first: the programs' region table sizes the regions
+    // that prefill files size.
     let images = build_modules(&system, &out)?;
     write_store(&search.join("images.bin"), &images)?;
+    let bin_dir = build_programs(&sdk, &spec, &system, &search, &target_dir().join("sel4"), features)?;
     // Program images under the names system.xml uses, with the entry
     // points of all programs patched into each (the manager restarts
     // children at theirs).

@@ -21,8 +21,9 @@ pub trait Module: Sized + 'static {
     fn prepare(&mut self) -> bool {
         true
     }
-    /// Writes the state into `out`; returns the length or a status code.
-    fn export_state(&mut self, out: &mut [u8]) -> Result<usize, i32>;
+    /// Writes the state into `out` in `schema` (the module's own, or one its
+    /// descriptor lists as exportable); returns the length or a status code.
+    fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32>;
     /// Replaces the state with one exported under `schema`.
     fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32>;
 }
@@ -113,13 +114,9 @@ impl<M> Default for Instance<M> {
     }
 }
 
-/// Connects a module type to its one [`Instance`]; implemented by
-/// [`export_module!`].
-pub trait Exported: Module {
-    fn instance() -> &'static Instance<Self>;
-}
-
-/// The entry points, generic over the module type.
+/// The entry points, generic over the module type; [`export_module!`]
+/// wraps each in an `extern "C"` function bound to the image's one
+/// [`Instance`].
 ///
 /// # Safety
 /// Every function here is called only by the domain shell through the
@@ -129,9 +126,9 @@ pub trait Exported: Module {
 pub mod glue {
     use super::*;
 
-    fn with<M: Exported, R>(f: impl FnOnce(&mut M) -> R, none: R) -> R {
+    fn with<M, R>(inst: &Instance<M>, f: impl FnOnce(&mut M) -> R, none: R) -> R {
         // SAFETY: see `Instance`.
-        match unsafe { M::instance().get() } {
+        match unsafe { inst.get() } {
             Some(m) => f(m),
             None => none,
         }
@@ -139,14 +136,14 @@ pub mod glue {
 
     /// # Safety
     /// See the module documentation.
-    pub unsafe extern "C" fn init<M: Exported>(env: *const ShellEnv) -> i32 {
+    pub unsafe fn init<M: Module>(inst: &Instance<M>, env: *const ShellEnv) -> i32 {
         let Some(env) = (unsafe { Env::from_raw(env) }) else { return status::ERROR };
         // Remembered for the panic handler of bare-metal builds.
         crate::SHELL_ENV.store(env.0 as *const ShellEnv as *mut ShellEnv, core::sync::atomic::Ordering::Relaxed);
         match M::init(env) {
             Ok(m) => {
                 // SAFETY: see `Instance`.
-                unsafe { *M::instance().get() = Some(m) };
+                unsafe { *inst.get() = Some(m) };
                 status::OK
             }
             Err(why) => {
@@ -156,38 +153,42 @@ pub mod glue {
         }
     }
 
-    /// # Safety
-    /// See the module documentation.
-    pub unsafe extern "C" fn notified<M: Exported>(ch: u32) {
-        with::<M, _>(|m| m.notified(ch), ())
+    pub fn notified<M: Module>(inst: &Instance<M>, ch: u32) {
+        with(inst, |m| m.notified(ch), ())
     }
 
     /// # Safety
     /// See the module documentation.
-    pub unsafe extern "C" fn protected<M: Exported>(ch: u32, msg: *mut Message) {
+    pub unsafe fn protected<M: Module>(inst: &Instance<M>, ch: u32, msg: *mut Message) {
         // SAFETY: the shell passes its message buffer for this call.
         if let Some(msg) = unsafe { msg.as_mut() } {
-            with::<M, _>(|m| m.protected(ch, msg), ())
+            with(inst, |m| m.protected(ch, msg), ())
         }
     }
 
-    /// # Safety
-    /// See the module documentation.
-    pub unsafe extern "C" fn prepare<M: Exported>() -> i32 {
-        with::<M, _>(|m| if m.prepare() { status::OK } else { status::NOT_READY }, status::ERROR)
+    pub fn prepare<M: Module>(inst: &Instance<M>) -> i32 {
+        with(inst, |m| if m.prepare() { status::OK } else { status::NOT_READY }, status::ERROR)
     }
 
     /// # Safety
     /// See the module documentation.
-    pub unsafe extern "C" fn export_state<M: Exported>(buf: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+    pub unsafe fn export_state<M: Module>(
+        inst: &Instance<M>,
+        schema: u32,
+        buf: *mut u8,
+        cap: usize,
+        out_len: *mut usize,
+    ) -> i32 {
         if buf.is_null() || out_len.is_null() {
             return status::ERROR;
         }
         // SAFETY: the shell passes the transfer region's writable part.
         let out = unsafe { core::slice::from_raw_parts_mut(buf, cap) };
-        with::<M, _>(
-            |m| match m.export_state(out) {
+        with(
+            inst,
+            |m| match m.export_state(schema, out) {
                 Ok(n) => {
+                    // SAFETY: checked non-null above.
                     unsafe { out_len.write(n) };
                     status::OK
                 }
@@ -199,13 +200,13 @@ pub mod glue {
 
     /// # Safety
     /// See the module documentation.
-    pub unsafe extern "C" fn import_state<M: Exported>(schema: u32, buf: *const u8, len: usize) -> i32 {
+    pub unsafe fn import_state<M: Module>(inst: &Instance<M>, schema: u32, buf: *const u8, len: usize) -> i32 {
         if buf.is_null() && len != 0 {
             return status::ERROR;
         }
         // SAFETY: the shell passes the transfer region's state bytes.
         let data = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(buf, len) } };
-        with::<M, _>(|m| m.import_state(schema, data).map_or_else(|e| e, |()| status::OK), status::ERROR)
+        with(inst, |m| m.import_state(schema, data).map_or_else(|e| e, |()| status::OK), status::ERROR)
     }
 }
 
@@ -249,7 +250,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
 }
 
-/// Exports `$module` (a [`Module`]) as this image's service module.
+/// Exports `$module` (a [`Module`]) as this image's service module:
+/// its descriptor, its entry table, and the one instance the entry points
+/// work on. Invoke it once, at the crate root.
 #[macro_export]
 macro_rules! export_module {
     ($module:ty) => {
@@ -258,9 +261,26 @@ macro_rules! export_module {
 
         static __UPD_INSTANCE: $crate::Instance<$module> = $crate::Instance::new();
 
-        impl $crate::Exported for $module {
-            fn instance() -> &'static $crate::Instance<Self> {
-                &__UPD_INSTANCE
+        mod __upd_entry {
+            use super::__UPD_INSTANCE as I;
+            use $crate::interfaces::{abi::ShellEnv, Message};
+            pub unsafe extern "C" fn init(env: *const ShellEnv) -> i32 {
+                unsafe { $crate::glue::init(&I, env) }
+            }
+            pub unsafe extern "C" fn notified(ch: u32) {
+                $crate::glue::notified(&I, ch)
+            }
+            pub unsafe extern "C" fn protected(ch: u32, msg: *mut Message) {
+                unsafe { $crate::glue::protected(&I, ch, msg) }
+            }
+            pub unsafe extern "C" fn prepare() -> i32 {
+                $crate::glue::prepare(&I)
+            }
+            pub unsafe extern "C" fn export_state(schema: u32, buf: *mut u8, cap: usize, out: *mut usize) -> i32 {
+                unsafe { $crate::glue::export_state(&I, schema, buf, cap, out) }
+            }
+            pub unsafe extern "C" fn import_state(schema: u32, buf: *const u8, len: usize) -> i32 {
+                unsafe { $crate::glue::import_state(&I, schema, buf, len) }
             }
         }
 
@@ -274,12 +294,12 @@ macro_rules! export_module {
         pub static UPD_MODULE_ENTRY: $crate::interfaces::abi::ModuleEntry = $crate::interfaces::abi::ModuleEntry {
             abi_version: $crate::interfaces::abi::ABI_VERSION,
             _reserved: 0,
-            init: $crate::glue::init::<$module>,
-            notified: $crate::glue::notified::<$module>,
-            protected: $crate::glue::protected::<$module>,
-            prepare: $crate::glue::prepare::<$module>,
-            export_state: $crate::glue::export_state::<$module>,
-            import_state: $crate::glue::import_state::<$module>,
+            init: __upd_entry::init,
+            notified: __upd_entry::notified,
+            protected: __upd_entry::protected,
+            prepare: __upd_entry::prepare,
+            export_state: __upd_entry::export_state,
+            import_state: __upd_entry::import_state,
         };
     };
 }

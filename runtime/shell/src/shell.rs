@@ -1,9 +1,11 @@
-//! The shell's event handling: control calls from the manager, service
-//! calls dispatched to the live module.
+//! The shell's event handling: control calls from the manager (the update
+//! protocol's steps in this slot), service calls dispatched to the live
+//! module or bounced.
 use crate::env::{shell_env, EnvCtx};
 use alloc::{boxed::Box, format, string::String};
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv};
 use interfaces::control::{self, op, reply, shell_label, ShellStatus, SlotState};
+use interfaces::transfer::{self, TRANSFER_HEADER};
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
 
@@ -18,6 +20,16 @@ pub trait ModuleLoader {
     fn load(&mut self, code: &[u8], words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String>;
 }
 
+/// Where a requested quiescence stands.
+enum Quiesce {
+    /// Not asked.
+    Idle,
+    /// Asked; the module said not ready. The schema to export in.
+    Waiting(u32),
+    /// Exported: state length, or why the export failed.
+    Done(Result<usize, String>),
+}
+
 pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     pd: &'static P,
     loader: L,
@@ -26,6 +38,7 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     entry: Option<&'static ModuleEntry>,
     ctx: Box<EnvCtx<P>>,
     env: Box<ShellEnv>,
+    quiesce: Quiesce,
     calls_served: u64,
     calls_bounced: u64,
 }
@@ -38,7 +51,18 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         if control.is_none() {
             pd.log(format_args!("no channel to '{}': nothing can load a module here", control::MANAGER_PD));
         }
-        Shell { pd, loader, control, state: SlotState::Empty, entry: None, ctx, env, calls_served: 0, calls_bounced: 0 }
+        Shell {
+            pd,
+            loader,
+            control,
+            state: SlotState::Empty,
+            entry: None,
+            ctx,
+            env,
+            quiesce: Quiesce::Idle,
+            calls_served: 0,
+            calls_bounced: 0,
+        }
     }
 
     pub fn state(&self) -> SlotState {
@@ -52,7 +76,14 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 self.load(words.used_words())
             }
             op::INIT => self.init(),
-            op::ACTIVATE => self.activate(),
+            op::ACTIVATE => self.step(&[SlotState::Initialised], SlotState::Live, "activate"),
+            op::PREPARE => return self.prepare(msg),
+            op::IMPORT => self.import(),
+            op::THAW => {
+                self.quiesce = Quiesce::Idle;
+                self.step(&[SlotState::Quiescing, SlotState::Moved, SlotState::Live], SlotState::Live, "thaw")
+            }
+            op::RETIRE => self.step(&[SlotState::Moved, SlotState::Retired], SlotState::Retired, "retire"),
             op::STATUS => {
                 let s = ShellStatus {
                     state: self.state,
@@ -71,16 +102,17 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
     }
 
-    fn expect(&self, want: SlotState, step: &str) -> Result<(), String> {
-        if self.state == want {
+    fn step(&mut self, from: &[SlotState], to: SlotState, what: &str) -> Result<(), String> {
+        if from.contains(&self.state) {
+            self.state = to;
             Ok(())
         } else {
-            Err(format!("cannot {step}: slot {} is {}", self.pd.name(), self.state.as_str()))
+            Err(format!("cannot {what}: slot {} is {}", self.pd.name(), self.state.as_str()))
         }
     }
 
     fn load(&mut self, words: &[u64]) -> Result<(), String> {
-        self.expect(SlotState::Empty, "load")?;
+        self.step(&[SlotState::Empty], SlotState::Empty, "load")?;
         let code = self
             .pd
             .region(control::region::CODE)
@@ -130,7 +162,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     }
 
     fn init(&mut self) -> Result<(), String> {
-        self.expect(SlotState::Loaded, "init")?;
+        self.step(&[SlotState::Loaded], SlotState::Loaded, "init")?;
         let entry = self.entry.ok_or("no module")?;
         // SAFETY: the entry table came from a checked module; `env` lives in
         // the shell for as long as the module is hosted.
@@ -142,18 +174,93 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         Ok(())
     }
 
-    fn activate(&mut self) -> Result<(), String> {
-        self.expect(SlotState::Initialised, "activate")?;
-        self.state = SlotState::Live;
+    fn transfer(&self) -> Result<pd_api::Region, String> {
+        self.pd
+            .region(control::region::TRANSFER)
+            .filter(|r| r.writable && r.size > TRANSFER_HEADER)
+            .ok_or_else(|| format!("slot {} has no writable '{}' region", self.pd.name(), control::region::TRANSFER))
+    }
+
+    /// Asks the module whether it is quiescent; if so, exports its state.
+    fn try_quiesce(&mut self, schema: u32) {
+        let Some(entry) = self.entry else { return };
+        // SAFETY: a live module's entry table; one call at a time.
+        if unsafe { (entry.prepare)() } != status::OK {
+            self.quiesce = Quiesce::Waiting(schema);
+            self.state = SlotState::Quiescing;
+            return;
+        }
+        let result = self.transfer().and_then(|r| {
+            // SAFETY: the transfer region is shared only with the other slot
+            // of this instance, which does not touch it during an export.
+            let region = unsafe { r.as_mut_slice() };
+            let mut len = 0usize;
+            let body = &mut region[TRANSFER_HEADER..];
+            // SAFETY: as above; the module writes at most `body.len()` bytes.
+            let rc = unsafe { (entry.export_state)(schema, body.as_mut_ptr(), body.len(), &mut len) };
+            if rc != status::OK {
+                return Err(format!("module export failed with status {rc}"));
+            }
+            if len > body.len() {
+                return Err("module reported more state than the transfer region holds".into());
+            }
+            transfer::seal(region, schema, len).map(|()| len).map_err(Into::into)
+        });
+        self.state = if result.is_ok() { SlotState::Moved } else { SlotState::Live };
+        self.quiesce = Quiesce::Done(result);
+    }
+
+    fn prepare(&mut self, msg: &mut Message) {
+        match (&self.quiesce, self.state) {
+            (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32),
+            (Quiesce::Waiting(schema), SlotState::Quiescing) => self.try_quiesce(*schema),
+            (Quiesce::Done(_), _) => {}
+            (_, state) => {
+                return msg
+                    .set_text(reply::ERROR, &format!("cannot prepare: slot {} is {}", self.pd.name(), state.as_str()))
+            }
+        }
+        match &self.quiesce {
+            Quiesce::Waiting(_) => *msg = Message::new(reply::NOT_READY, 0),
+            Quiesce::Done(Ok(len)) => *msg = Message::with_words(reply::OK, &[*len as u64]),
+            Quiesce::Done(Err(why)) => {
+                let why = why.clone();
+                self.quiesce = Quiesce::Idle;
+                msg.set_text(reply::ERROR, &why)
+            }
+            Quiesce::Idle => msg.set_text(reply::ERROR, "quiescence was not requested"),
+        }
+    }
+
+    fn import(&mut self) -> Result<(), String> {
+        self.step(&[SlotState::Initialised, SlotState::Retired], self.state, "import")?;
+        let entry = self.entry.ok_or("no module")?;
+        let r = self.transfer()?;
+        // SAFETY: the exporting slot has finished writing (it replied to
+        // PREPARE before the manager asked us to import).
+        let (schema, state) = transfer::read(unsafe { r.as_slice() }).map_err(String::from)?;
+        if !self.ctx.descriptor.is_some_and(|d| d.can_import(schema)) {
+            return Err(format!("module cannot import state schema {schema}"));
+        }
+        // SAFETY: as in `try_quiesce`; the module reads `state.len()` bytes.
+        let rc = unsafe { (entry.import_state)(schema, state.as_ptr(), state.len()) };
+        if rc != status::OK {
+            return Err(format!("module import failed with status {rc}"));
+        }
+        self.quiesce = Quiesce::Idle;
+        self.state = SlotState::Initialised;
         Ok(())
     }
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if let (SlotState::Live, Some(entry)) = (self.state, self.entry) {
+        if let (SlotState::Live | SlotState::Quiescing, Some(entry)) = (self.state, self.entry) {
             // SAFETY: a live module's entry table; one call at a time.
             unsafe { (entry.notified)(ch) };
+        }
+        if let Quiesce::Waiting(schema) = self.quiesce {
+            self.try_quiesce(schema);
         }
     }
 
@@ -162,10 +269,18 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
             return self.control_call(msg);
         }
         match (self.state, self.entry) {
-            (SlotState::Live, Some(entry)) => {
+            (SlotState::Live | SlotState::Quiescing, Some(entry)) => {
                 self.calls_served += 1;
                 // SAFETY: as in `notified`; `msg` is ours for the call.
                 unsafe { (entry.protected)(ch, msg) };
+                // Between two events: ask a quiescing module again.
+                if let Quiesce::Waiting(schema) = self.quiesce {
+                    self.try_quiesce(schema);
+                }
+            }
+            (SlotState::Moved | SlotState::Retired, _) => {
+                self.calls_bounced += 1;
+                *msg = Message::new(shell_label::MOVED, 0);
             }
             _ => {
                 self.calls_bounced += 1;

@@ -27,8 +27,9 @@ fn within(base: u64, size: u64, addr: u64, len: u64) -> bool {
 
 impl ModuleLoader for StaticImageLoader {
     fn load(&mut self, code: &[u8], words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
-        let w = LoadWords::from_words(words)
-            .ok_or_else(|| format!("LOAD carries {} words, the seL4 loader needs {}", words.len(), sel4_pd::load::WORDS))?;
+        let w = LoadWords::from_words(words).ok_or_else(|| {
+            format!("LOAD carries {} words, the seL4 loader needs {}", words.len(), sel4_pd::load::WORDS)
+        })?;
         let code_base = code.as_ptr() as u64;
         let code_size = code.len() as u64;
         let data = self.pd.region("module_data").ok_or("slot has no 'module_data' region")?;
@@ -41,7 +42,8 @@ impl ModuleLoader for StaticImageLoader {
         if !within(code_base, code_size, w.entry, esize) || w.entry % 8 != 0 {
             return Err(format!("entry table address {:#x} is outside the code region or misaligned", w.entry));
         }
-        if w.data_filesz > w.data_memsz || (w.data_memsz != 0 && !within(data_base, data_size, w.data_vaddr, w.data_memsz))
+        if w.data_filesz > w.data_memsz
+            || (w.data_memsz != 0 && !within(data_base, data_size, w.data_vaddr, w.data_memsz))
         {
             return Err(format!(
                 "data segment {:#x}+{:#x} does not fit the data region {data_base:#x}+{data_size:#x}",

@@ -7,7 +7,7 @@
 
 use pd_api::{ChannelId, Handler, Pd};
 use pl011::Pl011;
-use sel4_microkit::{protection_domain, debug_println};
+use sel4_microkit::{debug_println, protection_domain};
 use sel4_pd::{Adapter, Sel4Pd};
 use serial::{to_terminal, Queues};
 
@@ -82,7 +82,9 @@ impl Handler<Sel4Pd> for Driver {
     }
 }
 
-#[protection_domain]
+// A small heap: sel4-microkit's "alloc" feature (which the manager and the
+// shell need) is unified across this workspace and makes every program need one.
+#[protection_domain(heap_size = 0x4000)]
 fn init() -> Adapter<Driver> {
     let pd = Sel4Pd::current();
     let q = Queues::attach(pd, interfaces::control::MANAGER_PD).unwrap_or_else(|e| panic!("serial: {e}"));

@@ -47,7 +47,10 @@ impl ImagePlacer for StaticImagePlacer {
         let code = slot_map(slot.pd_name, "module_code")?;
         let data = slot_map(slot.pd_name, "module_data")?;
         if code.size as usize != slot.code.size {
-            return Err(format!("the code region of {} differs in size between the slot and the manager", slot.pd_name));
+            return Err(format!(
+                "the code region of {} differs in size between the slot and the manager",
+                slot.pd_name
+            ));
         }
         let file = ElfFile64::<Endianness>::parse(image).map_err(|e| format!("not a 64-bit ELF image ({e})"))?;
         let (hdr, endian) = (file.elf_header(), file.endian());

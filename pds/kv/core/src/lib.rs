@@ -1,8 +1,13 @@
 //! The key-value service: request handling common to every version, the
-//! v1 store (a sorted array) and its state schema.
+//! stores of each version (v1: a sorted array; v2, v3: a hash table with
+//! write counts), their state schemas and conversions, and the module types
+//! each version's crate exports.
 #![no_std]
 
+pub mod hashed;
+pub mod modules;
 pub mod schema1;
+pub mod schema2;
 pub mod sorted;
 
 use interfaces::kv::{reply, KvRequest, KvStatus, LIST_END};

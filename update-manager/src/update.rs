@@ -1,0 +1,244 @@
+//! The update protocol, per service type (K42's factories: every instance
+//! of the service is updated together, and all commit or none do).
+//!
+//! admit -> build (new module into each idle slot; the live slots keep
+//! serving) -> quiesce (each live module prepares, may say not-ready and is
+//! asked again; abort after the timeout) and export -> transfer (each new
+//! slot imports, converting the schema) -> commit (one capability-map store
+//! per instance) -> retire (old slots answer MOVED, modules kept for a
+//! rollback). Any failure before commit thaws the old slots, whose state
+//! never left them, and resets the new ones: nothing is lost.
+use crate::history::{Phase, PHASES};
+use crate::manager::{Held, Manager};
+use crate::placer::{ImagePlacer, SlotCode};
+use alloc::{format, string::String, vec::Vec};
+use interfaces::abi::ModuleDescriptor;
+use interfaces::capmap::{Binding, Slot};
+use interfaces::control::{op, reply};
+use pd_api::Pd;
+
+/// What an instance is switched to.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// A module image from the store.
+    Image(&'static str),
+    /// The module kept in the retired slot (a rollback).
+    Previous,
+}
+
+/// One instance's part in a switch.
+struct Step {
+    inst: usize,
+    from: Option<Slot>,
+    to: Slot,
+    held: Held,
+    /// The schema the state travels in.
+    schema: u32,
+    /// The target module is already in `to` (retired there): no build.
+    reuse: bool,
+}
+
+pub type Failure = (Phase, String);
+
+impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
+    /// Switches every instance in `insts` to `target`. Prints each phase as
+    /// it completes; returns the phase times in microseconds.
+    pub(crate) fn switch(&mut self, insts: &[usize], target: Target, timeout_ns: u64) -> Result<[u64; 5], Failure> {
+        let mut times = [0u64; 5];
+        let t = self.pd.now_ns();
+        let steps = self.admit(insts, target).map_err(|e| (Phase::Admit, e))?;
+        self.phase_done(Phase::Admit, t, &mut times);
+
+        let t = self.pd.now_ns();
+        let mut built = Vec::new();
+        for s in &steps {
+            if !s.reuse {
+                built.push(s.to_owned_key());
+                if let Err(e) = self.build(s) {
+                    self.abandon(&steps, &built, 0);
+                    return Err((Phase::Build, e));
+                }
+            }
+        }
+        self.phase_done(Phase::Build, t, &mut times);
+
+        let t = self.pd.now_ns();
+        if let Err((n, e)) = self.quiesce(&steps, timeout_ns) {
+            self.abandon(&steps, &built, n);
+            return Err((Phase::Quiesce, e));
+        }
+        self.phase_done(Phase::Quiesce, t, &mut times);
+
+        let t = self.pd.now_ns();
+        for s in steps.iter().filter(|s| s.from.is_some()) {
+            if let Err(e) = self.control(self.slot(s.inst, s.to), op::IMPORT, &[]) {
+                self.abandon(&steps, &built, steps.len());
+                return Err((Phase::Transfer, format!("{}: {e}", self.instances[s.inst].name)));
+            }
+        }
+        self.phase_done(Phase::Transfer, t, &mut times);
+
+        let t = self.pd.now_ns();
+        for s in &steps {
+            if let Err(e) = self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
+                self.abandon(&steps, &built, steps.len());
+                return Err((Phase::Commit, format!("{}: {e}", self.instances[s.inst].name)));
+            }
+        }
+        // The point of no return: every new slot is ready. One store per
+        // instance makes it live; callers bounced by the old slot retry.
+        for s in &steps {
+            let inst = &mut self.instances[s.inst];
+            inst.generation += 1;
+            inst.live = Some(s.to);
+            inst.slots[s.to.index()].held = Some(s.held);
+            self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
+        }
+        for s in &steps {
+            if let Some(from) = s.from {
+                if let Err(e) = self.control(self.slot(s.inst, from), op::RETIRE, &[]) {
+                    // Committed already; the old slot failing now only costs
+                    // the rollback option.
+                    self.say(&format!("  note: {}: {e}\n", self.instances[s.inst].name));
+                }
+            }
+        }
+        self.phase_done(Phase::Commit, t, &mut times);
+        Ok(times)
+    }
+
+    fn phase_done(&mut self, phase: Phase, start: u64, times: &mut [u64; 5]) {
+        let us = (self.pd.now_ns() - start) / 1000;
+        times[phase as usize] = us;
+        if self.verbose {
+            self.say(&format!("  {:<9} ok  {:>8} us\n", PHASES[phase as usize], us));
+        }
+    }
+
+    fn admit(&self, insts: &[usize], target: Target) -> Result<Vec<Step>, String> {
+        let mut steps = Vec::new();
+        for &i in insts {
+            let inst = &self.instances[i];
+            let live = inst.live.and_then(|s| inst.slots[s.index()].held.map(|h| (s, h)));
+            let to = inst.live.map_or(Slot::A, Slot::other);
+            let (held, reuse) = match target {
+                Target::Image(name) => {
+                    let img = self
+                        .images
+                        .iter()
+                        .find(|x| x.name == name)
+                        .ok_or_else(|| format!("no image named '{name}'"))?;
+                    let d = img.descriptor.as_ref().map_err(|e| format!("image '{name}' refused: {e}"))?;
+                    if d.service() != inst.service {
+                        return Err(format!("image '{name}' is service '{}', not '{}'", d.service(), inst.service));
+                    }
+                    if live.is_some_and(|(_, h)| h.image == name) {
+                        return Err(format!("{} already runs {name}", inst.name));
+                    }
+                    let held = Held { image: img.name, descriptor: *d };
+                    (held, inst.slots[to.index()].held.is_some_and(|h| h.image == name))
+                }
+                Target::Previous => {
+                    if live.is_none() {
+                        return Err(format!("{} has no live version", inst.name));
+                    }
+                    let prev = inst.slots[to.index()]
+                        .held
+                        .ok_or_else(|| format!("{} has no previous version to return to", inst.name))?;
+                    (prev, true)
+                }
+            };
+            let schema = match live {
+                None => held.descriptor.state_schema,
+                Some((_, cur)) => cur
+                    .descriptor
+                    .transfer_schema(&held.descriptor)
+                    .ok_or_else(|| incompatible(&cur.descriptor, &held.descriptor))?,
+            };
+            steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse });
+        }
+        Ok(steps)
+    }
+
+    /// Loads the step's image into a freshly restarted idle slot and runs
+    /// its `init`.
+    fn build(&mut self, s: &Step) -> Result<(), String> {
+        self.reset_slot(s.inst, s.to)?;
+        let img = self.images.iter().find(|x| x.name == s.held.image).ok_or("image vanished")?;
+        self.instances[s.inst].slots[s.to.index()].dirty = true;
+        let slot = &self.instances[s.inst].slots[s.to.index()];
+        let target = SlotCode { pd_name: &slot.pd_name, code: slot.code };
+        let words = self.placer.place(img.bytes, &target)?;
+        let name = &self.instances[s.inst].name;
+        self.control(slot, op::LOAD, &words).map_err(|e| format!("{name}: {e}"))?;
+        self.control(slot, op::INIT, &[]).map_err(|e| format!("{name}: {e}"))?;
+        Ok(())
+    }
+
+    /// Asks every live slot to prepare, polling the not-ready ones until
+    /// the deadline. On failure returns how many steps were asked.
+    fn quiesce(&mut self, steps: &[Step], timeout_ns: u64) -> Result<(), (usize, String)> {
+        let deadline = self.pd.now_ns() + timeout_ns;
+        for (n, s) in steps.iter().enumerate() {
+            let Some(from) = s.from else { continue };
+            let name = self.instances[s.inst].name.clone();
+            loop {
+                let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64]);
+                match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {
+                    Ok(()) if msg.label == reply::OK => break,
+                    Ok(()) if msg.label == reply::NOT_READY => {
+                        if self.pd.now_ns() > deadline {
+                            return Err((
+                                n + 1,
+                                format!("{name}: prepare not ready after {} ms", timeout_ns / 1_000_000),
+                            ));
+                        }
+                        self.pd.yield_now();
+                    }
+                    Ok(()) => return Err((n + 1, format!("{name}: {}", msg.text().unwrap_or("prepare failed")))),
+                    Err(e) => return Err((n + 1, format!("{name}: the live slot failed while preparing ({e:?})"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes a switch that did not commit: the first `asked` old slots are
+    /// thawed (their state never left them), the slots built for it reset.
+    fn abandon(&mut self, steps: &[Step], built: &[(usize, Slot)], asked: usize) {
+        for s in steps.iter().take(asked) {
+            if let Some(from) = s.from {
+                if let Err(e) = self.control(self.slot(s.inst, from), op::THAW, &[]) {
+                    self.say(&format!("  note: thawing {}: {e}\n", self.instances[s.inst].name));
+                }
+            }
+        }
+        for &(i, slot) in built {
+            if let Err(e) = self.reset_slot(i, slot) {
+                self.say(&format!("  note: {e}\n"));
+            }
+        }
+    }
+}
+
+impl Step {
+    fn to_owned_key(&self) -> (usize, Slot) {
+        (self.inst, self.to)
+    }
+}
+
+fn incompatible(from: &ModuleDescriptor, to: &ModuleDescriptor) -> String {
+    format!(
+        "{} v{} keeps state in schema {}, which {} v{} cannot import, and it cannot export schema {}",
+        from.service(),
+        from.module_version,
+        from.state_schema,
+        to.service(),
+        to.module_version,
+        to.state_schema
+    )
+}
+
+pub(crate) fn describe(h: &Held) -> String {
+    format!("{} (v{}, schema {})", h.image, h.descriptor.module_version, h.descriptor.state_schema)
+}

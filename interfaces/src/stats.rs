@@ -14,6 +14,8 @@ pub struct ClientStats {
     pub retried: AtomicU64,
     /// Calls that failed outright (service down).
     pub failed: AtomicU64,
+    /// Full read-backs of the client's keys that matched its model.
+    pub audits: AtomicU64,
 }
 
 /// A snapshot, as read by the supervisor.
@@ -23,11 +25,12 @@ pub struct ClientCounts {
     pub wrong: u64,
     pub retried: u64,
     pub failed: u64,
+    pub audits: u64,
 }
 
 impl ClientStats {
     pub fn init(&self) {
-        for c in [&self.verified, &self.wrong, &self.retried, &self.failed] {
+        for c in [&self.verified, &self.wrong, &self.retried, &self.failed, &self.audits] {
             c.store(0, Ordering::Relaxed);
         }
         self.magic.store(STATS_MAGIC, Ordering::Release);
@@ -39,6 +42,7 @@ impl ClientStats {
             wrong: self.wrong.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            audits: self.audits.load(Ordering::Relaxed),
         })
     }
 }

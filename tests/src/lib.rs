@@ -70,6 +70,25 @@ pub fn parse_status(text: &str) -> Vec<Row> {
     rows
 }
 
+/// The repository's system.xml, with its image store swapped for `store`
+/// (e.g. `test-images.bin`, which also holds the deliberately faulty
+/// modules), written to a scratch file. One source of truth for both.
+pub fn system_with_store(store: &str) -> PathBuf {
+    let xml = std::fs::read_to_string(xtask::workspace_root().join("system.xml")).unwrap();
+    let patched = xml.replace(r#"prefill_path="images.bin""#, &format!(r#"prefill_path="{store}""#));
+    assert_ne!(xml, patched, "system.xml has an images.bin prefill");
+    let dir = std::env::temp_dir().join(format!("system-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("system-{store}.xml"));
+    std::fs::write(&path, patched).unwrap();
+    path
+}
+
+/// The client rows of a status table.
+pub fn clients(rows: &[Row]) -> Vec<Row> {
+    rows.iter().filter(|r| r.service == "client").cloned().collect()
+}
+
 impl System {
     /// Boots `system` (default: the repository's system.xml) and waits for
     /// the first prompt.
@@ -105,6 +124,7 @@ impl System {
         let stdin = child.stdin.take();
         let mut s = System { child, stdin, out: rx, transcript: String::new(), cursor: 0, log };
         s.wait_for(PROMPT, Duration::from_secs(30));
+        s.unread_prompt();
         s
     }
 
@@ -144,12 +164,33 @@ impl System {
     }
 
     /// Runs one command and returns its output (without the next prompt).
+    /// Asynchronous reports (a fault, with its own prompt) that come before
+    /// the command's echo are skipped.
     pub fn command(&mut self, line: &str) -> String {
         self.type_bytes(format!("{line}\n").as_bytes());
-        let out = self.wait_for(PROMPT, Duration::from_secs(30));
-        // Drop the echoed command line and the trailing prompt.
-        let out = out.strip_suffix(PROMPT).unwrap_or(&out);
-        out.split_once('\n').map_or("", |(_, rest)| rest).to_owned()
+        self.wait_for(&format!("{PROMPT}{line}\n"), Duration::from_secs(30));
+        let out = self.wait_for(PROMPT, Duration::from_secs(60));
+        self.unread_prompt();
+        out.strip_suffix(PROMPT).unwrap_or(&out).to_owned()
+    }
+
+    /// The output up to the next prompt, after bytes typed with
+    /// [`System::type_bytes`] (the prompt they were typed at is skipped).
+    pub fn next_output(&mut self, timeout: Duration) -> String {
+        if self.transcript[self.cursor..].starts_with(PROMPT) {
+            self.cursor += PROMPT.len();
+        }
+        let out = self.wait_for(PROMPT, timeout);
+        self.unread_prompt();
+        out.strip_suffix(PROMPT).unwrap_or(&out).to_owned()
+    }
+
+    /// Leaves the last prompt unconsumed, so the next command's echo is
+    /// found right after it.
+    fn unread_prompt(&mut self) {
+        if self.transcript[..self.cursor].ends_with(PROMPT) {
+            self.cursor -= PROMPT.len();
+        }
     }
 
     pub fn status(&mut self) -> Vec<Row> {

@@ -229,6 +229,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             Ok(()) if msg.label == reply::OK => Ok(msg),
             Ok(()) => Err(msg.text().unwrap_or("slot gave an unreadable error").to_owned()),
             Err(PpcError::CalleeFaulted) => Err(format!("slot {} faulted", slot.pd_name)),
+            Err(PpcError::NotDelivered) => Err(format!("slot {} is down", slot.pd_name)),
             Err(PpcError::NoSuchChannel) => Err(format!("no channel to slot {}", slot.pd_name)),
         }
     }
@@ -421,7 +422,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let stats = unsafe { &*(r.base as *const ClientStats) };
                 row.detail = match stats.read() {
                     Some(c) => {
-                        format!("verified={} wrong={} retried={} failed={}", c.verified, c.wrong, c.retried, c.failed)
+                        format!(
+                            "verified={} wrong={} retried={} failed={} audits={}",
+                            c.verified, c.wrong, c.retried, c.failed, c.audits
+                        )
                     }
                     None => "no stats yet".into(),
                 };

@@ -12,14 +12,29 @@ pub struct ModuleImage {
     pub image: &'static str,
     /// The Cargo package that builds it.
     pub package: &'static str,
+    /// Only in the test store (`test-images.bin`): deliberately faulty.
+    pub test_only: bool,
 }
 
-/// Every module image the manager holds at boot.
+const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
+    ModuleImage { image, package, test_only }
+}
+
+/// Every module image: `images.bin` holds the production ones,
+/// `test-images.bin` all of them.
 pub const MODULES: &[ModuleImage] = &[
-    ModuleImage { image: "kv-v1", package: "kv-v1" },
-    ModuleImage { image: "kv-v2", package: "kv-v2" },
-    ModuleImage { image: "kv-v3", package: "kv-v3" },
+    module("kv-v1", "kv-v1", false),
+    module("kv-v2", "kv-v2", false),
+    module("kv-v3", "kv-v3", false),
+    module("kv-bad-import", "kv-bad-import", true),
+    module("kv-fault-init", "kv-fault-init", true),
+    module("kv-fault-import", "kv-fault-import", true),
+    module("kv-never-ready", "kv-never-ready", true),
+    module("kv-needs-timer", "kv-needs-timer", true),
 ];
+
+/// The image store files: (file name, whether test-only images are in it).
+pub const STORES: &[(&str, bool)] = &[("images.bin", false), ("test-images.bin", true)];
 
 /// Program images named in system.xml, and the host binaries that are them.
 pub const PROGRAMS: &[(&str, &str)] = &[
@@ -73,9 +88,13 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
     let mut images = Vec::new();
     for m in MODULES {
         let p = module_path(&profile_dir, m.package);
-        images.push((m.image, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
+        images.push((m, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
     }
-    write_store(&out.join("images.bin"), &images)?;
+    for &(file, with_tests) in STORES {
+        let chosen: Vec<(&str, Vec<u8>)> =
+            images.iter().filter(|(m, _)| with_tests || !m.test_only).map(|(m, b)| (m.image, b.clone())).collect();
+        write_store(&out.join(file), &chosen)?;
+    }
     Ok(out)
 }
 

@@ -2,9 +2,12 @@
 //!
 //! It keeps its own model of what the store must hold for its keys (each
 //! client uses keys prefixed with its PD name, so clients never share
-//! keys), writes a value carrying a sequence number, reads it back and
-//! compares, and now and then deletes a key and checks it is gone. Counts
-//! are published in its `stats` region for the manager's `status`.
+//! keys), writes a value carrying its sequence number, reads it back and
+//! compares, and now and then deletes a key and checks it is gone. Every
+//! [`AUDIT_EVERY`] steps it reads back all its keys and compares the whole
+//! keyspace with the model. A request lost, or an older one run again,
+//! shows as a value with the wrong sequence number. Counts are published in
+//! its `stats` region for the manager's `status`.
 #![no_std]
 
 use core::fmt::Write;
@@ -15,6 +18,8 @@ use pd_api::Pd;
 
 /// Keys each client cycles through.
 pub const KEYS: usize = 16;
+/// Steps between two full read-backs of the client's keys.
+pub const AUDIT_EVERY: u64 = 64;
 
 type Value = String<64>;
 
@@ -66,6 +71,23 @@ pub fn step<P: Pd + ?Sized>(
     Ok(ok)
 }
 
+/// Reads back every key of the client and compares with the model.
+pub fn audit<P: Pd + ?Sized>(kv: &mut KvClient<'_, P>, model: &Model, name: &str) -> Result<bool, KvError> {
+    let mut buf = [0u8; interfaces::kv::MAX_VALUE];
+    for (i, want) in model.values.iter().enumerate() {
+        let got = kv.get(key(name, i).as_bytes(), &mut buf)?;
+        let same = match (want, got) {
+            (Some(w), Some(n)) => w.as_bytes() == &buf[..n],
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The client's main loop; returns only when the system halts.
 pub fn run<P: Pd + ?Sized>(pd: &P) {
     let stats = match pd.region("stats") {
@@ -92,10 +114,19 @@ pub fn run<P: Pd + ?Sized>(pd: &P) {
     let mut seq = 0u64;
     use core::sync::atomic::Ordering::Relaxed;
     while !pd.halting() {
-        match step(&mut kv, &mut model, name, seq) {
+        let result = if seq % AUDIT_EVERY == AUDIT_EVERY - 1 {
+            audit(&mut kv, &model, name).inspect(|&ok| {
+                if ok {
+                    stats.audits.fetch_add(1, Relaxed);
+                }
+            })
+        } else {
+            step(&mut kv, &mut model, name, seq)
+        };
+        match result {
             Ok(true) => stats.verified.fetch_add(1, Relaxed),
             Ok(false) => {
-                pd.log(format_args!("wrong reply at step {seq}"));
+                pd.log(format_args!("wrong reply at step {seq} (audit: {})", seq % AUDIT_EVERY == AUDIT_EVERY - 1));
                 stats.wrong.fetch_add(1, Relaxed)
             }
             Err(e) => {

@@ -20,14 +20,20 @@ use std::time::Duration;
 pub const MAX_PDS: usize = sdf::MAX_PDS;
 const MAGIC: u64 = 0x4b45_524e_454c_3031; // "KERNEL01"
 
-/// Call-slot states. The caller moves IDLE -> CALLED; the callee (or the
-/// runtime, when the callee dies) CALLED -> REPLIED | FAILED; the caller
-/// takes the result and moves back to IDLE.
+/// Call-slot states. The caller moves IDLE -> CALLED; the callee takes the
+/// call CALLED -> TAKEN and answers TAKEN -> REPLIED. If the callee dies, the
+/// runtime fails a TAKEN call (FAILED: it may have run) and, unless the
+/// callee is being restarted, a CALLED one (NOT_DELIVERED: it did not run).
+/// A call still CALLED when its callee is restarted stays queued for the new
+/// incarnation, as a call on a seL4 endpoint does. The caller takes the
+/// result and moves back to IDLE.
 pub mod call_state {
     pub const IDLE: u32 = 0;
     pub const CALLED: u32 = 1;
     pub const REPLIED: u32 = 2;
     pub const FAILED: u32 = 3;
+    pub const TAKEN: u32 = 4;
+    pub const NOT_DELIVERED: u32 = 5;
 }
 
 /// Run states of a PD, written by the runtime.

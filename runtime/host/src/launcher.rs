@@ -242,7 +242,7 @@ impl Board {
         let b = &self.kernel().pds[i];
         b.fault_kind.store(kind, Ordering::Release);
         b.fault_code.store(code, Ordering::Release);
-        self.mark_dead(i);
+        self.mark_dead(i, false);
         let fault = self.kernel().pds[i].fault();
         match self.sys.pds[i].parent {
             Some(p) => {
@@ -259,23 +259,30 @@ impl Board {
         }
     }
 
-    /// Marks `i` dead and fails every call waiting on it, so that no caller
-    /// blocks forever on a PD that will never reply.
-    fn mark_dead(&self, i: usize) {
+    /// Marks `i` dead and fails the calls waiting on it, so that no caller
+    /// blocks forever on a PD that will never reply: the call it was running
+    /// (FAILED) and, unless it is about to be restarted, the calls queued for
+    /// it (NOT_DELIVERED). Returns the callers whose calls stay queued.
+    fn mark_dead(&self, i: usize, restarting: bool) -> u64 {
         let k = self.kernel();
         k.pds[i].run_state.store(run_state::DEAD, Ordering::SeqCst);
         k.pds[i].call_pending.store(0, Ordering::Release);
-        for caller in &k.pds {
+        let mut queued = 0u64;
+        for (c, caller) in k.pds.iter().enumerate() {
             let slot = &caller.call;
-            if slot.callee.load(Ordering::Acquire) as usize == i
-                && slot
-                    .state
-                    .compare_exchange(call_state::CALLED, call_state::FAILED, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                crate::kernel::futex_wake(&slot.state);
+            if slot.callee.load(Ordering::Acquire) as usize != i {
+                continue;
+            }
+            slot.complete(call_state::TAKEN, call_state::FAILED);
+            if restarting {
+                if slot.state.load(Ordering::Acquire) == call_state::CALLED {
+                    queued |= 1 << c;
+                }
+            } else {
+                slot.complete(call_state::CALLED, call_state::NOT_DELIVERED);
             }
         }
+        queued
     }
 
     fn stop(&mut self, i: usize) {
@@ -294,11 +301,16 @@ impl Board {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             self.await_death(pid);
         }
-        self.mark_dead(i);
+        let queued = self.mark_dead(i, true);
         let b = &self.kernel().pds[i];
         b.notify_pending.store(0, Ordering::Relaxed);
         b.call.state.store(call_state::IDLE, Ordering::Relaxed);
-        self.spawn(i)
+        self.spawn(i)?;
+        // Calls queued on the old incarnation go to the new one.
+        let b = &self.kernel().pds[i];
+        b.call_pending.fetch_or(queued, Ordering::Release);
+        b.signal();
+        Ok(())
     }
 
     /// Waits until the reaper reports `pid`, leaving other deaths queued.

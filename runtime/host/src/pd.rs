@@ -78,16 +78,23 @@ impl HostPd {
         let Some(ch) = self.callers[caller] else {
             // A PD without a pp channel to us: refuse, as seL4 would never
             // have delivered the call.
-            slot.complete(call_state::CALLED, call_state::FAILED);
+            slot.complete(call_state::CALLED, call_state::NOT_DELIVERED);
             return;
         };
+        if slot
+            .state
+            .compare_exchange(call_state::CALLED, call_state::TAKEN, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // the caller gave up meanwhile
+        }
         let mut msg = Message::default();
-        // SAFETY: CALLED means the caller finished writing and waits.
+        // SAFETY: TAKEN: the caller finished writing and waits for us.
         unsafe { slot.read_into(&mut msg) };
         h.protected(self, ch, &mut msg);
         // SAFETY: the slot is ours until we publish REPLIED.
         unsafe { slot.write(&msg) };
-        slot.complete(call_state::CALLED, call_state::REPLIED);
+        slot.complete(call_state::TAKEN, call_state::REPLIED);
     }
 
     fn child_index(&self, child: ChildId) -> Option<usize> {
@@ -144,7 +151,7 @@ impl Pd for HostPd {
         let c = self.cfg.channels.iter().find(|c| c.id == ch && c.pp).ok_or(PpcError::NoSuchChannel)?;
         let callee = &self.kernel().pds[c.peer];
         if callee.run_state.load(Ordering::Acquire) == run_state::DEAD {
-            return Err(PpcError::CalleeFaulted);
+            return Err(PpcError::NotDelivered);
         }
         let slot = &self.me().call;
         // SAFETY: our own slot is IDLE: a PD makes one call at a time.
@@ -165,6 +172,10 @@ impl Pd for HostPd {
                 call_state::FAILED => {
                     slot.state.store(call_state::IDLE, Ordering::Relaxed);
                     return Err(PpcError::CalleeFaulted);
+                }
+                call_state::NOT_DELIVERED => {
+                    slot.state.store(call_state::IDLE, Ordering::Relaxed);
+                    return Err(PpcError::NotDelivered);
                 }
                 _ if spins < CALL_SPIN => {
                     spins += 1;

@@ -44,8 +44,11 @@ impl Region {
 pub enum PpcError {
     /// The PD has no channel with that id, or may not call over it.
     NoSuchChannel,
-    /// The callee died or was restarted before it replied.
+    /// The callee died or was restarted while running the call: it may or
+    /// may not have taken effect.
     CalleeFaulted,
+    /// The callee died before it took the call: it did not run.
+    NotDelivered,
 }
 
 /// Why a child stopped, as reported to its parent.

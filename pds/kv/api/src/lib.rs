@@ -87,14 +87,16 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
             if let Some(slot) = live {
                 req.encode(&mut self.msg).map_err(KvError::Status)?;
                 match self.pd.ppcall(self.slots[slot.index()], &mut self.msg) {
-                    Ok(()) => {}
+                    Ok(()) => match self.msg.label {
+                        shell_label::MOVED | shell_label::NO_SERVICE => self.retried += 1,
+                        shell_label::FAILED => return Err(KvError::Failed),
+                        _ => return KvReply::parse(&self.msg).ok_or(KvError::BadReply),
+                    },
                     Err(PpcError::CalleeFaulted) => return Err(KvError::Failed),
+                    // The slot went away before it took the call, which so
+                    // did not run: look the service up again.
+                    Err(PpcError::NotDelivered) => self.retried += 1,
                     Err(PpcError::NoSuchChannel) => return Err(KvError::Unavailable),
-                }
-                match self.msg.label {
-                    shell_label::MOVED | shell_label::NO_SERVICE => self.retried += 1,
-                    shell_label::FAILED => return Err(KvError::Failed),
-                    _ => return KvReply::parse(&self.msg).ok_or(KvError::BadReply),
                 }
             }
             if self.pd.now_ns() - start > UNAVAILABLE_AFTER_NS || self.pd.halting() {

@@ -1,0 +1,63 @@
+//! kv modules that fail at one step of an update, on purpose: the update
+//! protocol must roll each of them back with nothing lost. Each wraps kv v2
+//! and breaks one thing; each test image crate exports one of them.
+#![no_std]
+
+use interfaces::abi::{status, ModuleDescriptor};
+use interfaces::Message;
+use kv_core::modules::KvV2;
+use module_rt::{Env, Module};
+
+/// How a [`Faulty`] module fails.
+pub mod mode {
+    /// `import_state` returns an error.
+    pub const IMPORT_ERROR: u8 = 1;
+    /// `init` panics (the slot faults while being built).
+    pub const INIT_FAULT: u8 = 2;
+    /// `import_state` panics (the slot faults during transfer).
+    pub const IMPORT_FAULT: u8 = 3;
+    /// `prepare` never says ready (quiescence times out).
+    pub const NEVER_READY: u8 = 4;
+    /// Declares a channel no slot has (refused when loaded).
+    pub const NEEDS_CHANNEL: u8 = 5;
+}
+
+pub struct Faulty<const MODE: u8>(KvV2);
+
+impl<const MODE: u8> Module for Faulty<MODE> {
+    const DESCRIPTOR: ModuleDescriptor = {
+        let d = ModuleDescriptor::new("kv", 90 + MODE as u32, 2).imports(1).exports(1);
+        if MODE == mode::NEEDS_CHANNEL {
+            d.channel("timer")
+        } else {
+            d
+        }
+    };
+
+    fn init(env: Env) -> Result<Self, &'static str> {
+        if MODE == mode::INIT_FAULT {
+            panic!("kv-fault-init: deliberate fault in init");
+        }
+        KvV2::init(env).map(Faulty)
+    }
+
+    fn protected(&mut self, ch: u32, msg: &mut Message) {
+        self.0.protected(ch, msg)
+    }
+
+    fn prepare(&mut self) -> bool {
+        MODE != mode::NEVER_READY
+    }
+
+    fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32> {
+        self.0.export_state(schema, out)
+    }
+
+    fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32> {
+        match MODE {
+            mode::IMPORT_ERROR => Err(status::BAD_STATE),
+            mode::IMPORT_FAULT => panic!("kv-fault-import: deliberate fault in import"),
+            _ => self.0.import_state(schema, data),
+        }
+    }
+}

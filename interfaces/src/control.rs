@@ -23,13 +23,15 @@ pub mod op {
     pub const ACTIVATE: u64 = 0x4c00_0003;
     /// Report counters: see [`super::ShellStatus`].
     pub const STATUS: u64 = 0x4c00_0004;
-    /// Quiesce: word 0 = the schema to export in. The shell asks its module
+    /// Quiesce: word 0 = the schema to export in, word 1 = the export's
+    /// token (see `transfer`). The shell asks its module
     /// to prepare; once ready (now or after a later event) the state is
     /// exported into the transfer region and calls are answered `MOVED`.
     /// Answers OK with word 0 = state length, or `reply::NOT_READY`; ask
     /// again to learn the outcome.
     pub const PREPARE: u64 = 0x4c00_0005;
-    /// Take over the state in the transfer region.
+    /// Take over the state in the transfer region; word 0 = the token of
+    /// the export to take.
     pub const IMPORT: u64 = 0x4c00_0006;
     /// Before commit: a quiescing or moved slot goes back to serving, its
     /// state intact.

@@ -1,4 +1,11 @@
 //! The transfer region: the state one slot exports and the other imports.
+//!
+//! The header names the schema, the length and the export's token: the
+//! manager gives each quiescence a fresh token and the importer must
+//! present the same one, so a stale or half-overwritten export is refused
+//! without reading the state (a pass over the data would cost as much as
+//! the copy the blackout budget allows). The state's own structure is
+//! validated by the importing module.
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const TRANSFER_MAGIC: u32 = 0x5846_4552; // "XFER"
@@ -10,34 +17,38 @@ pub struct TransferHeader {
     /// Schema of the exported state.
     pub schema: u32,
     pub len: u64,
-    /// FNV-1a of the state bytes: a torn or overwritten export is refused.
-    pub checksum: u64,
+    /// The token of the quiescence that produced this export.
+    pub token: u64,
 }
 
 pub const TRANSFER_HEADER: usize = core::mem::size_of::<TransferHeader>();
 
+/// FNV-1a, for checksums of small things (tests, service replies).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Validates a transfer region's header and returns (schema, state bytes).
-pub fn read(region: &[u8]) -> Result<(u32, &[u8]), &'static str> {
+/// Validates a transfer region's header against the expected `token` and
+/// returns (schema, state bytes).
+pub fn read(region: &[u8], token: u64) -> Result<(u32, &[u8]), &'static str> {
     let (h, rest) = TransferHeader::read_from_prefix(region).map_err(|_| "transfer region too small")?;
     if h.magic != TRANSFER_MAGIC {
         return Err("transfer region holds no exported state");
     }
+    if h.token != token {
+        return Err("transfer region holds another export than this update's");
+    }
     let len = usize::try_from(h.len).map_err(|_| "exported state length overflows")?;
     let state = rest.get(..len).ok_or("exported state is longer than the transfer region")?;
-    if fnv1a(state) != h.checksum {
-        return Err("exported state fails its checksum");
-    }
     Ok((h.schema, state))
 }
 
 /// Writes the header for `len` state bytes already in place after it.
-pub fn seal(region: &mut [u8], schema: u32, len: usize) -> Result<(), &'static str> {
-    let state = region.get(TRANSFER_HEADER..TRANSFER_HEADER + len).ok_or("state does not fit")?;
-    let h = TransferHeader { magic: TRANSFER_MAGIC, schema, len: len as u64, checksum: fnv1a(state) };
+pub fn seal(region: &mut [u8], schema: u32, len: usize, token: u64) -> Result<(), &'static str> {
+    if region.len() < TRANSFER_HEADER || len > region.len() - TRANSFER_HEADER {
+        return Err("state does not fit the transfer region");
+    }
+    let h = TransferHeader { magic: TRANSFER_MAGIC, schema, len: len as u64, token };
     region[..TRANSFER_HEADER].copy_from_slice(h.as_bytes());
     Ok(())
 }
@@ -47,13 +58,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_state_reads_back_and_corruption_is_caught() {
+    fn sealed_state_reads_back_and_stale_exports_are_refused() {
         let mut r = [0u8; 64];
         r[TRANSFER_HEADER..TRANSFER_HEADER + 3].copy_from_slice(b"abc");
-        seal(&mut r, 2, 3).unwrap();
-        assert_eq!(read(&r), Ok((2, &b"abc"[..])));
-        r[TRANSFER_HEADER] = b'x';
-        assert!(read(&r).is_err());
-        assert!(seal(&mut r, 2, 100).is_err());
+        seal(&mut r, 2, 3, 77).unwrap();
+        assert_eq!(read(&r, 77), Ok((2, &b"abc"[..])));
+        assert!(read(&r, 76).is_err(), "another update's export");
+        assert!(seal(&mut r, 2, 100, 1).is_err());
+        r[0] = 0;
+        assert!(read(&r, 77).is_err());
+        let mut long = [0u8; 64];
+        seal(&mut long, 1, 3, 5).unwrap();
+        long[8..16].copy_from_slice(&1000u64.to_le_bytes());
+        assert!(read(&long, 5).is_err(), "length beyond the region");
     }
 }

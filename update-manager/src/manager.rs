@@ -68,6 +68,8 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     children: Vec<(ChildId, String, u32)>,
     console: Console,
     history: History,
+    /// Console output not yet sent.
+    pending: String,
     started_ns: u64,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
@@ -149,6 +151,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             children,
             console,
             history: History::default(),
+            pending: String::new(),
             started_ns,
             verbose: false,
         };
@@ -163,11 +166,25 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         m.verbose = true;
         m.say(PROMPT);
+        m.flush();
         Ok(m)
     }
 
     /// Writes console output, waiting (bounded) for the driver to drain.
+    /// Queues console output; [`Manager::flush`] sends it. Output is sent
+    /// in a few large writes rather than a line at a time: each write wakes
+    /// the serial driver, and during an update that time is the clients'.
     pub(crate) fn say(&mut self, text: &str) {
+        self.pending.push_str(text);
+        if self.pending.len() >= 1024 {
+            self.flush();
+        }
+    }
+
+    /// Sends the queued console output, waiting (bounded) for the driver
+    /// to drain the queue when it is full.
+    pub(crate) fn flush(&mut self) {
+        let text = core::mem::take(&mut self.pending);
         let mut bytes = text.as_bytes();
         let deadline = self.pd.now_ns() + 2_000_000_000;
         while !bytes.is_empty() {
@@ -207,7 +224,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         let command = format!("boot {name} {image}");
         match self.switch(&[i], Target::Image(image), 2_000_000_000) {
-            Ok(times) => {
+            Ok((times, _)) => {
                 self.record(command, times.map(Some), Ok(format!("{name} runs {image}")));
                 format!("boot: {name} slot a <- {image} (generation {})\n", self.instances[i].generation)
             }
@@ -273,7 +290,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         self.say(&format!("{command}: {} instance(s)\n", insts.len()));
         match self.switch(&insts, target, timeout_ms * 1_000_000) {
-            Ok(times) => {
+            Ok((times, blackout_us)) => {
+                self.say(&format!("  blackout  {blackout_us:>11} us\n"));
                 let mut summary = String::new();
                 for &i in &insts {
                     let inst = &self.instances[i];
@@ -452,6 +470,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             Event::Cancelled => {}
             Event::EndOfInput => {
                 self.say("end of input: halting\n");
+                self.flush();
                 self.pd.shutdown();
                 return;
             }
@@ -485,6 +504,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
                     self.on_event(ev);
                 }
             }
+            self.flush();
         }
     }
 
@@ -499,6 +519,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
             .find_map(|(i, inst)| inst.slots.iter().position(|s| s.pd_name == name).map(|k| (i, k)));
         let Some((i, k)) = slot else {
             self.say(&format!("\nfault: {name}: {fault}; restarting it\n{PROMPT}"));
+            self.flush();
             return FaultAction::Restart;
         };
         let was_live = self.instances[i].live.map(Slot::index) == Some(k);
@@ -506,6 +527,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
         self.say(&format!("\nfault: {name}: {fault}; restarting it\n"));
         if !pd.restart_child(child) {
             self.say(&format!("fault: {name} did not restart\n{PROMPT}"));
+            self.flush();
             return FaultAction::Stop;
         }
         let slot = &mut self.instances[i].slots[k];
@@ -521,6 +543,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
             self.say(&text);
         }
         self.say(PROMPT);
+        self.flush();
         FaultAction::Stop
     }
 }

@@ -36,14 +36,23 @@ struct Step {
     schema: u32,
     /// The target module is already in `to` (retired there): no build.
     reuse: bool,
+    /// Names this switch's export, so an import takes no other.
+    token: u64,
 }
 
 pub type Failure = (Phase, String);
 
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Switches every instance in `insts` to `target`. Prints each phase as
-    /// it completes; returns the phase times in microseconds.
-    pub(crate) fn switch(&mut self, insts: &[usize], target: Target, timeout_ns: u64) -> Result<[u64; 5], Failure> {
+    /// it completes (the output of the phases inside the blackout is sent
+    /// after the commit); returns the phase times and the blackout (from the
+    /// first export to the last commit store) in microseconds.
+    pub(crate) fn switch(
+        &mut self,
+        insts: &[usize],
+        target: Target,
+        timeout_ns: u64,
+    ) -> Result<([u64; 5], u64), Failure> {
         let mut times = [0u64; 5];
         let t = self.pd.now_ns();
         let steps = self.admit(insts, target).map_err(|e| (Phase::Admit, e))?;
@@ -61,9 +70,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
         }
         self.phase_done(Phase::Build, t, &mut times);
+        self.flush();
 
         let t = self.pd.now_ns();
-        if let Err((n, e)) = self.quiesce(&steps, timeout_ns) {
+        let mut blackout_start = u64::MAX;
+        if let Err((n, e)) = self.quiesce(&steps, timeout_ns, &mut blackout_start) {
             self.abandon(&steps, &built, n);
             return Err((Phase::Quiesce, e));
         }
@@ -71,7 +82,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
         let t = self.pd.now_ns();
         for s in steps.iter().filter(|s| s.from.is_some()) {
-            if let Err(e) = self.control(self.slot(s.inst, s.to), op::IMPORT, &[]) {
+            if let Err(e) = self.control(self.slot(s.inst, s.to), op::IMPORT, &[s.token]) {
                 self.abandon(&steps, &built, steps.len());
                 return Err((Phase::Transfer, format!("{}: {e}", self.instances[s.inst].name)));
             }
@@ -94,6 +105,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             inst.slots[s.to.index()].held = Some(s.held);
             self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
         }
+        let blackout_us = self.pd.now_ns().saturating_sub(blackout_start) / 1000;
         for s in &steps {
             if let Some(from) = s.from {
                 if let Err(e) = self.control(self.slot(s.inst, from), op::RETIRE, &[]) {
@@ -104,7 +116,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
         }
         self.phase_done(Phase::Commit, t, &mut times);
-        Ok(times)
+        Ok((times, if blackout_start == u64::MAX { 0 } else { blackout_us }))
     }
 
     fn phase_done(&mut self, phase: Phase, start: u64, times: &mut [u64; 5]) {
@@ -155,7 +167,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     .transfer_schema(&held.descriptor)
                     .ok_or_else(|| incompatible(&cur.descriptor, &held.descriptor))?,
             };
-            steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse });
+            let token = (self.pd.now_ns() << 8) | i as u64;
+            steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse, token });
         }
         Ok(steps)
     }
@@ -177,15 +190,21 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     /// Asks every live slot to prepare, polling the not-ready ones until
     /// the deadline. On failure returns how many steps were asked.
-    fn quiesce(&mut self, steps: &[Step], timeout_ns: u64) -> Result<(), (usize, String)> {
+    fn quiesce(&mut self, steps: &[Step], timeout_ns: u64, blackout_start: &mut u64) -> Result<(), (usize, String)> {
         let deadline = self.pd.now_ns() + timeout_ns;
         for (n, s) in steps.iter().enumerate() {
             let Some(from) = s.from else { continue };
             let name = self.instances[s.inst].name.clone();
             loop {
-                let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64]);
+                // A ready module exports while this call runs: calls to it
+                // wait from here on.
+                let asked = self.pd.now_ns();
+                let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64, s.token]);
                 match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {
-                    Ok(()) if msg.label == reply::OK => break,
+                    Ok(()) if msg.label == reply::OK => {
+                        *blackout_start = (*blackout_start).min(asked);
+                        break;
+                    }
                     Ok(()) if msg.label == reply::NOT_READY => {
                         if self.pd.now_ns() > deadline {
                             return Err((

@@ -31,6 +31,9 @@ pub const MODULES: &[ModuleImage] = &[
     module("kv-fault-import", "kv-fault-import", true),
     module("kv-never-ready", "kv-never-ready", true),
     module("kv-needs-timer", "kv-needs-timer", true),
+    // The benchmarks' service (state of any size); not deployed.
+    module("blob-v1", "blob-v1", true),
+    module("blob-v2", "blob-v2", true),
 ];
 
 /// The image store files: (file name, whether test-only images are in it).
@@ -43,6 +46,10 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("serial_driver.elf", "serial_driver"),
     ("kv_client.elf", "kv_client"),
 ];
+
+/// Programs that exist on the host only: the update benchmarks' PDs
+/// (tests/src/bin/bench_pd.rs).
+pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] = &[("bench_pd.elf", "bench_pd")];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -80,7 +87,7 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
     let profile_dir = target_dir().join(if release { "release" } else { "debug" });
     let out = profile_dir.join("host-image");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    for (elf, bin) in PROGRAMS {
+    for (elf, bin) in PROGRAMS.iter().chain(HOST_ONLY_PROGRAMS) {
         let dst = out.join(elf);
         let _ = std::fs::remove_file(&dst);
         std::os::unix::fs::symlink(profile_dir.join(bin), &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
@@ -89,6 +96,12 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
     for m in MODULES {
         let p = module_path(&profile_dir, m.package);
         images.push((m, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
+    }
+    // Each module also as a file of its own, for systems that prefill a
+    // region with one (the benchmarks' shell-less kv PD).
+    for (m, bytes) in &images {
+        let p = out.join(format!("{}.so", m.image));
+        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     for &(file, with_tests) in STORES {
         let chosen: Vec<(&str, Vec<u8>)> =

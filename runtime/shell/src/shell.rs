@@ -24,8 +24,9 @@ pub trait ModuleLoader {
 enum Quiesce {
     /// Not asked.
     Idle,
-    /// Asked; the module said not ready. The schema to export in.
-    Waiting(u32),
+    /// Asked; the module said not ready. The schema and token to export
+    /// with.
+    Waiting(u32, u64),
     /// Exported: state length, or why the export failed.
     Done(Result<usize, String>),
 }
@@ -78,7 +79,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             op::INIT => self.init(),
             op::ACTIVATE => self.step(&[SlotState::Initialised], SlotState::Live, "activate"),
             op::PREPARE => return self.prepare(msg),
-            op::IMPORT => self.import(),
+            op::IMPORT => self.import(msg.word(0)),
             op::THAW => {
                 self.quiesce = Quiesce::Idle;
                 self.step(&[SlotState::Quiescing, SlotState::Moved, SlotState::Live], SlotState::Live, "thaw")
@@ -182,11 +183,11 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     }
 
     /// Asks the module whether it is quiescent; if so, exports its state.
-    fn try_quiesce(&mut self, schema: u32) {
+    fn try_quiesce(&mut self, schema: u32, token: u64) {
         let Some(entry) = self.entry else { return };
         // SAFETY: a live module's entry table; one call at a time.
         if unsafe { (entry.prepare)() } != status::OK {
-            self.quiesce = Quiesce::Waiting(schema);
+            self.quiesce = Quiesce::Waiting(schema, token);
             self.state = SlotState::Quiescing;
             return;
         }
@@ -204,7 +205,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             if len > body.len() {
                 return Err("module reported more state than the transfer region holds".into());
             }
-            transfer::seal(region, schema, len).map(|()| len).map_err(Into::into)
+            transfer::seal(region, schema, len, token).map(|()| len).map_err(Into::into)
         });
         self.state = if result.is_ok() { SlotState::Moved } else { SlotState::Live };
         self.quiesce = Quiesce::Done(result);
@@ -212,8 +213,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
     fn prepare(&mut self, msg: &mut Message) {
         match (&self.quiesce, self.state) {
-            (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32),
-            (Quiesce::Waiting(schema), SlotState::Quiescing) => self.try_quiesce(*schema),
+            (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32, msg.word(1)),
+            (&Quiesce::Waiting(schema, token), SlotState::Quiescing) => self.try_quiesce(schema, token),
             (Quiesce::Done(_), _) => {}
             (_, state) => {
                 return msg
@@ -221,7 +222,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             }
         }
         match &self.quiesce {
-            Quiesce::Waiting(_) => *msg = Message::new(reply::NOT_READY, 0),
+            Quiesce::Waiting(..) => *msg = Message::new(reply::NOT_READY, 0),
             Quiesce::Done(Ok(len)) => *msg = Message::with_words(reply::OK, &[*len as u64]),
             Quiesce::Done(Err(why)) => {
                 let why = why.clone();
@@ -232,13 +233,13 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
     }
 
-    fn import(&mut self) -> Result<(), String> {
+    fn import(&mut self, token: u64) -> Result<(), String> {
         self.step(&[SlotState::Initialised, SlotState::Retired], self.state, "import")?;
         let entry = self.entry.ok_or("no module")?;
         let r = self.transfer()?;
         // SAFETY: the exporting slot has finished writing (it replied to
         // PREPARE before the manager asked us to import).
-        let (schema, state) = transfer::read(unsafe { r.as_slice() }).map_err(String::from)?;
+        let (schema, state) = transfer::read(unsafe { r.as_slice() }, token).map_err(String::from)?;
         if !self.ctx.descriptor.is_some_and(|d| d.can_import(schema)) {
             return Err(format!("module cannot import state schema {schema}"));
         }
@@ -259,8 +260,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
             // SAFETY: a live module's entry table; one call at a time.
             unsafe { (entry.notified)(ch) };
         }
-        if let Quiesce::Waiting(schema) = self.quiesce {
-            self.try_quiesce(schema);
+        if let Quiesce::Waiting(schema, token) = self.quiesce {
+            self.try_quiesce(schema, token);
         }
     }
 
@@ -274,8 +275,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
                 // SAFETY: as in `notified`; `msg` is ours for the call.
                 unsafe { (entry.protected)(ch, msg) };
                 // Between two events: ask a quiescing module again.
-                if let Quiesce::Waiting(schema) = self.quiesce {
-                    self.try_quiesce(schema);
+                if let Quiesce::Waiting(schema, token) = self.quiesce {
+                    self.try_quiesce(schema, token);
                 }
             }
             (SlotState::Moved | SlotState::Retired, _) => {

@@ -16,6 +16,8 @@ use pd_api::{ChannelId, Pd, PpcError};
 
 /// How long a call waits for its instance to become live again.
 pub const UNAVAILABLE_AFTER_NS: u64 = 10_000_000_000;
+/// Yields a bounced call waits for a new binding before calling again.
+pub const MOVED_PATIENCE: u32 = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvError {
@@ -81,14 +83,20 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
 
     /// Runs `req` exactly once; the reply stays in `self.msg` for parsing.
     fn call(&mut self, req: &KvRequest) -> Result<KvReply<'_>, KvError> {
-        let start = self.pd.now_ns();
+        // The clock is read only once a retry is needed: on some machines
+        // it is a system call, which would double the cost of a call.
+        let mut start = None;
         loop {
-            let live = self.capmap.binding(self.index).and_then(|b| b.live);
+            let binding = self.capmap.binding(self.index);
+            let live = binding.and_then(|b| b.live);
             if let Some(slot) = live {
                 req.encode(&mut self.msg).map_err(KvError::Status)?;
                 match self.pd.ppcall(self.slots[slot.index()], &mut self.msg) {
                     Ok(()) => match self.msg.label {
-                        shell_label::MOVED | shell_label::NO_SERVICE => self.retried += 1,
+                        shell_label::MOVED | shell_label::NO_SERVICE => {
+                            self.retried += 1;
+                            self.await_new_binding(binding.map_or(0, |b| b.generation));
+                        }
                         shell_label::FAILED => return Err(KvError::Failed),
                         _ => return KvReply::parse(&self.msg).ok_or(KvError::BadReply),
                     },
@@ -99,8 +107,22 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
                     Err(PpcError::NoSuchChannel) => return Err(KvError::Unavailable),
                 }
             }
-            if self.pd.now_ns() - start > UNAVAILABLE_AFTER_NS || self.pd.halting() {
+            let now = self.pd.now_ns();
+            if now - *start.get_or_insert(now) > UNAVAILABLE_AFTER_NS || self.pd.halting() {
                 return Err(KvError::Unavailable);
+            }
+            self.pd.yield_now();
+        }
+    }
+
+    /// After a bounce: gives way until the manager commits a new binding,
+    /// rather than calling the old slot again and again (which would take
+    /// CPU from the update). Bounded, because an update that fails before
+    /// its commit thaws the old slot without a new binding.
+    fn await_new_binding(&self, generation: u64) {
+        for _ in 0..MOVED_PATIENCE {
+            if self.capmap.binding(self.index).is_some_and(|b| b.generation != generation) {
+                return;
             }
             self.pd.yield_now();
         }

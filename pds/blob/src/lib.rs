@@ -1,0 +1,85 @@
+//! The blob service: its whole state is one byte array, so exporting and
+//! importing it are one copy each, and an update's blackout can be compared
+//! with a plain `memcpy` of the same size. Used by the benchmarks.
+//!
+//! Calls: label [`FILL`] (word 0 = length, word 1 = seed) sets the state
+//! to that many pseudo-random bytes; label [`CHECKSUM`] answers the length
+//! and the FNV-1a of the state.
+#![no_std]
+
+use interfaces::abi::{status, ModuleDescriptor};
+use interfaces::transfer::fnv1a;
+use interfaces::Message;
+use module_rt::{Env, Module};
+
+pub const FILL: u64 = 1;
+pub const CHECKSUM: u64 = 2;
+pub const MAX_STATE: usize = 16 << 20;
+pub const SCHEMA: u32 = 1;
+
+struct Bytes(core::cell::UnsafeCell<[u8; MAX_STATE]>);
+// SAFETY: a module instance is used from the slot's one thread only.
+unsafe impl Sync for Bytes {}
+static STATE: Bytes = Bytes(core::cell::UnsafeCell::new([0; MAX_STATE]));
+
+pub struct Blob<const VERSION: u32> {
+    len: usize,
+}
+
+impl<const VERSION: u32> Blob<VERSION> {
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: one instance per image; `&mut self` makes access exclusive.
+        unsafe { core::slice::from_raw_parts_mut(STATE.0.get().cast::<u8>(), self.len) }
+    }
+}
+
+impl<const VERSION: u32> Module for Blob<VERSION> {
+    const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("blob", VERSION, SCHEMA);
+
+    fn init(_env: Env) -> Result<Self, &'static str> {
+        Ok(Blob { len: 0 })
+    }
+
+    fn protected(&mut self, _ch: u32, msg: &mut Message) {
+        match msg.label {
+            FILL => {
+                let (len, mut x) = (msg.word(0) as usize, msg.word(1) | 1);
+                if len > MAX_STATE {
+                    *msg = Message::new(status::NO_SPACE as u64, 0);
+                    return;
+                }
+                self.len = len;
+                for b in self.bytes() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *b = x as u8;
+                }
+                *msg = Message::with_words(0, &[len as u64]);
+            }
+            CHECKSUM => {
+                let sum = fnv1a(self.bytes());
+                *msg = Message::with_words(0, &[self.len as u64, sum]);
+            }
+            _ => *msg = Message::new(status::ERROR as u64, 0),
+        }
+    }
+
+    fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32> {
+        if schema != SCHEMA {
+            return Err(status::UNSUPPORTED_SCHEMA);
+        }
+        let len = self.len;
+        out.get_mut(..len).ok_or(status::NO_SPACE)?.copy_from_slice(self.bytes());
+        Ok(len)
+    }
+
+    fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32> {
+        if schema != SCHEMA || data.len() > MAX_STATE {
+            return Err(status::BAD_STATE);
+        }
+        self.len = data.len();
+        self.bytes().copy_from_slice(data);
+        Ok(())
+    }
+}

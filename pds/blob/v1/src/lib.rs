@@ -1,0 +1,4 @@
+//! Blob service, version 1.
+#![no_std]
+
+module_rt::export_module!(blob::Blob<1>);

@@ -1,0 +1,248 @@
+//! `cargo bench -p system-tests --bench updates`: the cost of
+//! updatability, measured on the host runtime with the real manager,
+//! shell and modules. Prints `name: value` lines:
+//! - `updatable_ppc_ratio`: a kv get through the capability map, the
+//!   client stub and the shell, against the same get sent straight to a PD
+//!   that hosts the kv module with no shell, alternating batches (goal
+//!   <= 1.02);
+//! - `blackout_us@N`, `memcpy_us@N`, `blackout_budget_ratio@N`: the time a
+//!   blob service of N bytes of state is unavailable during an update (from
+//!   the call that exports its state to the capability-map store that makes
+//!   the new slot live), a plain copy of N bytes, and
+//!   blackout / (100 us + 2 x memcpy) (goal <= 1);
+//! - `throughput_during_updates_ratio`: the four clients' verified replies
+//!   per second while kv is updated and rolled back 100 times a second,
+//!   against the same with no updates, alternating one-second windows
+//!   (goal >= 0.90).
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use system_tests::{clients, System};
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const HEAD: &str = r#"<system>
+    <memory_region name="image_store" prefill_path="STORE" />
+    <memory_region name="capmap" size="0x1000" />
+    <memory_region name="serial_rx" size="0x1000" />
+    <memory_region name="serial_tx" size="0x4000" />"#;
+
+/// A system with the manager, the serial driver, one instance `inst` with
+/// a transfer region of `transfer` bytes, and `extra` PDs (children of the
+/// manager) with their regions and channels.
+fn system(store: &str, inst: &str, transfer: u64, regions: &str, extra_pds: &str, channels: &str) -> PathBuf {
+    let xml = format!(
+        r#"{head}
+    <memory_region name="{inst}_a_code" size="0x200000" />
+    <memory_region name="{inst}_b_code" size="0x200000" />
+    <memory_region name="{inst}_transfer" size="{transfer:#x}" />
+    {regions}
+    <protection_domain name="update_manager" priority="100">
+        <program_image path="update_manager.elf" />
+        <map mr="image_store" vaddr="0x10000000" perms="r" />
+        <map mr="capmap" vaddr="0x20000000" perms="rw" />
+        <map mr="serial_rx" vaddr="0x20001000" perms="rw" />
+        <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
+        <map mr="{inst}_a_code" vaddr="0x30000000" perms="rw" />
+        <map mr="{inst}_b_code" vaddr="0x30200000" perms="rw" />
+        <protection_domain name="serial" id="0" priority="250">
+            <program_image path="serial_driver.elf" />
+            <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
+            <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
+        </protection_domain>
+        <protection_domain name="{inst}_a" id="1" priority="200">
+            <program_image path="domain_shell.elf" />
+            <map mr="{inst}_a_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
+            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+        </protection_domain>
+        <protection_domain name="{inst}_b" id="2" priority="200">
+            <program_image path="domain_shell.elf" />
+            <map mr="{inst}_b_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
+            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+        </protection_domain>
+        {extra_pds}
+    </protection_domain>
+    <channel><end pd="update_manager" id="0" /><end pd="serial" id="0" /></channel>
+    <channel><end pd="update_manager" id="1" pp="true" /><end pd="{inst}_a" id="0" /></channel>
+    <channel><end pd="update_manager" id="2" pp="true" /><end pd="{inst}_b" id="0" /></channel>
+    {channels}
+</system>"#,
+        head = HEAD.replace("STORE", store)
+    );
+    let dir = std::env::temp_dir().join(format!("update-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{inst}-{transfer}.xml"));
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
+fn wait_log(sys: &System, pattern: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines = sys.log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains(pattern)) {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "no '{pattern}' in the log:\n{}", lines.join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn updatable_ppc() {
+    let sys_xml = system(
+        "images.bin",
+        "kv0",
+        0x20000,
+        r#"<memory_region name="kvdirect_code" prefill_path="kv-v1.so" />"#,
+        r#"<protection_domain name="benchclient" id="3" priority="50">
+            <program_image path="bench_pd.elf" />
+            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
+        </protection_domain>
+        <protection_domain name="kvdirect" id="4" priority="200">
+            <program_image path="bench_pd.elf" />
+            <map mr="kvdirect_code" vaddr="0x40000000" perms="r" setvar_vaddr="module_code" />
+        </protection_domain>"#,
+        r#"<channel><end pd="benchclient" id="0" pp="true" /><end pd="kv0_a" id="1" /></channel>
+    <channel><end pd="benchclient" id="1" pp="true" /><end pd="kv0_b" id="1" /></channel>
+    <channel><end pd="benchclient" id="2" pp="true" /><end pd="kvdirect" id="1" /></channel>"#,
+    );
+    let sys = System::boot(Some(&sys_xml));
+    let lines = wait_log(&sys, "BENCH updatable_ppc_ratio", Duration::from_secs(300));
+    for l in lines.iter().filter_map(|l| l.split("BENCH ").nth(1)) {
+        println!("{l}");
+    }
+    assert_eq!(sys.shutdown(), 0);
+}
+
+/// The blackout (us) an update printed: from the export's start to the
+/// capability-map commit.
+fn blackout_of(out: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("blackout"))
+        .unwrap_or_else(|| panic!("no blackout in:\n{out}"));
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line '{line}'"))
+}
+
+fn blackout(size: u64) {
+    let transfer = (size + 0x10000).next_multiple_of(0x1000);
+    let sys_xml = system(
+        "test-images.bin",
+        "blob0",
+        transfer,
+        "",
+        &format!(
+            r#"<protection_domain name="blobfill{size}" id="3" priority="50">
+            <program_image path="bench_pd.elf" />
+            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
+        </protection_domain>"#
+        ),
+        r#"<channel><end pd="blobfill{size}" id="0" pp="true" /><end pd="blob0_a" id="1" /></channel>
+    <channel><end pd="blobfill{size}" id="1" pp="true" /><end pd="blob0_b" id="1" /></channel>"#
+            .replace("{size}", &size.to_string())
+            .as_str(),
+    );
+    let mut sys = System::boot(Some(&sys_xml));
+    wait_log(&sys, &format!("FILLED {size}"), Duration::from_secs(60));
+    // The baseline copies into the same kind of memory the transfer region
+    // is (a shared memfd mapping, 4 KiB pages), from ordinary memory.
+    let src = vec![0x5au8; size as usize];
+    let mut dst = SharedBuf::new(size as usize);
+    let (mut black, mut copy) = (Vec::new(), Vec::new());
+    for round in 0..11 {
+        let cmd = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
+        let out = sys.command(cmd);
+        assert!(out.contains("done:"), "{out}");
+        let mut reps = [0f64; 3];
+        for r in &mut reps {
+            let t = Instant::now();
+            dst.bytes().copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(dst.bytes().as_ptr());
+            *r = t.elapsed().as_secs_f64() * 1e6;
+        }
+        let c = median(&mut reps);
+        if round > 0 {
+            // The first update also builds slot b and touches every page.
+            black.push(blackout_of(&out));
+            copy.push(c);
+        }
+    }
+    let (b, c) = (median(&mut black), median(&mut copy));
+    println!("blackout_us@{size}: {b:.0}");
+    println!("memcpy_us@{size}: {c:.1}");
+    println!("blackout_budget_ratio@{size}: {:.2}", b / (100.0 + 2.0 * c));
+    assert_eq!(sys.shutdown(), 0);
+}
+
+/// A shared memfd mapping, as a memory region is on the host runtime.
+struct SharedBuf(host_runtime::shm::Mapping);
+
+impl SharedBuf {
+    fn new(len: usize) -> SharedBuf {
+        let fd = host_runtime::shm::memfd("bench", len).expect("memfd");
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        SharedBuf(host_runtime::shm::map(std::os::fd::AsRawFd::as_raw_fd(&fd), len, prot, None).expect("map"))
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is ours alone and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.base, self.0.size) }
+    }
+}
+
+fn verified_total(sys: &mut System) -> u64 {
+    clients(&sys.status()).iter().map(|r| r.detail_num("verified").unwrap_or(0)).sum()
+}
+
+fn throughput() {
+    let mut sys = System::boot(None);
+    assert!(sys.command("update kv kv-v2").contains("done:"));
+    let window = Duration::from_secs(1);
+    let (mut quiet, mut busy) = (Vec::new(), Vec::new());
+    let mut updates = 0u32;
+    for _ in 0..5 {
+        let v0 = verified_total(&mut sys);
+        let t = Instant::now();
+        std::thread::sleep(window);
+        quiet.push((verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64());
+
+        let v0 = verified_total(&mut sys);
+        let t = Instant::now();
+        let mut k = 0u32;
+        while t.elapsed() < window {
+            let next = t + Duration::from_millis(10) * k;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // Alternate across windows too: v2 -> v1 -> v2 ...
+            let out = sys.command(if (updates + k).is_multiple_of(2) { "rollback kv" } else { "update kv kv-v2" });
+            assert!(out.contains("done:"), "{out}");
+            k += 1;
+        }
+        updates += k;
+        busy.push((verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64());
+    }
+    let (q, b) = (median(&mut quiet), median(&mut busy));
+    println!("client_replies_per_s_quiet: {q:.0}");
+    println!("client_replies_per_s_updating: {b:.0}");
+    println!("updates_per_s: {:.0}", updates as f64 / 5.0 / window.as_secs_f64());
+    println!("throughput_during_updates_ratio: {:.3}", b / q);
+    assert_eq!(sys.shutdown(), 0);
+}
+
+fn main() {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    if run("updatable_ppc") {
+        updatable_ppc();
+    }
+    if run("blackout") {
+        for size in [4u64 << 10, 64 << 10, 1 << 20, 16 << 20] {
+            blackout(size);
+        }
+    }
+    if run("throughput") {
+        throughput();
+    }
+}

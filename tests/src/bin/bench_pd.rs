@@ -1,0 +1,172 @@
+//! PDs for the update benchmarks (tests/benches/updates.rs), chosen by PD
+//! name; results are logged as `BENCH name: value` lines.
+//! - `kvdirect`: hosts the kv module with no shell: its code region is
+//!   prefilled with the module, which it loads and calls directly.
+//! - `benchclient`: kv gets through the capability map and the shell
+//!   (the client stub) against the same gets sent straight to `kvdirect`,
+//!   in alternating batches; prints `updatable_ppc_ratio`.
+//! - `blobfill<N>`: fills the blob service's state with N bytes.
+use domain_shell::{host_loader::SharedObjectLoader, ModuleLoader};
+use host_runtime::HostPd;
+use interfaces::abi::{ModuleEntry, RegionInfo, ShellEnv, ABI_VERSION};
+use interfaces::capmap::CapMap;
+use interfaces::control::shell_label;
+use interfaces::kv::KvRequest;
+use interfaces::Message;
+use pd_api::{ChannelId, Handler, Pd};
+use std::ffi::c_void;
+use std::time::Instant;
+
+struct Idle;
+impl Handler<HostPd> for Idle {
+    fn notified(&mut self, _pd: &HostPd, _ch: ChannelId) {}
+}
+
+struct Direct(&'static ModuleEntry);
+impl Handler<HostPd> for Direct {
+    fn notified(&mut self, _pd: &HostPd, _ch: ChannelId) {}
+    fn protected(&mut self, _pd: &HostPd, ch: ChannelId, msg: &mut Message) {
+        // SAFETY: the module's own entry point, one call at a time.
+        unsafe { (self.0.protected)(ch, msg) }
+    }
+}
+
+unsafe extern "C" fn no_notify(_: *mut c_void, _: u32) {}
+unsafe extern "C" fn no_ppcall(_: *mut c_void, _: u32, _: *mut Message) -> i32 {
+    -1
+}
+unsafe extern "C" fn no_channel(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+    -1
+}
+unsafe extern "C" fn no_region(_: *mut c_void, _: *const u8, _: usize, _: *mut RegionInfo) -> i32 {
+    -1
+}
+unsafe extern "C" fn no_log(_: *mut c_void, _: *const u8, _: usize) {}
+unsafe extern "C" fn abort(_: *mut c_void, _: *const u8, _: usize) -> ! {
+    std::process::abort()
+}
+
+/// Loads the module prefilled into `module_code` and initialises it.
+fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
+    let code = pd.region("module_code").expect("module_code region");
+    // SAFETY: prefilled by the runtime, read-only, never written again.
+    let bytes = unsafe { code.as_slice() };
+    let h = interfaces::elf::Elf::parse(bytes).expect("an ELF module").header;
+    // The file ends with its section headers.
+    let len = h.shoff as usize + h.shnum as usize * h.shentsize as usize;
+    let (entry, _) = SharedObjectLoader.load(bytes, &[len as u64]).expect("load kv module");
+    let env = Box::leak(Box::new(ShellEnv {
+        abi_version: ABI_VERSION,
+        _reserved: 0,
+        ctx: std::ptr::null_mut(),
+        notify: no_notify,
+        ppcall: no_ppcall,
+        irq_ack: no_notify,
+        channel: no_channel,
+        region: no_region,
+        log: no_log,
+        abort,
+    }));
+    // SAFETY: a checked module; `env` lives for ever.
+    assert_eq!(unsafe { (entry.init)(env) }, 0, "module init");
+    entry
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn bench_client(pd: &HostPd) {
+    let direct = pd.channel("kvdirect").expect("channel to kvdirect");
+    let mut kv = kv_api::KvClient::connect(pd, "kv").expect("kv instance");
+    let mut out = [0u8; 128];
+    kv.put(b"bench", b"value").expect("put");
+    let mut msg = Message::default();
+    KvRequest::Put { key: b"bench", value: b"value" }.encode(&mut msg).unwrap();
+    pd.ppcall(direct, &mut msg).expect("direct put");
+    const BATCH: u32 = 20_000;
+    let slot = pd.channel("kv0_a").expect("channel to kv0_a");
+    let (mut upd, mut dir, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..16 {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            kv.get(b"bench", &mut out).expect("get");
+        }
+        let u = t.elapsed().as_nanos() as f64 / BATCH as f64;
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            KvRequest::Get { key: b"bench" }.encode(&mut msg).unwrap();
+            pd.ppcall(direct, &mut msg).expect("direct get");
+        }
+        let d = t.elapsed().as_nanos() as f64 / BATCH as f64;
+        // The live slot called directly: the shell without the stub.
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            KvRequest::Get { key: b"bench" }.encode(&mut msg).unwrap();
+            pd.ppcall(slot, &mut msg).expect("slot get");
+        }
+        let r = t.elapsed().as_nanos() as f64 / BATCH as f64;
+        if round > 0 {
+            // The first round warms both paths up.
+            upd.push(u);
+            dir.push(d);
+            raw.push(r);
+        }
+    }
+    let (u, d) = (median(&mut upd), median(&mut dir));
+    pd.log(format_args!("BENCH shell_without_stub_ppc_ns: {:.0}", median(&mut raw)));
+    pd.log(format_args!("BENCH updatable_ppc_ns: {u:.0}"));
+    pd.log(format_args!("BENCH direct_ppc_ns: {d:.0}"));
+    pd.log(format_args!("BENCH updatable_ppc_ratio: {:.3}", u / d));
+}
+
+fn blob_fill(pd: &HostPd, len: u64) {
+    let map = pd.region("capmap").expect("capmap");
+    // SAFETY: the read-only capability map, read through atomics.
+    let capmap = unsafe { &*(map.base as *const CapMap) };
+    let slots = [pd.channel("blob0_a").unwrap(), pd.channel("blob0_b").unwrap()];
+    loop {
+        let live = capmap.find("blob0").and_then(|i| capmap.binding(i)).and_then(|b| b.live);
+        if let Some(slot) = live {
+            let mut msg = Message::with_words(blob::FILL, &[len, 7]);
+            pd.ppcall(slots[slot.index()], &mut msg).expect("fill");
+            if msg.label != shell_label::MOVED && msg.label != shell_label::NO_SERVICE {
+                assert_eq!(msg.word(0), len, "blob filled");
+                break;
+            }
+        }
+        std::thread::yield_now();
+    }
+    pd.log(format_args!("FILLED {len}"));
+}
+
+enum Role {
+    Direct(Direct),
+    Idle(Idle),
+}
+
+impl Handler<HostPd> for Role {
+    fn notified(&mut self, _pd: &HostPd, _ch: ChannelId) {}
+    fn protected(&mut self, pd: &HostPd, ch: ChannelId, msg: &mut Message) {
+        match self {
+            Role::Direct(d) => d.protected(pd, ch, msg),
+            Role::Idle(i) => i.protected(pd, ch, msg),
+        }
+    }
+}
+
+fn main() {
+    host_runtime::run(|pd| {
+        let name = pd.name();
+        if name == "kvdirect" {
+            return Role::Direct(Direct(load_direct(pd)));
+        }
+        if name == "benchclient" {
+            bench_client(pd);
+        } else if let Some(n) = name.strip_prefix("blobfill") {
+            blob_fill(pd, n.parse().expect("blobfill<bytes>"));
+        }
+        Role::Idle(Idle)
+    })
+}

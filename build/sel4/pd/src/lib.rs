@@ -13,7 +13,11 @@
 use core::fmt;
 use interfaces::{Message, MSG_WORDS};
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, ChannelSet, Child, MessageInfo};
+
+pub mod reset;
 
 pub struct ChannelInfo {
     pub id: u32,
@@ -150,6 +154,16 @@ impl Pd for Sel4Pd {
             _ => return Err(PpcError::NoSuchChannel),
         }
         let reply = Channel::new(ch as usize).pp_call(put_message(msg));
+        if reply.count() == 0 && reply.label() == FAULTED_LABEL {
+            // The callee's shell answered for it as it died (see
+            // `panic_hook`). A child reports its fault to us, the parent,
+            // right after: take that report now (the child is blocked on
+            // it until we do) and handle it once this event is done.
+            if let Some(child) = self.peer_name(ch).and_then(|p| self.child(p)) {
+                collect_fault(child);
+            }
+            return Err(PpcError::CalleeFaulted);
+        }
         *msg = get_message(&reply);
         Ok(())
     }
@@ -262,7 +276,106 @@ pub struct Adapter<H: Handler<Sel4Pd>> {
 
 impl<H: Handler<Sel4Pd>> Adapter<H> {
     pub fn new(pd: &'static Sel4Pd, handler: H) -> Self {
+        sel4_microkit::panicking::set_hook(&panic_hook);
         Adapter { pd, handler }
+    }
+
+    fn dispatch_fault(&mut self, id: u32, fault: Fault) {
+        if self.handler.fault(self.pd, id, fault) == FaultAction::Restart {
+            self.pd.restart_child(id);
+        }
+    }
+
+    /// Delivers what [`collect_fault`] set aside during the last event.
+    fn drain_deferred(&mut self) {
+        loop {
+            // SAFETY: single-threaded PD; no borrow outlives the statement.
+            let next = unsafe { (*DEFERRED.0.get()).take() };
+            let Some(d) = next else { return };
+            for (id, fault) in d.faults[..d.n_faults].iter().copied() {
+                self.dispatch_fault(id, fault);
+            }
+            let mut bits = d.notified;
+            while bits != 0 {
+                let ch = bits.trailing_zeros();
+                bits &= bits - 1;
+                self.handler.notified(self.pd, ch);
+            }
+        }
+    }
+}
+
+/// The reply a dying shell sends its pending caller (seL4 label, no
+/// words): a real reply always carries the label word, so it cannot be
+/// mistaken for one.
+pub const FAULTED_LABEL: u64 = 0xfa_17ed;
+
+/// A protected call is being served: a panic must answer its caller.
+static IN_PROTECTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints the panic (as rust-sel4's default hook does) and, if this PD is
+/// serving a protected call, replies [`FAULTED_LABEL`] to the caller before
+/// the PD dies: on seL4 the caller would otherwise wait forever (and a
+/// restarted PD's first receive would cancel it for good: MCS "Reply
+/// object already has unexecuted reply"). The abort that follows the hook
+/// is then reported to the parent as a fault, as on the host.
+fn panic_hook(info: &core::panic::PanicInfo) {
+    debug_println!("{}: {}", sel4_microkit::pd_name().unwrap_or("?"), info);
+    if IN_PROTECTED.swap(false, Ordering::Relaxed) {
+        sel4_microkit::ipc::reply(MessageInfo::new(FAULTED_LABEL, 0));
+    }
+}
+
+/// Events taken off the endpoint while waiting for a child's fault report,
+/// for the event loop to deliver after the current event.
+#[derive(Clone, Copy)]
+struct Deferred {
+    notified: u64,
+    faults: [(u32, Fault); 8],
+    n_faults: usize,
+}
+
+struct DeferredCell(UnsafeCell<Option<Deferred>>);
+// SAFETY: a PD is single-threaded.
+unsafe impl Sync for DeferredCell {}
+static DEFERRED: DeferredCell = DeferredCell(UnsafeCell::new(None));
+
+fn defer(f: impl FnOnce(&mut Deferred)) {
+    // SAFETY: single-threaded PD; the borrow ends here.
+    let d = unsafe { &mut *DEFERRED.0.get() };
+    f(d.get_or_insert(Deferred { notified: 0, faults: [(0, Fault::Abort); 8], n_faults: 0 }))
+}
+
+/// Waits for child `child`'s fault report (it follows a [`FAULTED_LABEL`]
+/// reply at once), setting aside every other event. Received without a
+/// reply object (`seL4_Wait`): the child stays stopped until restarted,
+/// and our reply object stays free. Only a PD that nobody calls may do this
+/// (a call received without a reply object would stop its caller): the
+/// parents here are the update manager, which serves no protected calls.
+fn collect_fault(child: u32) {
+    const INPUT_CAP: u64 = 1;
+    const IS_ENDPOINT_BADGE: u64 = 1 << 63;
+    const IS_FAULT_BADGE: u64 = 1 << 62;
+    loop {
+        let (info, badge) = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_Wait(INPUT_CAP));
+        let info = MessageInfo::from_inner(sel4::MessageInfo::from_inner(info));
+        if badge & IS_ENDPOINT_BADGE != 0 {
+            debug_println!("{}: a protected call arrived while waiting for a fault: dropped", Sel4Pd::current().name());
+        } else if badge & IS_FAULT_BADGE != 0 {
+            let id = (badge & !IS_FAULT_BADGE) as u32;
+            let fault = decode_fault(&info);
+            defer(|d| {
+                if d.n_faults < d.faults.len() {
+                    d.faults[d.n_faults] = (id, fault);
+                    d.n_faults += 1;
+                }
+            });
+            if id == child {
+                return;
+            }
+        } else {
+            defer(|d| d.notified |= badge);
+        }
     }
 }
 
@@ -273,22 +386,32 @@ impl<H: Handler<Sel4Pd>> sel4_microkit::Handler for Adapter<H> {
         for ch in channels.iter() {
             self.handler.notified(self.pd, ch.index() as u32);
         }
+        self.drain_deferred();
         Ok(())
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
         let mut msg = get_message(&msg_info);
+        IN_PROTECTED.store(true, Ordering::Relaxed);
         self.handler.protected(self.pd, channel.index() as u32, &mut msg);
-        Ok(put_message(&msg))
+        IN_PROTECTED.store(false, Ordering::Relaxed);
+        let reply = put_message(&msg);
+        // Deferred events run before the reply goes out; they never touch
+        // the message registers the reply is in (faults were decoded
+        // when they were set aside), but their handlers may: keep a copy.
+        // SAFETY: single-threaded PD.
+        if unsafe { (*DEFERRED.0.get()).is_some() } {
+            self.drain_deferred();
+            return Ok(put_message(&msg));
+        }
+        Ok(reply)
     }
 
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         // Decode the fault before anything else touches the message registers.
         let fault = decode_fault(&msg_info);
-        let id = child.index() as u32;
-        if self.handler.fault(self.pd, id, fault) == FaultAction::Restart {
-            self.pd.restart_child(id);
-        }
+        self.dispatch_fault(child.index() as u32, fault);
+        self.drain_deferred();
         Ok(None)
     }
 }

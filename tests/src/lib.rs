@@ -126,7 +126,24 @@ impl System {
         let mut s = System { child, stdin, out: rx, transcript: String::new(), cursor: 0, log };
         s.wait_for(PROMPT, Duration::from_secs(30));
         s.unread_prompt();
+        s.wait_for_clients();
         s
+    }
+
+    /// Waits (bounded) until every client has published its counters, so
+    /// that tests compare numbers, not "no stats yet".
+    fn wait_for_clients(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = self.status();
+            if clients(&rows).iter().all(|r| r.detail_num("verified").is_some()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail("a client never published its counters");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn fail(&self, why: &str) -> ! {

@@ -51,10 +51,18 @@ pub(crate) struct Image {
     pub descriptor: Result<ModuleDescriptor, String>,
 }
 
+/// Where the console's queues lead.
+enum SerialPeer {
+    /// A fixed serial driver PD.
+    Fixed(ChannelId),
+    /// The live slot of an updatable serial service instance.
+    Instance(usize),
+}
+
 struct Console {
     rx: Consumer,
     tx: Producer,
-    serial: ChannelId,
+    serial: SerialPeer,
     editor: LineEditor,
 }
 
@@ -102,13 +110,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         let capmap = unsafe { &*(map.base as *const CapMap) };
         let (rx, tx) = (region(pd, "serial_rx", true)?, region(pd, "serial_tx", true)?);
         // SAFETY: the manager is the only consumer of rx and producer of tx.
-        let console = unsafe {
-            Console {
-                rx: Consumer::new(rx.base, rx.size).ok_or("bad serial_rx region")?,
-                tx: Producer::new(tx.base, tx.size).ok_or("bad serial_tx region")?,
-                serial: pd.channel("serial").ok_or("no channel to 'serial'")?,
-                editor: LineEditor::default(),
-            }
+        let (rx, tx) = unsafe {
+            (
+                Consumer::new(rx.base, rx.size).ok_or("bad serial_rx region")?,
+                Producer::new(tx.base, tx.size).ok_or("bad serial_tx region")?,
+            )
         };
         let mut children = Vec::new();
         pd.for_each_child(&mut |id, name| children.push((id, name.to_owned(), 0)));
@@ -138,6 +144,16 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 generation: 0,
             });
         }
+        let serial = match pd.channel("serial") {
+            Some(ch) => SerialPeer::Fixed(ch),
+            None => SerialPeer::Instance(
+                instances
+                    .iter()
+                    .position(|i| i.service == "serial")
+                    .ok_or("no channel to a 'serial' driver and no serial service instance")?,
+            ),
+        };
+        let console = Console { rx, tx, serial, editor: LineEditor::default() };
         let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
         // SAFETY: boot: no client reads the map before the magic is set.
         unsafe { capmap.format(&names) };
@@ -195,7 +211,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     return;
                 }
             }
-            self.pd.notify(self.console.serial);
+            self.notify_serial();
             if !bytes.is_empty() {
                 if self.pd.now_ns() > deadline {
                     self.pd.log(format_args!("console output stalled; {} bytes dropped", bytes.len()));
@@ -203,6 +219,24 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 }
                 self.pd.yield_now();
             }
+        }
+    }
+
+    fn notify_serial(&self) {
+        match self.console.serial {
+            SerialPeer::Fixed(ch) => self.pd.notify(ch),
+            SerialPeer::Instance(i) => {
+                if let Some(live) = self.instances[i].live {
+                    self.pd.notify(self.instances[i].slots[live.index()].channel);
+                }
+            }
+        }
+    }
+
+    fn from_serial(&self, ch: ChannelId) -> bool {
+        match self.console.serial {
+            SerialPeer::Fixed(c) => c == ch,
+            SerialPeer::Instance(i) => self.instances[i].slots.iter().any(|s| s.channel == ch),
         }
     }
 
@@ -481,7 +515,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
 impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if ch != self.console.serial {
+        if !self.from_serial(ch) {
             return;
         }
         let mut buf = [0u8; 256];

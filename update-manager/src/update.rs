@@ -106,6 +106,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
         }
         let blackout_us = self.pd.now_ns().saturating_sub(blackout_start) / 1000;
+        // Kick each new slot: events that reached the old one while it
+        // stood still (a device's notification, say) were not lost, but
+        // nobody told the new one about them.
+        for s in &steps {
+            self.pd.notify(self.slot(s.inst, s.to).channel);
+        }
         for s in &steps {
             if let Some(from) = s.from {
                 if let Err(e) = self.control(self.slot(s.inst, from), op::RETIRE, &[]) {

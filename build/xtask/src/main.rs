@@ -8,10 +8,11 @@ usage: cargo xtask <command>
   build [--release]                    build the host programs, modules and image store
   run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
-  qemu [SYSTEM.xml] [--build-only] [--bench]
+  qemu [SYSTEM.xml] [--store FILE] [--build-only] [--bench]
                                        build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
-                                       in QEMU; --build-only prints the loader image's path instead;
-                                       --bench times protected calls in the client before its load loop
+                                       in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
+                                       (the test-only modules too); --build-only prints the loader image's
+                                       path instead; --bench times protected calls in the client first
 ";
 
 fn fail(msg: &str) -> ! {
@@ -26,7 +27,20 @@ fn main() {
         exit(2)
     };
     let release = rest.iter().any(|a| a == "--release");
-    let positional: Vec<&String> = rest.iter().filter(|a| !a.starts_with("--")).collect();
+    // Options that take a value, and the positional arguments.
+    let mut store = None;
+    let mut positional: Vec<&String> = Vec::new();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--store" => store = Some(it.next().unwrap_or_else(|| fail("--store needs an image store file name"))),
+            "--search-path" => {
+                it.next();
+            }
+            s if s.starts_with("--") => {}
+            _ => positional.push(a),
+        }
+    }
     match cmd.as_str() {
         "build" => match xtask::build_host(release) {
             Ok(dir) => eprintln!("host image: {}", dir.display()),
@@ -63,7 +77,11 @@ fn main() {
             }
         }
         "qemu" => {
-            let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+            let mut system =
+                positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+            if let Some(store) = store {
+                system = xtask::sel4::system_with_store(&system, store).unwrap_or_else(|e| fail(&e));
+            }
             let features: &[&str] = if rest.iter().any(|a| a == "--bench") { &["kv-client-sel4/bench"] } else { &[] };
             let image = xtask::sel4::build_image_with(&system, features).unwrap_or_else(|e| fail(&e));
             if rest.iter().any(|a| a == "--build-only") {

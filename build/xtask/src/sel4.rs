@@ -5,7 +5,7 @@
 //! Nothing fetched lives in the repository: the Microkit SDK comes from
 //! `MICROKIT_SDK`, rust-sel4 is a git dependency of build/sel4, and the
 //! target spec for the PD programs is generated here into `target/`.
-use crate::{target_dir, workspace_root, write_store, MODULES};
+use crate::{target_dir, workspace_root, write_store, MODULES, STORES};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -54,6 +54,36 @@ pub fn sdk() -> Result<PathBuf, String> {
 /// Where everything of the seL4 build goes.
 pub fn out_dir() -> PathBuf {
     target_dir().join("sel4-image")
+}
+
+/// Where the image of system description `system` goes: one directory per
+/// description (by file name), so that images of several descriptions can
+/// be kept side by side.
+pub fn image_dir(system: &Path) -> PathBuf {
+    let stem = system.file_stem().map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+    let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    out_dir().join("images").join(stem)
+}
+
+/// `system` with its image store (`prefill_path="images.bin"`) swapped for
+/// `store` (e.g. `test-images.bin`, which also holds the test-only
+/// modules), written next to the seL4 images; returns its path.
+pub fn system_with_store(system: &Path, store: &str) -> Result<PathBuf, String> {
+    if !STORES.iter().any(|(f, _)| *f == store) {
+        let names: Vec<&str> = STORES.iter().map(|(f, _)| *f).collect();
+        return Err(format!("no image store '{store}' (the build writes {})", names.join(", ")));
+    }
+    let xml = std::fs::read_to_string(system).map_err(|e| format!("{}: {e}", system.display()))?;
+    let patched = xml.replace(r#"prefill_path="images.bin""#, &format!(r#"prefill_path="{store}""#));
+    if store != "images.bin" && patched == xml {
+        return Err(format!("{}: no region is prefilled from images.bin", system.display()));
+    }
+    let dir = out_dir().join("systems");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stem = system.file_stem().map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+    let path = dir.join(format!("{stem}-{}.xml", store.trim_end_matches(".bin")));
+    std::fs::write(&path, patched).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn run(c: &mut Command, what: &str) -> Result<(), String> {
@@ -196,8 +226,9 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 }
 
 /// Builds every module for [`MODULE_TARGET`] and links it to the slot
-/// addresses; returns (image name, ELF bytes).
-fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+/// addresses; returns each with its ELF bytes.
+fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (code, data) = module_bases(system)?;
     let target = target_dir().join("sel4-modules");
     let lld = host_tool("rust-lld")?;
@@ -233,7 +264,7 @@ fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static str, Vec<u8>
         .arg(&elf)
         .arg(&lib);
         run(&mut l, &format!("linking module {}", m.image))?;
-        images.push((m.image, std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?));
+        images.push((m, std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?));
     }
     Ok(images)
 }
@@ -257,14 +288,18 @@ pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, Strin
     let system = system.canonicalize().map_err(|e| format!("{}: {e}", system.display()))?;
     crate::check(&system, &[])
         .or_else(|e| if e.contains("not found in the search paths") { Ok(()) } else { Err(e) })?;
-    let out = out_dir();
+    let out = image_dir(&system);
     let search = out.join("search");
     std::fs::create_dir_all(&search).map_err(|e| format!("{}: {e}", search.display()))?;
-    let spec = target_spec(&out)?;
-    // The image store first: the programs' region table sizes the regions
-    // that prefill files size.
-    let images = build_modules(&system, &out)?;
-    write_store(&search.join("images.bin"), &images)?;
+    let spec = target_spec(&out_dir())?;
+    // The image stores first: the programs' region table sizes the regions
+    // that prefill files size. Same selection as the host build.
+    let images = build_modules(&system, &out_dir().join("modules"))?;
+    for &(file, with_tests) in STORES {
+        let chosen: Vec<(&str, Vec<u8>)> =
+            images.iter().filter(|(m, _)| with_tests || !m.test_only).map(|(m, b)| (m.image, b.clone())).collect();
+        write_store(&search.join(file), &chosen)?;
+    }
     let bin_dir = build_programs(&sdk, &spec, &system, &search, &target_dir().join("sel4"), features)?;
     // Program images under the names system.xml uses, with the entry
     // points of all programs patched into each (the manager restarts

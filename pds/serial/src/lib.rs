@@ -1,11 +1,73 @@
 //! The serial driver's device-independent part: its two queues (sDDF
 //! style: `rx_queue` it produces into, `tx_queue` it consumes from) and the
-//! output translation. Only the driver touches the device; its client (the
-//! update manager's console) sees only the queues and a channel.
+//! output translation. Only the driver touches the device; its client sees
+//! only the queues and a channel. The client is either a fixed PD (the
+//! update manager's console) or, when the serial service is updatable, the
+//! live slot of the `serial0` instance, which runs the [`module`] and moves
+//! bytes between the device's queues and the console's.
 #![no_std]
 
+pub mod module;
+
+use interfaces::capmap::CapMap;
+use interfaces::control::region;
 use interfaces::queue::{Consumer, Producer};
 use pd_api::{ChannelId, Pd};
+
+/// The updatable serial service's instance, when the system has one.
+pub const SERIAL_INSTANCE: &str = "serial0";
+
+/// The other end of a driver's queues.
+pub enum Peer {
+    /// A fixed PD.
+    Fixed(ChannelId),
+    /// Whichever slot of a service instance the capability map says is live.
+    Instance { capmap: &'static CapMap, name: &'static str, slots: [ChannelId; 2] },
+}
+
+impl Peer {
+    /// The instance `name` if this PD has channels to both its slots and the
+    /// capability map, else the fixed PD `name`.
+    pub fn find<P: Pd + ?Sized>(pd: &P, name: &'static str) -> Option<Peer> {
+        let mut buf = [0u8; 40];
+        let slot = |suffix: &str, buf: &mut [u8; 40]| {
+            let n = name.len() + suffix.len();
+            buf.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+            buf.get_mut(name.len()..n)?.copy_from_slice(suffix.as_bytes());
+            pd.channel(core::str::from_utf8(&buf[..n]).ok()?)
+        };
+        if let (Some(a), Some(b), Some(map)) = (slot("_a", &mut buf), slot("_b", &mut buf), pd.region(region::CAPMAP)) {
+            if map.size >= core::mem::size_of::<CapMap>() {
+                // SAFETY: the read-only capability map, mapped for the PD's
+                // life and read through atomics.
+                let capmap = unsafe { &*(map.base as *const CapMap) };
+                return Some(Peer::Instance { capmap, name, slots: [a, b] });
+            }
+        }
+        pd.channel(name).map(Peer::Fixed)
+    }
+
+    /// Notifies the peer (the live slot; nobody while none is live: the
+    /// manager kicks a slot when it commits it).
+    pub fn notify<P: Pd + ?Sized>(&self, pd: &P) {
+        match self {
+            Peer::Fixed(ch) => pd.notify(*ch),
+            Peer::Instance { capmap, name, slots } => {
+                if let Some(live) = capmap.find(name).and_then(|i| capmap.binding(i)).and_then(|b| b.live) {
+                    pd.notify(slots[live.index()]);
+                }
+            }
+        }
+    }
+
+    /// Whether a notification on `ch` comes from the peer.
+    pub fn is(&self, ch: ChannelId) -> bool {
+        match self {
+            Peer::Fixed(c) => *c == ch,
+            Peer::Instance { slots, .. } => slots.contains(&ch),
+        }
+    }
+}
 
 /// The byte a driver queues when its input ends (host: end of stdin).
 pub const END_OF_INPUT: u8 = 0x04;
@@ -13,17 +75,20 @@ pub const END_OF_INPUT: u8 = 0x04;
 pub struct Queues {
     pub rx: Producer,
     pub tx: Consumer,
-    /// The channel to the queues' client.
-    pub client: ChannelId,
+    /// The queues' client.
+    pub client: Peer,
 }
 
 impl Queues {
     /// The driver's ends of its queues, from the regions named `rx_queue`
-    /// and `tx_queue`, and the channel to `client_pd`.
-    pub fn attach<P: Pd + ?Sized>(pd: &P, client_pd: &str) -> Result<Queues, &'static str> {
+    /// and `tx_queue`, and its client: the serial instance's live slot if
+    /// the system has one, else the fixed PD `client_pd`.
+    pub fn attach<P: Pd + ?Sized>(pd: &P, client_pd: &'static str) -> Result<Queues, &'static str> {
         let rx = pd.region("rx_queue").filter(|r| r.writable).ok_or("no writable 'rx_queue' region")?;
         let tx = pd.region("tx_queue").filter(|r| r.writable).ok_or("no writable 'tx_queue' region")?;
-        let client = pd.channel(client_pd).ok_or("no channel to the console")?;
+        let client = Peer::find(pd, SERIAL_INSTANCE)
+            .or_else(|| Peer::find(pd, client_pd))
+            .ok_or("no channel to the console or the serial service")?;
         // SAFETY: both regions stay mapped for the PD's life; the driver is
         // the only producer of rx and the only consumer of tx.
         unsafe {

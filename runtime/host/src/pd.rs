@@ -300,6 +300,11 @@ pub fn run<H: Handler<HostPd>>(init: impl FnOnce(&'static HostPd) -> H) -> ! {
 /// The event loop, for PDs that build their handler themselves.
 pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
     let me = pd.me();
+    // Once the system halts, a PD lingers until it has been idle this long:
+    // the last output may still be travelling down a chain of PDs (console,
+    // serial, device), and each must pass it on before it exits.
+    const HALT_QUIET: Duration = Duration::from_millis(20);
+    let mut quiet_since: Option<u64> = None;
     loop {
         let seen = me.event.load(Ordering::SeqCst);
         let notes = me.notify_pending.swap(0, Ordering::Acquire);
@@ -319,10 +324,17 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
             }
         }
         if notes | calls | faults != 0 {
+            quiet_since = None;
             continue;
         }
         if pd.kernel().halt.load(Ordering::SeqCst) != 0 {
-            std::process::exit(0);
+            let now = monotonic_ns();
+            let since = *quiet_since.get_or_insert(now);
+            if now - since >= HALT_QUIET.as_nanos() as u64 {
+                std::process::exit(0);
+            }
+            me.wait(seen, Some(HALT_QUIET));
+            continue;
         }
         me.wait(seen, Some(Duration::from_secs(1)));
     }

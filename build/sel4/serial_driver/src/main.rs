@@ -49,7 +49,7 @@ impl Driver {
         self.uart.clear_rx_interrupts();
         pd.irq_ack(IRQ_CHANNEL);
         if got {
-            pd.notify(self.q.client);
+            self.q.client.notify(pd);
         }
     }
 
@@ -76,7 +76,7 @@ impl Handler<Sel4Pd> for Driver {
     fn notified(&mut self, pd: &Sel4Pd, ch: ChannelId) {
         if ch == IRQ_CHANNEL {
             self.receive(pd);
-        } else if ch == self.q.client {
+        } else if self.q.client.is(ch) {
             self.transmit(pd);
         }
     }

@@ -10,13 +10,13 @@ use std::io::{Read, Write};
 
 struct Driver {
     tx: interfaces::queue::Consumer,
-    client: ChannelId,
+    client: std::sync::Arc<serial::Peer>,
     tty_out: bool,
 }
 
 impl Handler<HostPd> for Driver {
     fn notified(&mut self, pd: &HostPd, ch: ChannelId) {
-        if ch != self.client {
+        if !self.client.is(ch) {
             return;
         }
         let mut buf = [0u8; 1024];
@@ -68,6 +68,8 @@ fn main() {
         if tty_in {
             set_raw(0);
         }
+        let client = std::sync::Arc::new(client);
+        let peer = client.clone();
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             let mut buf = [0u8; 256];
@@ -77,7 +79,7 @@ fn main() {
                         Ok(n) => bytes = &bytes[n..],
                         Err(_) => return,
                     }
-                    pd.notify(client);
+                    peer.notify(pd);
                     if !bytes.is_empty() {
                         // The console is behind: give it time to drain.
                         std::thread::sleep(std::time::Duration::from_millis(1));

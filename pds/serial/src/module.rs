@@ -1,0 +1,134 @@
+//! The updatable serial service: moves bytes between the device's queues
+//! (`uart_rx`, `uart_tx`, owned by the fixed device PD) and the console's
+//! (`console_rx`, `console_tx`, read and written by the manager). All of
+//! its position lives in the queues' shared indices, so a new version
+//! carries on exactly where the old one stopped: no byte is lost or
+//! repeated across an update. Its only own state is a pair of byte counts.
+use interfaces::abi::{status, ModuleDescriptor, RegionInfo};
+use interfaces::queue::{Consumer, Producer};
+use interfaces::Message;
+use module_rt::{Env, Module};
+
+pub const SCHEMA: u32 = 1;
+
+pub struct SerialPump<const VERSION: u32> {
+    env: Env,
+    uart: u32,
+    console: u32,
+    from_device: Consumer,
+    to_device: Producer,
+    to_console: Producer,
+    from_console: Consumer,
+    /// Bytes moved in and out since the service first started.
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+fn region(env: &Env, name: &str) -> Result<RegionInfo, &'static str> {
+    env.region(name).filter(|r| r.writable != 0).ok_or("a queue region is missing or read-only")
+}
+
+impl<const VERSION: u32> SerialPump<VERSION> {
+    /// Moves whatever is waiting, both ways, and tells each side.
+    fn pump(&mut self) {
+        let mut buf = [0u8; 256];
+        let (mut to_console, mut to_device) = (false, false);
+        loop {
+            let mut moved = false;
+            // Only take from a queue what fits the next one: nothing is
+            // held here between events.
+            let room = self.to_console.free().unwrap_or(0).min(buf.len());
+            if let Ok(n @ 1..) = self.from_device.pop(&mut buf[..room]) {
+                let _ = self.to_console.push(&buf[..n]);
+                self.bytes_in += n as u64;
+                moved = true;
+                to_console = true;
+            }
+            let room = self.to_device.free().unwrap_or(0).min(buf.len());
+            if let Ok(n @ 1..) = self.from_console.pop(&mut buf[..room]) {
+                let _ = self.to_device.push(&buf[..n]);
+                self.bytes_out += n as u64;
+                moved = true;
+                to_device = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        if to_console {
+            self.env.notify(self.console);
+        }
+        if to_device {
+            self.env.notify(self.uart);
+        }
+    }
+}
+
+impl<const VERSION: u32> Module for SerialPump<VERSION> {
+    const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("serial", VERSION, SCHEMA)
+        .channel("uart")
+        .channel("update_manager")
+        .region("uart_rx")
+        .region("uart_tx")
+        .region("console_rx")
+        .region("console_tx");
+
+    fn init(env: Env) -> Result<Self, &'static str> {
+        let (urx, utx) = (region(&env, "uart_rx")?, region(&env, "uart_tx")?);
+        let (crx, ctx) = (region(&env, "console_rx")?, region(&env, "console_tx")?);
+        // SAFETY: the regions stay mapped while the module is hosted; this
+        // slot is the one consumer of uart_rx/console_tx and producer of
+        // uart_tx/console_rx while it is live (the other slot is not).
+        let q = unsafe {
+            (
+                Consumer::new(urx.base, urx.size),
+                Producer::new(utx.base, utx.size),
+                Producer::new(crx.base, crx.size),
+                Consumer::new(ctx.base, ctx.size),
+            )
+        };
+        let (Some(from_device), Some(to_device), Some(to_console), Some(from_console)) = q else {
+            return Err("a queue region is too small");
+        };
+        Ok(SerialPump {
+            uart: env.channel("uart").ok_or("no channel to the uart")?,
+            console: env.channel("update_manager").ok_or("no channel to the console")?,
+            env,
+            from_device,
+            to_device,
+            to_console,
+            from_console,
+            bytes_in: 0,
+            bytes_out: 0,
+        })
+    }
+
+    fn notified(&mut self, _ch: u32) {
+        self.pump();
+    }
+
+    fn protected(&mut self, _ch: u32, msg: &mut Message) {
+        *msg = Message::with_words(0, &[self.bytes_in, self.bytes_out]);
+    }
+
+    fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32> {
+        if schema != SCHEMA {
+            return Err(status::UNSUPPORTED_SCHEMA);
+        }
+        let out = out.get_mut(..16).ok_or(status::NO_SPACE)?;
+        out[..8].copy_from_slice(&self.bytes_in.to_le_bytes());
+        out[8..].copy_from_slice(&self.bytes_out.to_le_bytes());
+        Ok(16)
+    }
+
+    fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32> {
+        let (Some(i), Some(o), SCHEMA, 16) = (data.get(..8), data.get(8..16), schema, data.len()) else {
+            return Err(status::BAD_STATE);
+        };
+        self.bytes_in = u64::from_le_bytes(i.try_into().map_err(|_| status::BAD_STATE)?);
+        self.bytes_out = u64::from_le_bytes(o.try_into().map_err(|_| status::BAD_STATE)?);
+        // Whatever queued up while no slot was live is moved now.
+        self.pump();
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! Serial service, version 2.
+#![no_std]
+
+module_rt::export_module!(serial::module::SerialPump<2>);

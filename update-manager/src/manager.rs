@@ -233,7 +233,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    fn from_serial(&self, ch: ChannelId) -> bool {
+    fn is_serial_channel(&self, ch: ChannelId) -> bool {
         match self.console.serial {
             SerialPeer::Fixed(c) => c == ch,
             SerialPeer::Instance(i) => self.instances[i].slots.iter().any(|s| s.channel == ch),
@@ -515,7 +515,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
 impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if !self.from_serial(ch) {
+        if !self.is_serial_channel(ch) {
             return;
         }
         let mut buf = [0u8; 256];

@@ -4,15 +4,14 @@ use crate::console::{Event, LineEditor, PROMPT};
 use crate::history::{History, Record};
 use crate::image;
 use crate::placer::ImagePlacer;
-use crate::status::{self, Row};
+use crate::status;
 use crate::update::{describe, Target};
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use core::fmt::Write;
 use interfaces::abi::ModuleDescriptor;
 use interfaces::capmap::{CapMap, Slot};
-use interfaces::control::{self, op, reply, ShellStatus, SlotState};
+use interfaces::control::{self, reply};
 use interfaces::queue::{Consumer, Producer};
-use interfaces::stats::ClientStats;
 use interfaces::store::Store;
 use interfaces::Message;
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
@@ -73,9 +72,9 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) capmap: &'static CapMap,
     pub(crate) instances: Vec<Instance>,
     /// Every child, with its fault count.
-    children: Vec<(ChildId, String, u32)>,
+    pub(crate) children: Vec<(ChildId, String, u32)>,
     console: Console,
-    history: History,
+    pub(crate) history: History,
     /// Console output not yet sent.
     pending: String,
     started_ns: u64,
@@ -389,105 +388,6 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
             }
         }
-    }
-
-    fn images_table(&self) -> String {
-        let mut out = String::from("IMAGE           SERVICE  VERSION  SCHEMA  IMPORTS   SIZE\n");
-        for i in &self.images {
-            match &i.descriptor {
-                Ok(d) => {
-                    let imports: Vec<String> =
-                        d.import_schemas[..d.n_import_schemas as usize].iter().map(|s| format!("{s}")).collect();
-                    let _ = writeln!(
-                        out,
-                        "{:<15} {:<8} {:<8} {:<7} {:<9} {}",
-                        i.name,
-                        d.service(),
-                        d.module_version,
-                        d.state_schema,
-                        if imports.is_empty() { String::from("-") } else { imports.join(",") },
-                        i.bytes.len()
-                    );
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "{:<15} refused: {e}", i.name);
-                }
-            }
-        }
-        out
-    }
-
-    fn status_rows(&self) -> Vec<Row> {
-        let dash = || String::from("-");
-        let mut rows = Vec::new();
-        rows.push(Row {
-            pd: self.pd.name().to_owned(),
-            service: dash(),
-            version: dash(),
-            slot: dash(),
-            state: "running".into(),
-            calls: dash(),
-            faults: 0,
-            detail: format!("manager, {} update(s)", self.history.len()),
-        });
-        for (_, name, faults) in &self.children {
-            let mut row = Row {
-                pd: name.clone(),
-                service: dash(),
-                version: dash(),
-                slot: dash(),
-                state: "running".into(),
-                calls: dash(),
-                faults: *faults,
-                detail: String::new(),
-            };
-            let slot_of =
-                self.instances.iter().find_map(|i| i.slots.iter().position(|s| &s.pd_name == name).map(|k| (i, k)));
-            if let Some((inst, k)) = slot_of {
-                row.service = inst.service.clone();
-                row.slot = String::from(if k == 0 { "a" } else { "b" });
-                match self
-                    .control(&inst.slots[k], op::STATUS, &[])
-                    .ok()
-                    .and_then(|m| ShellStatus::from_words(m.used_words()))
-                {
-                    Some(s) => {
-                        row.state = s.state.as_str().into();
-                        if s.state != SlotState::Empty {
-                            row.version = format!("{}", s.module_version);
-                        }
-                        row.calls = format!("{}", s.calls_served);
-                        let image = inst.slots[k].held.map_or("-", |h| h.image);
-                        row.detail = if inst.live.map(Slot::index) == Some(k) {
-                            format!("gen {} image {image}", inst.generation)
-                        } else if inst.slots[k].held.is_some() {
-                            format!("image {image} kept for rollback")
-                        } else {
-                            String::new()
-                        };
-                    }
-                    None => row.state = "unreachable".into(),
-                }
-            } else if let Some(r) = self.pd.region(&format!("{name}_stats")) {
-                // SAFETY: the client's stats page, read-only here, read
-                // through atomics and validated by its magic.
-                let stats = unsafe { &*(r.base as *const ClientStats) };
-                row.detail = match stats.read() {
-                    Some(c) => {
-                        format!(
-                            "verified={} wrong={} retried={} failed={} audits={}",
-                            c.verified, c.wrong, c.retried, c.failed, c.audits
-                        )
-                    }
-                    None => "no stats yet".into(),
-                };
-                row.service = "client".into();
-            } else if name == "serial" {
-                row.service = "serial".into();
-            }
-            rows.push(row);
-        }
-        rows
     }
 
     fn on_event(&mut self, e: Event) {

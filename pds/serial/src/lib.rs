@@ -3,11 +3,10 @@
 //! output translation. Only the driver touches the device; its client sees
 //! only the queues and a channel. The client is either a fixed PD (the
 //! update manager's console) or, when the serial service is updatable, the
-//! live slot of the `serial0` instance, which runs the [`module`] and moves
-//! bytes between the device's queues and the console's.
+//! live slot of the `serial0` instance, which runs the `serial-module`
+//! crate's module and moves bytes between the device's queues and the
+//! console's.
 #![no_std]
-
-pub mod module;
 
 use interfaces::capmap::CapMap;
 use interfaces::control::region;

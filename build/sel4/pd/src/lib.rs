@@ -10,11 +10,11 @@
 //! 64-bit label (seL4's own label has only 52 bits), MR1.. the words.
 #![no_std]
 
+use core::cell::UnsafeCell;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use interfaces::{Message, MSG_WORDS};
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, ChannelSet, Child, MessageInfo};
 
 pub mod reset;
@@ -259,13 +259,26 @@ pub fn program_entry(program: &str) -> Option<u64> {
     (v != 0).then_some(v)
 }
 
+/// Decodes a fault message by its label first: rust-sel4's parser panics
+/// on labels it does not know, and it does not parse this kernel's debug
+/// exception (label 4, which is how an abort in a Rust PD arrives: `brk`).
 fn decode_fault(info: &MessageInfo) -> Fault {
-    let fault = info.fault();
-    debug_println!("fault: {fault:?}");
-    match fault {
-        sel4::Fault::DebugException(_) => Fault::Abort,
-        _ => Fault::Exception { code: info.label() as i64 },
+    /// `seL4_Fault_DebugException` in this kernel configuration.
+    const DEBUG_EXCEPTION: u64 = 4;
+    /// The labels rust-sel4 parses: cap fault, unknown syscall, user
+    /// exception, timeout, VM fault.
+    const PARSED: [u64; 5] = [1, 2, 3, 5, 6];
+    let label = info.label();
+    if label == DEBUG_EXCEPTION {
+        debug_println!("fault: debug exception (an abort)");
+        return Fault::Abort;
     }
+    if PARSED.contains(&label) {
+        debug_println!("fault: {:?}", info.fault());
+    } else {
+        debug_println!("fault: label {label}");
+    }
+    Fault::Exception { code: label as i64 }
 }
 
 /// Drives `handler` with Microkit's event loop.

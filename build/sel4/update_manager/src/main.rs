@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+mod cache_spans;
 mod placer;
 
 use sel4_microkit::protection_domain;

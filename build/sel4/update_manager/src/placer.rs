@@ -21,7 +21,7 @@ use object::{Endianness, Object, ObjectSymbol};
 use sel4_pd::{load::LoadWords, pd_info, Sel4Pd};
 use update_manager::{ImagePlacer, SlotCode};
 
-const PAGE: u64 = 4096;
+use crate::cache_spans::{page_spans, PAGE};
 
 pub struct StaticImagePlacer;
 
@@ -112,32 +112,34 @@ impl ImagePlacer for StaticImagePlacer {
         if !code.holds(descriptor, 1) || !code.holds(entry, 1) || descriptor - code.base >= code_end {
             return Err("descriptor or entry table outside the loaded code".into());
         }
-        sync_caches(slot.pd_name, code.base, end.next_multiple_of(PAGE))?;
+        // Everything written: the code segments and the staged data.
+        sync_caches(slot.pd_name, code.base, end)?;
         Ok(w.to_words().to_vec())
     }
 }
 
-/// Cleans the data cache and invalidates the instruction cache for the
-/// first `len` bytes at `base` in the slot's address space.
+/// Makes the `len` bytes written at `base` (an address in the slot) safe
+/// to execute: for each page, cleans the data cache to the point of
+/// coherency and then cleans to the point of unification and invalidates
+/// the instruction cache (`Unify_Instruction`), through the slot's VSpace
+/// (the lines are found by the slot's mapping of the same frames).
 fn sync_caches(slot: &str, base: u64, len: u64) -> Result<(), String> {
     let pd = Sel4Pd::current();
     let vspace = pd.vspace_cap(slot).ok_or_else(|| {
         format!("the manager holds no VSpace cap of {slot} (<cspace><cap_vspace pd=\"{slot}\"/></cspace>)")
     })?;
-    let mut page = base;
-    while page < base + len {
+    for (start, end) in page_spans(base, len) {
         let err = sel4::with_ipc_buffer_mut(|b| {
             let ipc = b.inner_mut();
-            let e = ipc.seL4_ARM_VSpace_Clean_Data(vspace, page, page + PAGE);
+            let e = ipc.seL4_ARM_VSpace_Clean_Data(vspace, start, end);
             if e != 0 {
                 return e;
             }
-            ipc.seL4_ARM_VSpace_Unify_Instruction(vspace, page, page + PAGE)
+            ipc.seL4_ARM_VSpace_Unify_Instruction(vspace, start, end)
         });
         if err != 0 {
-            return Err(format!("cache maintenance of {slot} at {page:#x} failed (seL4 error {err})"));
+            return Err(format!("cache maintenance of {slot} at {start:#x} failed (seL4 error {err})"));
         }
-        page += PAGE;
     }
     Ok(())
 }

@@ -4,6 +4,11 @@
 //! its position lives in the queues' shared indices, so a new version
 //! carries on exactly where the old one stopped: no byte is lost or
 //! repeated across an update. Its only own state is a pair of byte counts.
+//!
+//! A crate of its own: PD programs link the `serial` library, and must not
+//! link the module runtime (whose bare-metal panic handler is a module's).
+#![no_std]
+
 use interfaces::abi::{status, ModuleDescriptor, RegionInfo};
 use interfaces::queue::{Consumer, Producer};
 use interfaces::Message;

@@ -137,7 +137,8 @@ impl Pl011 {
         }
     }
 
-    /// Clears the receive interrupts (after draining the FIFO).
+    /// Clears the receive interrupts. Call it before draining the FIFO: a
+    /// byte that arrives after the drain then raises the interrupt again.
     pub fn clear_rx_interrupts(&self) {
         self.r().ICR.write(INT::RX::SET + INT::RT::SET + INT::OE::SET);
     }

@@ -23,6 +23,11 @@ impl Driver {
     fn receive(&mut self, pd: &Sel4Pd) {
         let mut buf = [0u8; 64];
         let mut got = false;
+        // Clear first, then drain: a byte that arrives after the FIFO was
+        // found empty raises the interrupt again. (Clearing after draining
+        // lost such a byte until the next key: QEMU's PL011 raises RX only
+        // when a byte arrives, not while the FIFO holds one.)
+        self.uart.clear_rx_interrupts();
         loop {
             let n = self.uart.read_into(&mut buf);
             if n == 0 {
@@ -46,7 +51,6 @@ impl Driver {
             }
             got = true;
         }
-        self.uart.clear_rx_interrupts();
         pd.irq_ack(IRQ_CHANNEL);
         if got {
             self.q.client.notify(pd);

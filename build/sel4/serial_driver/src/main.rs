@@ -1,7 +1,9 @@
 //! The serial driver PD on seL4: owns the PL011 (region `uart`, symbol
-//! `uart_base`) and its interrupt (channel 1). Received bytes go into the
-//! rx queue and the console (the manager) is notified; when the console
-//! notifies, the tx queue is drained to the UART.
+//! `uart_base`) and its interrupt (the PD's `<irq>` in the system
+//! description). Received bytes go into the rx queue and the client (the
+//! manager's console, or the live slot of the updatable serial service) is
+//! notified; when the client notifies, the tx queue is drained to the UART.
+//! The interrupt stays here, acknowledged here, whatever the client is.
 #![no_std]
 #![no_main]
 
@@ -11,12 +13,11 @@ use sel4_microkit::{debug_println, protection_domain};
 use sel4_pd::{Adapter, Sel4Pd};
 use serial::{to_terminal, Queues};
 
-/// The interrupt's channel id in system.xml (`<irq irq="33" id="1"/>`).
-const IRQ_CHANNEL: ChannelId = 1;
-
 struct Driver {
     uart: Pl011,
     q: Queues,
+    /// The interrupt's channel id (`<irq irq="33" id=".."/>`).
+    irq: ChannelId,
 }
 
 impl Driver {
@@ -51,7 +52,7 @@ impl Driver {
             }
             got = true;
         }
-        pd.irq_ack(IRQ_CHANNEL);
+        pd.irq_ack(self.irq);
         if got {
             self.q.client.notify(pd);
         }
@@ -78,7 +79,7 @@ impl Driver {
 
 impl Handler<Sel4Pd> for Driver {
     fn notified(&mut self, pd: &Sel4Pd, ch: ChannelId) {
-        if ch == IRQ_CHANNEL {
+        if ch == self.irq {
             self.receive(pd);
         } else if self.q.client.is(ch) {
             self.transmit(pd);
@@ -92,10 +93,14 @@ impl Handler<Sel4Pd> for Driver {
 fn init() -> Adapter<Driver> {
     let pd = Sel4Pd::current();
     let q = Queues::attach(pd, interfaces::control::MANAGER_PD).unwrap_or_else(|e| panic!("serial: {e}"));
+    let irq = match pd.info().irqs {
+        [irq] => *irq,
+        irqs => panic!("serial: one <irq> expected, the system gives {}", irqs.len()),
+    };
     let uart_region = pd.region("uart_base").unwrap_or_else(|| panic!("serial: no 'uart_base' mapping"));
     // SAFETY: the uart mapping is the PL011's registers, uncached, ours alone.
     let uart = unsafe { Pl011::new(uart_region.base) };
     uart.init();
-    debug_println!("serial: PL011 at {:p}", uart_region.base);
-    Adapter::new(pd, Driver { uart, q })
+    debug_println!("serial: PL011 at {:p}, interrupt on channel {irq}", uart_region.base);
+    Adapter::new(pd, Driver { uart, q, irq })
 }

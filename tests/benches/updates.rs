@@ -7,9 +7,11 @@
 //!   <= 1.02);
 //! - `blackout_us@N`, `memcpy_us@N`, `blackout_budget_ratio@N`: the time a
 //!   blob service of N bytes of state is unavailable during an update (from
-//!   the call that exports its state to the capability-map store that makes
-//!   the new slot live), a plain copy of N bytes, and
-//!   blackout / (100 us + 2 x memcpy) (goal <= 1);
+//!   the call that exports its state to the new slot's activation after
+//!   the capability-map commit), a plain copy of N bytes into shared memory
+//!   (hot: repeated; `memcpy_cold_us`: after flushing the caches, as the
+//!   update's copies of long-untouched state are), and
+//!   blackout / (100 us + 2 x memcpy) for each (goal <= 1);
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates, alternating one-second windows
@@ -119,11 +121,13 @@ fn updatable_ppc() {
 /// The blackout (us) an update printed: from the export's start to the
 /// capability-map commit.
 fn blackout_of(out: &str) -> f64 {
-    let line = out
-        .lines()
-        .find(|l| l.trim_start().starts_with("blackout"))
-        .unwrap_or_else(|| panic!("no blackout in:\n{out}"));
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line '{line}'"))
+    number_after(out, "blackout")
+}
+
+/// The number on the line of `out` that starts with `word`.
+fn number_after(out: &str, word: &str) -> f64 {
+    let line = out.lines().find(|l| l.trim_start().starts_with(word)).unwrap_or_else(|| panic!("no {word} in:\n{out}"));
+    line.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line '{line}'"))
 }
 
 fn blackout(size: u64) {
@@ -150,7 +154,10 @@ fn blackout(size: u64) {
     // is (a shared memfd mapping, 4 KiB pages), from ordinary memory.
     let src = vec![0x5au8; size as usize];
     let mut dst = SharedBuf::new(size as usize);
-    let (mut black, mut copy) = (Vec::new(), Vec::new());
+    let (mut black, mut copy, mut cold) = (Vec::new(), Vec::new(), Vec::new());
+    // Touched between rounds to push both copy buffers out of the caches.
+    let mut evict = vec![0u8; 64 << 20];
+    let mut phases: [Vec<f64>; 3] = Default::default();
     for round in 0..11 {
         let cmd = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
         let out = sys.command(cmd);
@@ -163,16 +170,32 @@ fn blackout(size: u64) {
             *r = t.elapsed().as_secs_f64() * 1e6;
         }
         let c = median(&mut reps);
+        // The same copy with cold caches, as the update's copies are: the
+        // state was last touched long before, by another process.
+        evict.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(1));
+        std::hint::black_box(&evict);
+        let t = Instant::now();
+        dst.bytes().copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(dst.bytes().as_ptr());
+        let cold_copy = t.elapsed().as_secs_f64() * 1e6;
         if round > 0 {
             // The first update also builds slot b and touches every page.
             black.push(blackout_of(&out));
+            cold.push(cold_copy);
+            for (v, p) in phases.iter_mut().zip(["quiesce", "transfer", "commit"]) {
+                v.push(number_after(&out, p));
+            }
             copy.push(c);
         }
     }
-    let (b, c) = (median(&mut black), median(&mut copy));
+    let (b, c, cc) = (median(&mut black), median(&mut copy), median(&mut cold));
     println!("blackout_us@{size}: {b:.0}");
     println!("memcpy_us@{size}: {c:.1}");
+    println!("memcpy_cold_us@{size}: {cc:.1}");
     println!("blackout_budget_ratio@{size}: {:.2}", b / (100.0 + 2.0 * c));
+    println!("blackout_budget_ratio_cold@{size}: {:.2}", b / (100.0 + 2.0 * cc));
+    let [q, t, m] = phases.map(|mut v| median(&mut v));
+    println!("phases_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
     assert_eq!(sys.shutdown(), 0);
 }
 

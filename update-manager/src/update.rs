@@ -90,20 +90,24 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.phase_done(Phase::Transfer, t, &mut times);
 
         let t = self.pd.now_ns();
-        for s in &steps {
-            if let Err(e) = self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
-                self.abandon(&steps, &built, steps.len());
-                return Err((Phase::Commit, format!("{}: {e}", self.instances[s.inst].name)));
-            }
-        }
-        // The point of no return: every new slot is ready. One store per
-        // instance makes it live; callers bounced by the old slot retry.
+        // The point of no return: every new slot holds its state. One store
+        // per instance commits it. Only then does each new slot start to
+        // serve: a client with a binding from an older generation that
+        // reached a new slot before the commit was bounced (NO_SERVICE), so
+        // nothing ran in a slot that could still have been rolled back.
         for s in &steps {
             let inst = &mut self.instances[s.inst];
             inst.generation += 1;
             inst.live = Some(s.to);
             inst.slots[s.to.index()].held = Some(s.held);
             self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
+        }
+        for s in &steps {
+            if let Err(e) = self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
+                // Only a slot that died can refuse; the fault handler
+                // reloads it (its state is lost, and the console says so).
+                self.say(&format!("  note: activating {}: {e}\n", self.instances[s.inst].name));
+            }
         }
         let blackout_us = self.pd.now_ns().saturating_sub(blackout_start) / 1000;
         // Kick each new slot: events that reached the old one while it

@@ -61,36 +61,23 @@ pub mod shell_label {
     pub const FAILED: u64 = 0xffff_ffff_ffff_ff03;
 }
 
-/// Lifecycle of a slot, as the shell reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum SlotState {
-    Empty = 0,
-    Loaded = 1,
-    Initialised = 2,
-    Live = 3,
-    /// Live, waiting for its module to become quiescent.
-    Quiescing = 4,
-    /// State exported; calls are answered `MOVED`.
-    Moved = 5,
-    /// Replaced; module kept for a rollback; calls are answered `MOVED`.
-    Retired = 6,
+wire_enum! {
+    /// Lifecycle of a slot, as the shell reports it.
+    pub enum SlotState via from_word {
+        Empty = 0,
+        Loaded = 1,
+        Initialised = 2,
+        Live = 3,
+        /// Live, waiting for its module to become quiescent.
+        Quiescing = 4,
+        /// State exported; calls are answered `MOVED`.
+        Moved = 5,
+        /// Replaced; module kept for a rollback; calls are answered `MOVED`.
+        Retired = 6,
+    }
 }
 
 impl SlotState {
-    pub fn from_word(w: u64) -> Option<SlotState> {
-        Some(match w {
-            0 => SlotState::Empty,
-            1 => SlotState::Loaded,
-            2 => SlotState::Initialised,
-            3 => SlotState::Live,
-            4 => SlotState::Quiescing,
-            5 => SlotState::Moved,
-            6 => SlotState::Retired,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             SlotState::Empty => "empty",

@@ -8,56 +8,28 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const MAX_KEY: usize = 32;
 pub const MAX_VALUE: usize = 128;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum KvOp {
-    Get = 1,
-    Put = 2,
-    Delete = 3,
-    /// Keys in order from a cursor; reply header `aux` is the next cursor.
-    List = 4,
-    /// Added in v2: which module version serves this call.
-    Version = 5,
-}
-
-impl KvOp {
-    pub fn from_label(l: u64) -> Option<KvOp> {
-        Some(match l {
-            1 => KvOp::Get,
-            2 => KvOp::Put,
-            3 => KvOp::Delete,
-            4 => KvOp::List,
-            5 => KvOp::Version,
-            _ => return None,
-        })
+wire_enum! {
+    pub enum KvOp via from_label {
+        Get = 1,
+        Put = 2,
+        Delete = 3,
+        /// Keys in order from a cursor; reply header `aux` is the next cursor.
+        List = 4,
+        /// Added in v2: which module version serves this call.
+        Version = 5,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum KvStatus {
-    Ok = 0,
-    NotFound = 1,
-    /// The store is at capacity; delete something first.
-    Full = 2,
-    KeyTooLong = 3,
-    ValueTooLong = 4,
-    BadRequest = 5,
-    UnknownOp = 6,
-}
-
-impl KvStatus {
-    pub fn from_label(l: u64) -> Option<KvStatus> {
-        Some(match l {
-            0 => KvStatus::Ok,
-            1 => KvStatus::NotFound,
-            2 => KvStatus::Full,
-            3 => KvStatus::KeyTooLong,
-            4 => KvStatus::ValueTooLong,
-            5 => KvStatus::BadRequest,
-            6 => KvStatus::UnknownOp,
-            _ => return None,
-        })
+wire_enum! {
+    pub enum KvStatus via from_label {
+        Ok = 0,
+        NotFound = 1,
+        /// The store is at capacity; delete something first.
+        Full = 2,
+        KeyTooLong = 3,
+        ValueTooLong = 4,
+        BadRequest = 5,
+        UnknownOp = 6,
     }
 }
 

@@ -5,6 +5,29 @@
 //! constructor: a peer is never trusted to have written a well-formed value.
 #![no_std]
 
+/// A `#[repr(u64)]` enum that travels in a message word, with a checked
+/// conversion from whatever integer a peer sent.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* pub enum $name:ident via $from:ident { $($(#[$vmeta:meta])* $variant:ident = $value:expr,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u64)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// `None` for a value no variant has.
+            pub fn $from(value: u64) -> Option<$name> {
+                match value {
+                    $($value => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 pub mod abi;
 pub mod capmap;
 pub mod control;

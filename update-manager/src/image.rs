@@ -4,18 +4,24 @@
 use alloc::{format, string::String};
 use interfaces::abi::{ModuleDescriptor, DESCRIPTOR_SYMBOL, ENTRY_SYMBOL};
 use object::read::elf::ElfFile64;
-use object::{Architecture, Endianness, Object, ObjectSection, ObjectSymbol};
+pub use object::Architecture;
+use object::{Endianness, Object, ObjectSection, ObjectSymbol};
 
 /// The architecture modules must be built for: the one this manager runs on.
 pub const NATIVE: Architecture =
     if cfg!(target_arch = "aarch64") { Architecture::Aarch64 } else { Architecture::X86_64 };
 
-/// Reads and validates the descriptor of a module image.
+/// Reads and validates the descriptor of a module image for this system.
 pub fn descriptor(image: &[u8]) -> Result<ModuleDescriptor, String> {
+    descriptor_for(image, NATIVE)
+}
+
+/// Reads and validates the descriptor of a module image built for `arch`.
+pub fn descriptor_for(image: &[u8], arch: Architecture) -> Result<ModuleDescriptor, String> {
     interfaces::elf::Elf::parse(image).map_err(|e| format!("{e}"))?;
     let file = ElfFile64::<Endianness>::parse(image).map_err(|e| format!("not a 64-bit ELF module image ({e})"))?;
-    if file.architecture() != NATIVE {
-        return Err(format!("image is built for {:?}, this system runs {NATIVE:?}", file.architecture()));
+    if file.architecture() != arch {
+        return Err(format!("image is built for {:?}, not {arch:?}", file.architecture()));
     }
     let find = |name: &str| file.symbols().chain(file.dynamic_symbols()).find(|s| s.name() == Ok(name));
     let sym =

@@ -19,3 +19,5 @@ pub use manager::Manager;
 pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};
 
 mod placer;
+
+include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));

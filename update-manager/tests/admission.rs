@@ -18,7 +18,7 @@ fn refuses_wrong_architecture_corruption_and_truncation() {
     let img = kv_v1();
     let mut arm = img.clone();
     arm[18..20].copy_from_slice(&interfaces::elf::EM_AARCH64.to_le_bytes());
-    assert!(descriptor(&arm).unwrap_err().contains("built for Aarch64"), "wrong target");
+    assert!(descriptor(&arm).unwrap_err().contains("built for Aarch64, not X86_64"), "wrong target");
     let mut bad = img.clone();
     let at = bad.windows(8).position(|w| w == DESCRIPTOR_MAGIC).unwrap();
     bad[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes());

@@ -8,6 +8,10 @@ usage: cargo xtask <command>
   build [--release]                    build the host programs, modules and image store
   run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
+  keygen STEM                          make an ed25519 key pair: STEM.key (secret) and STEM.pub
+  pubkey K.key                         print the public key of a secret key (the contents of its .pub)
+  sign --key K.key [--target host|aarch64-sel4] IMAGE -o BUNDLE
+                                       sign a module image into an update bundle (target default: host)
   qemu [SYSTEM.xml] [--store FILE] [--build-only] [--bench]
                                        build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
                                        in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
@@ -91,6 +95,45 @@ fn main() {
             eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display());
             let err = xtask::sel4::qemu(&image.loader).exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
+        }
+        "keygen" => {
+            let stem = positional.first().unwrap_or_else(|| fail("keygen needs a path stem, e.g. keys/release"));
+            match xtask::keys::keygen(std::path::Path::new(stem.as_str())) {
+                Ok((s, p)) => eprintln!("secret key: {} (keep it secret)\npublic key: {}", s.display(), p.display()),
+                Err(e) => fail(&e),
+            }
+        }
+        "pubkey" => {
+            let k = positional.first().unwrap_or_else(|| fail("pubkey needs a .key file"));
+            match xtask::keys::load_key(std::path::Path::new(k.as_str())) {
+                Ok(key) => print!("{}", xtask::keys::public_of(&key)),
+                Err(e) => fail(&e),
+            }
+        }
+        "sign" => {
+            let (mut key, mut target, mut image, mut out) = (None, bundle::Target::Host, None, None);
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                let mut val = || it.next().cloned().unwrap_or_else(|| fail(&format!("{a} needs a value")));
+                match a.as_str() {
+                    "--key" => key = Some(PathBuf::from(val())),
+                    "--target" => {
+                        let t = val();
+                        target = bundle::Target::parse(&t)
+                            .unwrap_or_else(|| fail(&format!("unknown target '{t}' (host or aarch64-sel4)")))
+                    }
+                    "-o" | "--out" => out = Some(PathBuf::from(val())),
+                    s if s.starts_with('-') => fail(&format!("unknown option '{s}'")),
+                    s => image = Some(PathBuf::from(s)),
+                }
+            }
+            let key = key.unwrap_or_else(|| fail("sign needs --key K.key"));
+            let image = image.unwrap_or_else(|| fail("sign needs the module image to sign"));
+            let out = out.unwrap_or_else(|| fail("sign needs -o BUNDLE"));
+            match xtask::keys::sign(&key, target, &image, &out) {
+                Ok(()) => eprintln!("signed {} -> {}", image.display(), out.display()),
+                Err(e) => fail(&e),
+            }
         }
         "-h" | "--help" | "help" => print!("{USAGE}"),
         other => {

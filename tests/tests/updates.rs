@@ -118,6 +118,9 @@ fn every_failure_before_commit_rolls_back_with_nothing_lost() {
         ("kv-fault-init", "", "build", "faulted"),
         ("kv-bad-import", "", "transfer", "module import failed with status -3"),
         ("kv-fault-import", "", "transfer", "faulted"),
+        // Hardware faults, not panics: the slot process dies of SIGSEGV.
+        ("kv-abort-init", "", "build", "faulted"),
+        ("kv-abort-import", "", "transfer", "faulted"),
     ];
     for (image, args, phase, why) in cases {
         let before = sys.status();
@@ -148,7 +151,7 @@ fn every_failure_before_commit_rolls_back_with_nothing_lost() {
     let faults: u32 = after.iter().map(|r| r.faults).sum();
     // A failing switch stops at the first instance: each faulting module
     // was loaded (and faulted) once.
-    assert_eq!(faults, 2, "the two faulting modules faulted once each: {after:?}");
+    assert_eq!(faults, 4, "the four faulting modules faulted once each: {after:?}");
     let log = sys.command("log");
     for p in ["build failed", "transfer failed", "quiesce failed"] {
         assert!(log.contains(p), "log names '{p}':\n{log}");

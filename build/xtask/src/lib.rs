@@ -30,6 +30,8 @@ pub const MODULES: &[ModuleImage] = &[
     module("kv-bad-import", "kv-bad-import", true),
     module("kv-fault-init", "kv-fault-init", true),
     module("kv-fault-import", "kv-fault-import", true),
+    module("kv-abort-init", "kv-abort-init", true),
+    module("kv-abort-import", "kv-abort-import", true),
     module("kv-never-ready", "kv-never-ready", true),
     module("kv-needs-timer", "kv-needs-timer", true),
     // The updatable serial service (tests/systems/serial-update.xml).

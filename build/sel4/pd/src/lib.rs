@@ -153,15 +153,13 @@ impl Pd for Sel4Pd {
             Some(c) if c.pp => {}
             _ => return Err(PpcError::NoSuchChannel),
         }
+        if let Some(child) = self.peer_name(ch).and_then(|p| self.child(p)) {
+            return split_call(ch, child, msg);
+        }
         let reply = Channel::new(ch as usize).pp_call(put_message(msg));
         if reply.count() == 0 && reply.label() == FAULTED_LABEL {
             // The callee's shell answered for it as it died (see
-            // `panic_hook`). A child reports its fault to us, the parent,
-            // right after: take that report now (the child is blocked on
-            // it until we do) and handle it once this event is done.
-            if let Some(child) = self.peer_name(ch).and_then(|p| self.child(p)) {
-                collect_fault(child);
-            }
+            // `panic_hook` and `reset::__upd_recover`).
             return Err(PpcError::CalleeFaulted);
         }
         *msg = get_message(&reply);
@@ -218,7 +216,9 @@ impl Pd for Sel4Pd {
         };
         let tcb = Child::new(child as usize).tcb();
         let mut regs = sel4::UserContext::default();
-        *regs.pc_mut() = entry;
+        // Through the recovery code: it answers a caller the child left
+        // waiting (nothing if none), then starts the child afresh.
+        *regs.pc_mut() = entry + reset::RECOVER_OFFSET;
         match tcb.tcb_write_registers(true, 1, &mut regs) {
             Ok(()) => true,
             Err(e) => {
@@ -299,7 +299,7 @@ impl<H: Handler<Sel4Pd>> Adapter<H> {
         }
     }
 
-    /// Delivers what [`collect_fault`] set aside during the last event.
+    /// Delivers what [`take_events`] set aside during the last event.
     fn drain_deferred(&mut self) {
         loop {
             // SAFETY: single-threaded PD; no borrow outlives the statement.
@@ -322,6 +322,65 @@ impl<H: Handler<Sel4Pd>> Adapter<H> {
 /// words): a real reply always carries the label word, so it cannot be
 /// mistaken for one.
 pub const FAULTED_LABEL: u64 = 0xfa_17ed;
+
+/// The seL4 label (MessageInfo, not the message's own label word) of a
+/// parent's call to its child that is split in two: the child acknowledges
+/// it at once with [`SPLIT_ACK_LABEL`], then runs it; the parent fetches the
+/// result with a second call labelled [`SPLIT_FETCH_LABEL`].
+///
+/// Why: a child's fault goes to its parent's endpoint, and a parent blocked
+/// in `seL4_Call` on that child cannot receive it (only a reply wakes it,
+/// and only the faulted child could send one): a hardware fault in module
+/// code run for the manager (init, import, ...) would deadlock both. A
+/// panic does not (the shell replies before aborting), a data abort does.
+/// With the call split, the manager is never blocked on the reply of code
+/// that can fault.
+pub const SPLIT_CALL_LABEL: u64 = 0x5b11;
+/// The child's immediate answer to a [`SPLIT_CALL_LABEL`] call (no words).
+pub const SPLIT_ACK_LABEL: u64 = 0x5b12;
+/// The parent's second call (no words): the child replies the stored result
+/// (or [`FAULTED_LABEL`] if it has none: it was restarted since).
+pub const SPLIT_FETCH_LABEL: u64 = 0x5b13;
+
+/// A parent's call to child `child` on channel `ch` (see [`SPLIT_CALL_LABEL`]).
+///
+/// After the acknowledgement, this PD runs again only once the child is
+/// blocked: Microkit allows protected calls only to strictly higher
+/// priorities, so the child outranks us, and the kernel here is
+/// single-core. Blocked means: waiting for its next call (the result is
+/// stored), or stopped by a fault whose report is queued on our endpoint
+/// (taken here without blocking), or, rarely, in a call of its own.
+fn split_call(ch: ChannelId, child: ChildId, msg: &mut Message) -> Result<(), PpcError> {
+    let c = Channel::new(ch as usize);
+    let words = put_message(msg);
+    let ack = c.pp_call(MessageInfo::new(SPLIT_CALL_LABEL, words.count()));
+    if ack.count() == 0 && ack.label() == FAULTED_LABEL {
+        // It died before acknowledging (a panic in its shell): its fault
+        // report follows at once.
+        take_events(Some(child), true);
+        return Err(PpcError::CalleeFaulted);
+    }
+    if !(ack.count() == 0 && ack.label() == SPLIT_ACK_LABEL) {
+        // A callee that answers in one go.
+        *msg = get_message(&ack);
+        return Ok(());
+    }
+    if take_events(Some(child), false) {
+        return Err(PpcError::CalleeFaulted);
+    }
+    let reply = c.pp_call(MessageInfo::new(SPLIT_FETCH_LABEL, 0));
+    if reply.count() == 0 && reply.label() == FAULTED_LABEL {
+        return Err(PpcError::CalleeFaulted);
+    }
+    *msg = get_message(&reply);
+    Ok(())
+}
+
+/// The result of the split call being served, for the fetch.
+struct ResultCell(UnsafeCell<Option<Message>>);
+// SAFETY: a PD is single-threaded.
+unsafe impl Sync for ResultCell {}
+static SPLIT_RESULT: ResultCell = ResultCell(UnsafeCell::new(None));
 
 /// A protected call is being served: a panic must answer its caller.
 static IN_PROTECTED: AtomicBool = AtomicBool::new(false);
@@ -359,20 +418,34 @@ fn defer(f: impl FnOnce(&mut Deferred)) {
     f(d.get_or_insert(Deferred { notified: 0, faults: [(0, Fault::Abort); 8], n_faults: 0 }))
 }
 
-/// Waits for child `child`'s fault report (it follows a [`FAULTED_LABEL`]
-/// reply at once), setting aside every other event. Received without a
-/// reply object (`seL4_Wait`): the child stays stopped until restarted,
-/// and our reply object stays free. Only a PD that nobody calls may do this
-/// (a call received without a reply object would stop its caller): the
-/// parents here are the update manager, which serves no protected calls.
-fn collect_fault(child: u32) {
+/// Takes events off the endpoint, setting each aside for the event loop,
+/// until child `child`'s fault report arrives (returns true) or, if not
+/// `blocking`, until none is pending (returns false). Received without a
+/// reply object (`seL4_Wait`, `seL4_NBWait`): a faulted child stays stopped
+/// until restarted, and our reply object stays free. Only a PD that nobody
+/// calls may do this (a call received without a reply object would stop
+/// its caller): the parents here are the update manager, which serves no
+/// protected calls.
+fn take_events(child: Option<u32>, blocking: bool) -> bool {
     const INPUT_CAP: u64 = 1;
     const IS_ENDPOINT_BADGE: u64 = 1 << 63;
     const IS_FAULT_BADGE: u64 = 1 << 62;
     loop {
-        let (info, badge) = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_Wait(INPUT_CAP));
+        let (info, badge) = sel4::with_ipc_buffer_mut(|b| {
+            let b = b.inner_mut();
+            if blocking {
+                b.seL4_Wait(INPUT_CAP)
+            } else {
+                b.seL4_NBWait(INPUT_CAP)
+            }
+        });
         let info = MessageInfo::from_inner(sel4::MessageInfo::from_inner(info));
-        if badge & IS_ENDPOINT_BADGE != 0 {
+        if badge == 0 {
+            // Nothing pending (a non-blocking wait).
+            if !blocking {
+                return false;
+            }
+        } else if badge & IS_ENDPOINT_BADGE != 0 {
             debug_println!("{}: a protected call arrived while waiting for a fault: dropped", Sel4Pd::current().name());
         } else if badge & IS_FAULT_BADGE != 0 {
             let id = (badge & !IS_FAULT_BADGE) as u32;
@@ -383,8 +456,8 @@ fn collect_fault(child: u32) {
                     d.n_faults += 1;
                 }
             });
-            if id == child {
-                return;
+            if Some(id) == child {
+                return true;
             }
         } else {
             defer(|d| d.notified |= badge);
@@ -404,7 +477,26 @@ impl<H: Handler<Sel4Pd>> sel4_microkit::Handler for Adapter<H> {
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        if msg_info.label() == SPLIT_FETCH_LABEL && msg_info.count() == 0 {
+            // SAFETY: single-threaded PD; the borrow ends here.
+            let result = unsafe { (*SPLIT_RESULT.0.get()).take() };
+            return Ok(match result {
+                Some(m) => put_message(&m),
+                None => MessageInfo::new(FAULTED_LABEL, 0),
+            });
+        }
         let mut msg = get_message(&msg_info);
+        if msg_info.label() == SPLIT_CALL_LABEL {
+            // Acknowledge first: the caller (our parent) must not wait on
+            // our reply while the call runs (see SPLIT_CALL_LABEL).
+            sel4_microkit::ipc::reply(MessageInfo::new(SPLIT_ACK_LABEL, 0));
+            self.handler.protected(self.pd, channel.index() as u32, &mut msg);
+            // SAFETY: single-threaded PD; the borrow ends here.
+            unsafe { *SPLIT_RESULT.0.get() = Some(msg) };
+            self.drain_deferred();
+            // Nobody waits on our reply object: this reply goes nowhere.
+            return Ok(MessageInfo::new(0, 0));
+        }
         IN_PROTECTED.store(true, Ordering::Relaxed);
         self.handler.protected(self.pd, channel.index() as u32, &mut msg);
         IN_PROTECTED.store(false, Ordering::Relaxed);

@@ -46,8 +46,17 @@ global_asm! {
 
         .section .text.__upd_entry, "ax", %progbits
         .global __upd_entry
+        .global __upd_recover
         __upd_entry:
-            adrp x9, UPD_PERSISTENT
+            b    2f
+        __upd_recover:
+            mov  x0, #{reply_cap}
+            movz x1, #{tag0}
+            movk x1, #{tag1}, lsl #16
+            movk x1, #{tag2}, lsl #32
+            mov  x7, #{sys_send}
+            svc  #0
+        2:  adrp x9, UPD_PERSISTENT
             add  x9, x9, :lo12:UPD_PERSISTENT
             ldr  x10, [x9]
             cbnz x10, 1f
@@ -56,8 +65,34 @@ global_asm! {
         1:  mov  sp, x10
             bl   __upd_reset_memory
             b    _start
-    "#
+    "#,
+    reply_cap = const REPLY_CAP,
+    tag0 = const FAULTED_TAG & 0xffff,
+    tag1 = const (FAULTED_TAG >> 16) & 0xffff,
+    tag2 = const (FAULTED_TAG >> 32) & 0xffff,
+    sys_send = const SYS_SEND,
 }
+
+/// Microkit's cap of the PD's reply object.
+const REPLY_CAP: u64 = 4;
+/// `seL4_SysSend` (MCS numbering).
+const SYS_SEND: i64 = -5;
+/// The seL4 message tag of the [`crate::FAULTED_LABEL`] reply: label in
+/// bits 12.., no caps, no words.
+const FAULTED_TAG: u64 = crate::FAULTED_LABEL << 12;
+const _: () = assert!(FAULTED_TAG >> 48 == 0, "the tag must fit three movz/movk halves");
+
+/// Where a parent resumes a faulted child: [`RECOVER_OFFSET`] bytes past
+/// the entry (the entry's first instruction branches over it).
+///
+/// A child that faults while serving a protected call leaves its caller
+/// waiting on the child's reply object, which a restart does not clear
+/// (and the restarted child's first receive would cancel the caller for
+/// good: it would never run again). The recovery code first sends the
+/// [`crate::FAULTED_LABEL`] reply on that reply object (`seL4_Send` on the
+/// reply cap; a reply object with no caller makes it a no-op), using no
+/// memory and no stack, then runs the normal entry: reset, restart.
+pub const RECOVER_OFFSET: u64 = 4;
 
 const PT_LOAD: u32 = 1;
 const PF_W: u32 = 2;
@@ -134,4 +169,6 @@ unsafe extern "C" fn __upd_reset_memory() {
 unsafe extern "C" {
     /// The entry every program of build/sel4 is linked with.
     pub fn __upd_entry() -> !;
+    /// [`RECOVER_OFFSET`] past [`__upd_entry`].
+    pub fn __upd_recover() -> !;
 }

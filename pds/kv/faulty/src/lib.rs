@@ -20,6 +20,18 @@ pub mod mode {
     pub const NEVER_READY: u8 = 4;
     /// Declares a channel no slot has (refused when loaded).
     pub const NEEDS_CHANNEL: u8 = 5;
+    /// `init` reads an unmapped address (a hardware fault, not a panic: a
+    /// data abort on seL4, SIGSEGV on the host).
+    pub const INIT_ABORT: u8 = 6;
+    /// `import_state` reads an unmapped address.
+    pub const IMPORT_ABORT: u8 = 7;
+}
+
+/// Reads an address no PD maps (the first page is never mapped).
+fn read_unmapped() -> u64 {
+    // SAFETY: none: this is the deliberate fault (aligned and non-null,
+    // so only the hardware objects).
+    unsafe { core::ptr::read_volatile(0x10 as *const u64) }
 }
 
 pub struct Faulty<const MODE: u8>(KvV2);
@@ -37,6 +49,9 @@ impl<const MODE: u8> Module for Faulty<MODE> {
     fn init(env: Env) -> Result<Self, &'static str> {
         if MODE == mode::INIT_FAULT {
             panic!("kv-fault-init: deliberate fault in init");
+        }
+        if MODE == mode::INIT_ABORT {
+            read_unmapped();
         }
         KvV2::init(env).map(Faulty)
     }
@@ -57,6 +72,10 @@ impl<const MODE: u8> Module for Faulty<MODE> {
         match MODE {
             mode::IMPORT_ERROR => Err(status::BAD_STATE),
             mode::IMPORT_FAULT => panic!("kv-fault-import: deliberate fault in import"),
+            mode::IMPORT_ABORT => {
+                read_unmapped();
+                Err(status::BAD_STATE)
+            }
             _ => self.0.import_state(schema, data),
         }
     }

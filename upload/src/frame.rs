@@ -146,7 +146,10 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    fn decode_all(line: &[u8]) -> (Vec<u8>, Vec<(Kind, u16, Vec<u8>)>, usize) {
+    /// Console bytes, frames (kind, seq, payload), and dropped-frame count.
+    type Decoding = (Vec<u8>, Vec<(Kind, u16, Vec<u8>)>, usize);
+
+    fn decode_all(line: &[u8]) -> Decoding {
         let mut d = Decoder::default();
         let (mut console, mut frames, mut dropped) = (Vec::new(), Vec::new(), 0);
         for &b in line {

@@ -19,7 +19,11 @@ pub fn host_image() -> &'static Path {
 pub struct System {
     child: Child,
     stdin: Option<ChildStdin>,
-    out: Receiver<String>,
+    out: Receiver<Vec<u8>>,
+    /// Every byte the console sent (text and upload answers).
+    raw: Vec<u8>,
+    raw_cursor: usize,
+    frames: upload::Decoder,
     /// Everything the console printed so far.
     pub transcript: String,
     /// How much of the transcript earlier waits consumed.
@@ -110,7 +114,7 @@ impl System {
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-                if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                     return;
                 }
             }
@@ -123,7 +127,17 @@ impl System {
             }
         });
         let stdin = child.stdin.take();
-        let mut s = System { child, stdin, out: rx, transcript: String::new(), cursor: 0, log };
+        let mut s = System {
+            child,
+            stdin,
+            out: rx,
+            raw: Vec::new(),
+            raw_cursor: 0,
+            frames: upload::Decoder::default(),
+            transcript: String::new(),
+            cursor: 0,
+            log,
+        };
         s.wait_for(PROMPT, Duration::from_secs(30));
         s.unread_prompt();
         s.wait_for_clients();
@@ -168,10 +182,21 @@ impl System {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 self.fail(&format!("no '{pattern}' within {timeout:?}"))
             };
-            match self.out.recv_timeout(left) {
-                Ok(chunk) => self.transcript.push_str(&chunk),
-                Err(_) => self.fail(&format!("no '{pattern}' within {timeout:?}")),
+            if !self.pump(left) {
+                self.fail(&format!("no '{pattern}' within {timeout:?}"));
             }
+        }
+    }
+
+    /// Takes one chunk of console output, if one comes within `timeout`.
+    fn pump(&mut self, timeout: Duration) -> bool {
+        match self.out.recv_timeout(timeout) {
+            Ok(chunk) => {
+                self.transcript.push_str(&String::from_utf8_lossy(&chunk));
+                self.raw.extend_from_slice(&chunk);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -227,9 +252,7 @@ impl System {
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 // Collect the last output for the caller's assertions.
-                while let Ok(chunk) = self.out.recv_timeout(Duration::from_millis(200)) {
-                    self.transcript.push_str(&chunk);
-                }
+                while self.pump(Duration::from_millis(200)) {}
                 return s.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
@@ -244,5 +267,31 @@ impl Drop for System {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The console as the upload protocol's line: frames out on stdin, the
+/// manager's answer frames picked out of everything it prints.
+impl upload::send::Line for System {
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.type_bytes(bytes);
+        Ok(())
+    }
+
+    fn recv_frame(&mut self, timeout: Duration) -> std::io::Result<Option<(upload::Kind, u16, Vec<u8>)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while self.raw_cursor < self.raw.len() {
+                let b = self.raw[self.raw_cursor];
+                self.raw_cursor += 1;
+                if let upload::Decoded::Frame(f) = self.frames.feed(b) {
+                    return Ok(Some((f.kind, f.seq, f.payload.to_vec())));
+                }
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return Ok(None) };
+            if !self.pump(left) {
+                return Ok(None);
+            }
+        }
     }
 }

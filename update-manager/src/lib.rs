@@ -14,6 +14,7 @@ pub mod image;
 pub mod manager;
 mod status;
 mod update;
+pub mod uploads;
 
 pub use manager::Manager;
 pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};

@@ -75,8 +75,11 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) children: Vec<(ChildId, String, u32)>,
     console: Console,
     pub(crate) history: History,
-    /// Console output not yet sent.
-    pending: String,
+    /// Console output not yet sent (text, and upload answers as frames).
+    pending: Vec<u8>,
+    /// Bundles uploaded over the console line, if the system gives the
+    /// manager an `upload` region.
+    pub(crate) uploads: Option<crate::uploads::Uploads>,
     started_ns: u64,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
@@ -166,7 +169,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             children,
             console,
             history: History::default(),
-            pending: String::new(),
+            pending: Vec::new(),
+            uploads: pd.region("upload").and_then(crate::uploads::Uploads::new),
             started_ns,
             verbose: false,
         };
@@ -190,7 +194,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// in a few large writes rather than a line at a time: each write wakes
     /// the serial driver, and during an update that time is the clients'.
     pub(crate) fn say(&mut self, text: &str) {
-        self.pending.push_str(text);
+        self.send_bytes(text.as_bytes());
+    }
+
+    /// Queues raw bytes for the line (upload answers are binary frames).
+    pub(crate) fn send_bytes(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
         if self.pending.len() >= 1024 {
             self.flush();
         }
@@ -200,7 +209,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// to drain the queue when it is full.
     pub(crate) fn flush(&mut self) {
         let text = core::mem::take(&mut self.pending);
-        let mut bytes = text.as_bytes();
+        let mut bytes = &text[..];
         let deadline = self.pd.now_ns() + 2_000_000_000;
         while !bytes.is_empty() {
             match self.console.tx.push(bytes) {
@@ -298,6 +307,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         Ok(())
     }
 
+    pub(crate) fn record_upload(&mut self, outcome: String, admitted: bool) {
+        let result = if admitted { Ok(outcome) } else { Err((crate::history::Phase::Admit, outcome)) };
+        self.record(String::from("upload"), [None; 5], result);
+    }
+
     fn record(
         &mut self,
         command: String,
@@ -358,11 +372,13 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             Command::Help => self.say(command::HELP),
             Command::Version => {
                 let text = format!(
-                    "update manager {}, module ABI v{}, {} instance(s), {} image(s)\n",
+                    "update manager {}, module ABI v{}, {} instance(s), {} image(s), {} trusted key(s), uploads {}\n",
                     env!("CARGO_PKG_VERSION"),
                     interfaces::abi::ABI_VERSION,
                     self.instances.len(),
-                    self.images.len()
+                    self.images.len(),
+                    crate::TRUSTED_KEYS.len(),
+                    if self.uploads.is_some() { "enabled" } else { "disabled (no upload region)" }
                 );
                 self.say(&text)
             }
@@ -387,6 +403,18 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             Command::Rollback { service } => {
                 self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
             }
+        }
+    }
+
+    /// One byte of typed input through the line editor.
+    fn console_byte(&mut self, b: u8) {
+        let mut echo = String::new();
+        let ev = self.console.editor.feed(b, &mut |s| echo.push_str(s));
+        if !echo.is_empty() {
+            self.say(&echo);
+        }
+        if let Some(ev) = ev {
+            self.on_event(ev);
         }
     }
 
@@ -429,13 +457,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
                 }
             };
             for &b in &buf[..n] {
-                let mut echo = String::new();
-                let ev = self.console.editor.feed(b, &mut |s| echo.push_str(s));
-                if !echo.is_empty() {
-                    self.say(&echo);
-                }
-                if let Some(ev) = ev {
-                    self.on_event(ev);
+                match self.demux(b) {
+                    crate::uploads::Input::Console(c) => self.console_byte(c),
+                    crate::uploads::Input::Console2(a, c) => {
+                        self.console_byte(a);
+                        self.console_byte(c);
+                    }
+                    crate::uploads::Input::Frame { kind, seq, payload } => self.on_upload_frame(kind, seq, &payload),
+                    crate::uploads::Input::Nothing => {}
                 }
             }
             self.flush();

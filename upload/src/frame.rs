@@ -71,9 +71,12 @@ pub enum Decoded<'a> {
     /// Inside a frame; nothing complete yet.
     Pending,
     Frame(Frame<'a>),
-    /// A frame was dropped (bad kind, length or CRC); the decoder is looking
-    /// for the next `SOH`.
+    /// A frame was dropped (bad length or CRC); the decoder is looking for
+    /// the next `SOH`.
     Dropped,
+    /// An `SOH` not followed by a frame kind: both bytes (`SOH`, then this
+    /// one) were console input after all.
+    Stray(u8),
 }
 
 pub struct Decoder {
@@ -114,7 +117,7 @@ impl Decoder {
         self.len += 1;
         if self.len == 2 && Kind::from_u8(self.buf[1]).is_none() {
             self.reset();
-            return Decoded::Dropped;
+            return Decoded::Stray(b);
         }
         if self.len < 6 {
             return Decoded::Pending;
@@ -157,6 +160,7 @@ mod tests {
                 Decoded::Console(c) => console.push(c),
                 Decoded::Frame(f) => frames.push((f.kind, f.seq, f.payload.to_vec())),
                 Decoded::Dropped => dropped += 1,
+                Decoded::Stray(b) => console.push(b),
                 Decoded::Pending => {}
             }
         }
@@ -188,12 +192,13 @@ mod tests {
         let mut oversize = frame(Kind::Data, 4, b"");
         oversize[4..6].copy_from_slice(&u16::MAX.to_le_bytes());
         let mut line = Vec::new();
-        for part in [&corrupt[..], &good[..], &oversize[..6], &[SOH, 0x99][..], &good[..]] {
+        for part in [&corrupt[..], &good[..], &oversize[..6], &[SOH, b'\n'][..], &good[..]] {
             line.extend_from_slice(part);
         }
-        let (_, frames, dropped) = decode_all(&line);
+        let (console, frames, dropped) = decode_all(&line);
         assert_eq!(frames.len(), 2, "both good frames survive: {frames:?}");
-        assert_eq!(dropped, 3, "corrupt, oversize, unknown kind");
+        assert_eq!(dropped, 2, "corrupt, oversize");
+        assert_eq!(console, b"\n", "a stray SOH gives its next byte back to the console");
         // A frame cut short is forgotten once the line is quiet.
         let mut d = Decoder::default();
         for &b in &frame(Kind::Data, 2, b"\x00\x00\x00\x00abcdef")[..5] {

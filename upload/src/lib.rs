@@ -22,6 +22,8 @@
 mod crc;
 mod frame;
 mod receiver;
+#[cfg(feature = "send")]
+pub mod send;
 
 pub use crc::crc32;
 pub use frame::{encode, Decoded, Decoder, Frame, Kind, FRAME_OVERHEAD, MAX_PAYLOAD, SOH};

@@ -51,6 +51,7 @@ pub struct KvHashed<const VERSION: u32, const FIXED: bool> {
 
 pub type KvV2 = KvHashed<2, false>;
 pub type KvV3 = KvHashed<3, true>;
+pub type KvV4 = KvHashed<4, true>;
 
 impl<const VERSION: u32, const FIXED: bool> KvHashed<VERSION, FIXED> {
     pub fn store(&self) -> &HashStore {

@@ -6,17 +6,20 @@ use std::process::exit;
 const USAGE: &str = "\
 usage: cargo xtask <command>
   build [--release]                    build the host programs, modules and image store
-  run [SYSTEM.xml] [--release]         build, then boot SYSTEM.xml (default system.xml) on the host runtime
+  run [SYSTEM.xml] [--release] [--console unix:PATH]
+                                       build, then boot SYSTEM.xml (default system.xml) on the host runtime;
+                                       the console on the terminal, or on a socket for umctl
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
   keygen STEM                          make an ed25519 key pair: STEM.key (secret) and STEM.pub
   pubkey K.key                         print the public key of a secret key (the contents of its .pub)
   sign --key K.key [--target host|aarch64-sel4] IMAGE -o BUNDLE
                                        sign a module image into an update bundle (target default: host)
-  qemu [SYSTEM.xml] [--store FILE] [--build-only] [--bench]
+  qemu [SYSTEM.xml] [--store FILE] [--console unix:PATH] [--build-only] [--bench]
                                        build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
                                        in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
                                        (the test-only modules too); --build-only prints the loader image's
-                                       path instead; --bench times protected calls in the client first
+                                       path instead; --bench times protected calls in the client first;
+                                       --console puts the serial port on a socket for umctl
 ";
 
 fn fail(msg: &str) -> ! {
@@ -33,11 +36,18 @@ fn main() {
     let release = rest.iter().any(|a| a == "--release");
     // Options that take a value, and the positional arguments.
     let mut store = None;
+    // `--console unix:PATH` (run, qemu): the console on a socket for umctl.
+    let mut console: Option<String> = None;
     let mut positional: Vec<&String> = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--store" => store = Some(it.next().unwrap_or_else(|| fail("--store needs an image store file name"))),
+            "--console" => {
+                let c =
+                    it.next().filter(|c| c.starts_with("unix:")).unwrap_or_else(|| fail("--console needs unix:PATH"));
+                console = Some(c.clone());
+            }
             "--search-path" => {
                 it.next();
             }
@@ -54,7 +64,12 @@ fn main() {
             let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
             let dir = xtask::build_host(release).unwrap_or_else(|e| fail(&e));
             let runtime = dir.parent().expect("profile dir").join("host-runtime");
-            let err = std::process::Command::new(runtime).arg(&system).arg("--search-path").arg(&dir).exec();
+            let mut cmd = std::process::Command::new(runtime);
+            cmd.arg(&system).arg("--search-path").arg(&dir);
+            if let Some(c) = &console {
+                cmd.args(["--console", c]);
+            }
+            let err = cmd.exec();
             fail(&format!("starting the host runtime: {err}"))
         }
         "check" => {
@@ -92,8 +107,17 @@ fn main() {
                 println!("{}", image.loader.display());
                 return;
             }
-            eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display());
-            let err = xtask::sel4::qemu(&image.loader).exec();
+            let mut qemu = xtask::sel4::qemu(&image.loader);
+            match &console {
+                Some(c) => {
+                    let path = c.strip_prefix("unix:").unwrap_or_else(|| fail("--console needs unix:PATH"));
+                    // Replace the stdio serial with a socket umctl connects to.
+                    qemu = xtask::sel4::qemu_with_serial(&image.loader, &format!("unix:{path},server=on,wait=off"));
+                    eprintln!("booting {} in QEMU, console on unix:{path}", image.loader.display());
+                }
+                None => eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display()),
+            }
+            let err = qemu.exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
         }
         "keygen" => {

@@ -347,9 +347,15 @@ pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, Strin
 
 /// QEMU booting `loader` on QEMU virt, console on stdio.
 pub fn qemu(loader: &Path) -> Command {
+    qemu_with_serial(loader, "mon:stdio")
+}
+
+/// QEMU booting `loader` with its serial port on `serial` (a QEMU
+/// character device, e.g. `unix:PATH,server=on,wait=off`).
+pub fn qemu_with_serial(loader: &Path, serial: &str) -> Command {
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "size=2G", "-nographic"])
-        .args(["-serial", "mon:stdio", "-device"])
+        .args(["-serial", serial, "-device"])
         .arg(format!("loader,file={},addr=0x70000000,cpu-num=0", loader.display()));
     c
 }

@@ -100,18 +100,83 @@ impl Queues {
     }
 }
 
-/// Expands `\n` to `\r\n` for a terminal, into `out`; returns the length.
-pub fn to_terminal(input: &[u8], out: &mut [u8]) -> usize {
-    let mut n = 0;
-    for &b in input {
-        if b == b'\n' && n + 2 <= out.len() {
-            out[n] = b'\r';
-            out[n + 1] = b'\n';
-            n += 2;
-        } else if n < out.len() {
-            out[n] = b;
-            n += 1;
+/// The start of an upload frame on the line (see the `upload` crate): the
+/// bytes of a frame are binary and must reach the other end unchanged.
+const SOH: u8 = 0x01;
+/// Bytes of a frame after `SOH` up to and including its length field.
+const FRAME_HEADER: usize = 5;
+/// Bytes of a frame's checksum, after its payload.
+const FRAME_CRC: usize = 4;
+
+/// Expands `\n` to `\r\n` for a terminal, except inside upload frames,
+/// which it passes through byte for byte. It keeps its place across calls,
+/// because a frame may span two pops of the queue.
+#[derive(Default)]
+pub struct TerminalOut {
+    /// Header bytes of a frame seen so far (after its SOH).
+    header: [u8; FRAME_HEADER],
+    in_header: usize,
+    /// Frame bytes (payload and checksum) still to pass through.
+    raw_left: usize,
+}
+
+impl TerminalOut {
+    /// Translates `input` into `out` (which must hold twice as many bytes);
+    /// returns the length written.
+    pub fn translate(&mut self, input: &[u8], out: &mut [u8]) -> usize {
+        let mut n = 0;
+        let mut put = |b: u8, n: &mut usize| {
+            if *n < out.len() {
+                out[*n] = b;
+                *n += 1;
+            }
+        };
+        for &b in input {
+            if self.raw_left > 0 {
+                self.raw_left -= 1;
+                put(b, &mut n);
+            } else if self.in_header > 0 {
+                self.header[self.in_header - 1] = b;
+                put(b, &mut n);
+                if self.in_header == FRAME_HEADER {
+                    let len = u16::from_le_bytes([self.header[3], self.header[4]]) as usize;
+                    self.raw_left = len + FRAME_CRC;
+                    self.in_header = 0;
+                } else {
+                    self.in_header += 1;
+                }
+            } else if b == SOH {
+                self.in_header = 1;
+                put(b, &mut n);
+            } else if b == b'\n' {
+                put(b'\r', &mut n);
+                put(b'\n', &mut n);
+            } else {
+                put(b, &mut n);
+            }
         }
+        n
     }
-    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_gets_crlf_and_frames_pass_untouched_across_calls() {
+        let mut t = TerminalOut::default();
+        let mut out = [0u8; 64];
+        let n = t.translate(b"ok\n", &mut out);
+        assert_eq!(&out[..n], b"ok\r\n");
+        // A frame with a payload of two newlines, split across two calls.
+        let frame = [SOH, 0x20, 1, 0, 2, 0, b'\n', b'\n', 9, 9, 9, 9];
+        let n1 = t.translate(&frame[..7], &mut out);
+        let mut got = out[..n1].to_vec();
+        let n2 = t.translate(&frame[7..], &mut out);
+        got.extend_from_slice(&out[..n2]);
+        assert_eq!(got, frame);
+        let n = t.translate(b"\n", &mut out);
+        assert_eq!(&out[..n], b"\r\n", "text again after the frame");
+    }
 }

@@ -11,13 +11,15 @@ use pd_api::{ChannelId, Handler, Pd};
 use pl011::Pl011;
 use sel4_microkit::{debug_println, protection_domain};
 use sel4_pd::{Adapter, Sel4Pd};
-use serial::{to_terminal, Queues};
+use serial::{Queues, TerminalOut};
 
 struct Driver {
     uart: Pl011,
     q: Queues,
     /// The interrupt's channel id (`<irq irq="33" id=".."/>`).
     irq: ChannelId,
+    /// `\n` -> `\r\n` for the terminal, frames untouched.
+    term: TerminalOut,
 }
 
 impl Driver {
@@ -65,7 +67,7 @@ impl Driver {
             match self.q.tx.pop(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let m = to_terminal(&buf[..n], &mut out);
+                    let m = self.term.translate(&buf[..n], &mut out);
                     self.uart.write(&out[..m]);
                 }
                 Err(_) => {
@@ -102,5 +104,5 @@ fn init() -> Adapter<Driver> {
     let uart = unsafe { Pl011::new(uart_region.base) };
     uart.init();
     debug_println!("serial: PL011 at {:p}, interrupt on channel {irq}", uart_region.base);
-    Adapter::new(pd, Driver { uart, q, irq })
+    Adapter::new(pd, Driver { uart, q, irq, term: TerminalOut::default() })
 }

@@ -5,13 +5,22 @@
 //! queued as END_OF_INPUT so the system can shut down cleanly.
 use host_runtime::HostPd;
 use pd_api::{ChannelId, Handler, Pd};
-use serial::{to_terminal, Queues, END_OF_INPUT};
+use serial::{Queues, TerminalOut, END_OF_INPUT};
 use std::io::{Read, Write};
+
+/// Where the console's output goes.
+enum Out {
+    /// `crlf`: the terminal's `\n` needs a `\r` (frames pass untouched).
+    Terminal { crlf: Option<TerminalOut> },
+    /// The tool connected to the console socket, if any (output is
+    /// discarded while none is, as on a UART with nothing attached).
+    Socket(std::sync::Arc<std::sync::Mutex<Option<std::os::unix::net::UnixStream>>>),
+}
 
 struct Driver {
     tx: interfaces::queue::Consumer,
     client: std::sync::Arc<serial::Peer>,
-    tty_out: bool,
+    out: Out,
 }
 
 impl Handler<HostPd> for Driver {
@@ -23,18 +32,27 @@ impl Handler<HostPd> for Driver {
         let mut out = [0u8; 2048];
         let mut stdout = std::io::stdout().lock();
         loop {
-            match self.tx.pop(&mut buf) {
+            let n = match self.tx.pop(&mut buf) {
                 Ok(0) => break,
-                Ok(n) if self.tty_out => {
-                    let m = to_terminal(&buf[..n], &mut out);
-                    let _ = stdout.write_all(&out[..m]);
-                }
-                Ok(n) => {
-                    let _ = stdout.write_all(&buf[..n]);
-                }
+                Ok(n) => n,
                 Err(_) => {
                     pd.log(format_args!("console wrote an impossible tx index; dropping output"));
                     break;
+                }
+            };
+            match &mut self.out {
+                Out::Terminal { crlf: Some(t) } => {
+                    let m = t.translate(&buf[..n], &mut out);
+                    let _ = stdout.write_all(&out[..m]);
+                }
+                Out::Terminal { crlf: None } => {
+                    let _ = stdout.write_all(&buf[..n]);
+                }
+                Out::Socket(conn) => {
+                    let mut conn = conn.lock().expect("console socket");
+                    if conn.as_mut().is_some_and(|c| c.write_all(&buf[..n]).is_err()) {
+                        *conn = None; // the tool went away
+                    }
                 }
             }
         }
@@ -63,12 +81,16 @@ fn main() {
                 std::process::exit(2);
             }
         };
+        let client = std::sync::Arc::new(client);
+        if let Some(path) = std::env::var("HOST_CONSOLE").ok().and_then(|c| c.strip_prefix("unix:").map(String::from)) {
+            let out = serve_socket(pd, &path, rx, client.clone());
+            return Driver { tx, client, out };
+        }
         // SAFETY: isatty only inspects the descriptors.
         let (tty_in, tty_out) = unsafe { (libc::isatty(0) == 1, libc::isatty(1) == 1) };
         if tty_in {
             set_raw(0);
         }
-        let client = std::sync::Arc::new(client);
         let peer = client.clone();
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
@@ -98,6 +120,51 @@ fn main() {
                 }
             }
         });
-        Driver { tx, client, tty_out }
+        Driver { tx, client, out: Out::Terminal { crlf: tty_out.then(TerminalOut::default) } }
     })
+}
+
+/// The console on a Unix socket: one tool at a time; its input goes to the
+/// rx queue, and a tool disconnecting is not the end of input.
+fn serve_socket(
+    pd: &'static HostPd,
+    path: &str,
+    mut rx: interfaces::queue::Producer,
+    peer: std::sync::Arc<serial::Peer>,
+) -> Out {
+    use std::os::unix::net::UnixListener;
+    let _ = std::fs::remove_file(path);
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            pd.log(format_args!("console socket {path}: {e}"));
+            std::process::exit(2);
+        }
+    };
+    pd.log(format_args!("console on unix:{path}"));
+    let current = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = current.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(writer) = conn.try_clone() else { continue };
+            *slot.lock().expect("console socket") = Some(writer);
+            let mut buf = [0u8; 256];
+            while let Ok(n @ 1..) = conn.read(&mut buf) {
+                let mut bytes = &buf[..n];
+                while !bytes.is_empty() {
+                    match rx.push(bytes) {
+                        Ok(k) => bytes = &bytes[k..],
+                        Err(_) => return,
+                    }
+                    peer.notify(pd);
+                    if !bytes.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+            *slot.lock().expect("console socket") = None;
+        }
+    });
+    Out::Socket(current)
 }

@@ -1,5 +1,7 @@
-//! `host-runtime SYSTEM.xml [--search-path DIR]...`: boots a system
-//! description on Linux.
+//! `host-runtime SYSTEM.xml [--search-path DIR]... [--console unix:PATH]`:
+//! boots a system description on Linux. The console is the terminal, or
+//! with `--console unix:PATH` a Unix socket that a tool (`umctl`) connects
+//! to; the serial driver reads `HOST_CONSOLE` to know which.
 use std::path::PathBuf;
 
 fn main() {
@@ -11,6 +13,13 @@ fn main() {
             "--search-path" => match args.next() {
                 Some(d) => search.push(PathBuf::from(d)),
                 None => usage("--search-path needs a directory"),
+            },
+            "--console" => match args.next() {
+                Some(c) if c.starts_with("unix:") && c.len() > 5 => {
+                    // SAFETY: single-threaded here; the PDs inherit it.
+                    unsafe { std::env::set_var("HOST_CONSOLE", c) };
+                }
+                _ => usage("--console needs unix:PATH"),
             },
             "-h" | "--help" => usage(""),
             _ if a.starts_with('-') => usage(&format!("unknown option '{a}'")),
@@ -35,7 +44,7 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("error: {problem}");
     }
-    eprintln!("usage: host-runtime SYSTEM.xml [--search-path DIR]...");
+    eprintln!("usage: host-runtime SYSTEM.xml [--search-path DIR]... [--console unix:PATH]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
 

@@ -85,6 +85,9 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) verbose: bool,
 }
 
+/// Restarts of a PD that is not a service slot before it is left stopped.
+const MAX_RESTARTS: u32 = 3;
+
 fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
     match pd.region(name) {
         Some(r) if r.writable || !writable => Ok(r),
@@ -481,6 +484,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
             .enumerate()
             .find_map(|(i, inst)| inst.slots.iter().position(|s| s.pd_name == name).map(|k| (i, k)));
         let Some((i, k)) = slot else {
+            // A PD that keeps faulting is left stopped rather than
+            // restarted for ever (a restart storm takes the CPU from the
+            // PDs that work).
+            let faults = self.children[idx].2;
+            if faults > MAX_RESTARTS {
+                self.say(&format!("\nfault: {name}: {fault}; it faulted {faults} times: left stopped\n{PROMPT}"));
+                self.flush();
+                return FaultAction::Stop;
+            }
             self.say(&format!("\nfault: {name}: {fault}; restarting it\n{PROMPT}"));
             self.flush();
             return FaultAction::Restart;

@@ -124,6 +124,12 @@ fn good_module_loads_initialises_and_serves() {
     let status = control(pd, &mut shell, op::STATUS, &[]).unwrap();
     let s = ShellStatus::from_words(status.used_words()).unwrap();
     assert_eq!((s.state, s.module_version, s.calls_served, s.calls_bounced), (SlotState::Live, 1, 2, 1));
+    // A client sending a control operation on its own channel reaches only
+    // the service (which does not know it): control is the manager's alone.
+    let mut forged = Message::with_words(op::RETIRE, &[]);
+    shell.protected(pd, CLIENT, &mut forged);
+    assert_eq!(KvStatus::from_label(forged.label), Some(KvStatus::UnknownOp));
+    assert_eq!(shell.state(), SlotState::Live, "the slot did not retire");
     // Steps out of order are refused.
     assert!(control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap_err().contains("is live"));
 }

@@ -6,6 +6,7 @@
 //!   (the client stub) against the same gets sent straight to `kvdirect`,
 //!   in alternating batches; prints `updatable_ppc_ratio`.
 //! - `blobfill<N>`: fills the blob service's state with N bytes.
+//! - `capwriter`: a hostile client that writes the capability map.
 use domain_shell::{host_loader::SharedObjectLoader, ModuleLoader};
 use host_runtime::HostPd;
 use interfaces::abi::{ModuleEntry, RegionInfo, ShellEnv, ABI_VERSION};
@@ -170,6 +171,15 @@ fn main() {
         }
         if name == "benchclient" {
             bench_client(pd);
+        } else if name.starts_with("capwriter") {
+            // A hostile client: tries to point kv0 at another slot by
+            // writing the capability map, which is mapped read-only here.
+            let map = pd.region("capmap").expect("capmap");
+            pd.log(format_args!("writing the capability map"));
+            // SAFETY: deliberately invalid: the mapping is read-only and
+            // this write must fault.
+            unsafe { map.base.add(16).write_volatile(0xff) };
+            pd.log(format_args!("FAIL the capability map took a write"));
         } else if let Some(n) = name.strip_prefix("blobfill") {
             blob_fill(pd, n.parse().expect("blobfill<bytes>"));
         }

@@ -134,6 +134,22 @@ pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
     sys.check().map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Builds module package `package` for `target` and returns the image's
+/// path (host: the shared object; seL4: an ELF linked to system.xml's slot
+/// addresses).
+pub fn module_for(package: &str, target: bundle::Target) -> Result<PathBuf, String> {
+    match target {
+        bundle::Target::Host => {
+            build_module(package)?;
+            Ok(module_path(&target_dir().join("debug"), package))
+        }
+        bundle::Target::Aarch64Sel4 => {
+            let out = target_dir().join("sel4-image").join("shipped");
+            sel4::build_module_elf(package, package, &workspace_root().join("system.xml"), &out)
+        }
+    }
+}
+
 /// Builds one module package for the host and returns its image bytes
 /// (for tests that load real modules).
 pub fn build_module(package: &str) -> Result<Vec<u8>, String> {

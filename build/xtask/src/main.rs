@@ -12,8 +12,9 @@ usage: cargo xtask <command>
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
   keygen STEM                          make an ed25519 key pair: STEM.key (secret) and STEM.pub
   pubkey K.key                         print the public key of a secret key (the contents of its .pub)
-  sign --key K.key [--target host|aarch64-sel4] IMAGE -o BUNDLE
-                                       sign a module image into an update bundle (target default: host)
+  sign --key K.key [--target host|aarch64-sel4] (IMAGE | --package PKG) -o BUNDLE
+                                       sign a module image into an update bundle (target default: host);
+                                       --package builds the module package for the target first
   qemu [SYSTEM.xml] [--store FILE] [--console unix:PATH] [--build-only] [--bench]
                                        build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
                                        in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
@@ -136,6 +137,7 @@ fn main() {
         }
         "sign" => {
             let (mut key, mut target, mut image, mut out) = (None, bundle::Target::Host, None, None);
+            let mut package = None;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 let mut val = || it.next().cloned().unwrap_or_else(|| fail(&format!("{a} needs a value")));
@@ -147,12 +149,17 @@ fn main() {
                             .unwrap_or_else(|| fail(&format!("unknown target '{t}' (host or aarch64-sel4)")))
                     }
                     "-o" | "--out" => out = Some(PathBuf::from(val())),
+                    "--package" => package = Some(val()),
                     s if s.starts_with('-') => fail(&format!("unknown option '{s}'")),
                     s => image = Some(PathBuf::from(s)),
                 }
             }
             let key = key.unwrap_or_else(|| fail("sign needs --key K.key"));
-            let image = image.unwrap_or_else(|| fail("sign needs the module image to sign"));
+            let image = match (image, package) {
+                (Some(i), None) => i,
+                (None, Some(p)) => xtask::module_for(&p, target).unwrap_or_else(|e| fail(&e)),
+                _ => fail("sign needs the module image to sign, or --package PKG"),
+            };
             let out = out.unwrap_or_else(|| fail("sign needs -o BUNDLE"));
             match xtask::keys::sign(&key, target, &image, &out) {
                 Ok(()) => eprintln!("signed {} -> {}", image.display(), out.display()),

@@ -230,45 +230,51 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 /// Builds every module for [`MODULE_TARGET`] and links it to the slot
 /// addresses; returns each with its ELF bytes.
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
+    MODULES
+        .iter()
+        .map(|m| Ok((m, std::fs::read(build_module_elf(m.package, m.image, system, out)?).map_err(|e| e.to_string())?)))
+        .collect()
+}
+
+/// Builds module package `package` for [`MODULE_TARGET`], linked to the
+/// slot addresses `system` gives, into `out/<name>.elf`; returns its path.
+/// (Also for modules shipped after boot: `cargo xtask sign --package`.)
+pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (code, data) = module_bases(system)?;
     let target = target_dir().join("sel4-modules");
     let lld = host_tool("rust-lld")?;
     let script = workspace_root().join("build/sel4/module.ld");
-    let mut images = Vec::new();
-    for m in MODULES {
-        let mut c = crate::cargo();
-        c.env_remove("RUSTFLAGS")
-            .args(["rustc", "--quiet", "--lib", "--release", "--crate-type", "staticlib", "-p", m.package])
-            .args(["--target", MODULE_TARGET, "--target-dir"])
-            .arg(&target);
-        run(&mut c, &format!("building module {}", m.image))?;
-        let lib = target.join(MODULE_TARGET).join("release").join(format!("lib{}.a", m.package.replace('-', "_")));
-        let elf = out.join(format!("{}.elf", m.image));
-        let mut l = Command::new(&lld);
-        l.args([
-            "-flavor",
-            "gnu",
-            "-static",
-            "--gc-sections",
-            "--strip-debug",
-            "-z",
-            "max-page-size=4096",
-            "-z",
-            "norelro",
-        ])
-        .arg(format!("--defsym=UPD_CODE_BASE={code:#x}"))
-        .arg(format!("--defsym=UPD_DATA_BASE={data:#x}"))
-        .args(["-u", interfaces::abi::DESCRIPTOR_SYMBOL, "-u", interfaces::abi::ENTRY_SYMBOL])
-        .arg("-T")
-        .arg(&script)
-        .arg("-o")
-        .arg(&elf)
-        .arg(&lib);
-        run(&mut l, &format!("linking module {}", m.image))?;
-        images.push((m, std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?));
-    }
-    Ok(images)
+    let mut c = crate::cargo();
+    c.env_remove("RUSTFLAGS")
+        .args(["rustc", "--quiet", "--lib", "--release", "--crate-type", "staticlib", "-p", package])
+        .args(["--target", MODULE_TARGET, "--target-dir"])
+        .arg(&target);
+    run(&mut c, &format!("building module {name}"))?;
+    let lib = target.join(MODULE_TARGET).join("release").join(format!("lib{}.a", package.replace('-', "_")));
+    let elf = out.join(format!("{name}.elf"));
+    let mut l = Command::new(&lld);
+    l.args([
+        "-flavor",
+        "gnu",
+        "-static",
+        "--gc-sections",
+        "--strip-debug",
+        "-z",
+        "max-page-size=4096",
+        "-z",
+        "norelro",
+    ])
+    .arg(format!("--defsym=UPD_CODE_BASE={code:#x}"))
+    .arg(format!("--defsym=UPD_DATA_BASE={data:#x}"))
+    .args(["-u", interfaces::abi::DESCRIPTOR_SYMBOL, "-u", interfaces::abi::ENTRY_SYMBOL])
+    .arg("-T")
+    .arg(&script)
+    .arg("-o")
+    .arg(&elf)
+    .arg(&lib);
+    run(&mut l, &format!("linking module {name}"))?;
+    Ok(elf)
 }
 
 /// The built image: `loader.img` and the directory it was assembled from.

@@ -1,0 +1,120 @@
+//! Every kv version's state import: the schema readers into each version's
+//! store, the module types' own `import_state` (v1..v4, each schema), and a
+//! round trip: what imports exports, and the export imports to the same
+//! entries.
+#![no_main]
+use interfaces::abi::{RegionInfo, ShellEnv, ABI_VERSION};
+use interfaces::Message;
+use kv_core::hashed::HashStore;
+use kv_core::modules::{KvV1, KvV2, KvV3, KvV4};
+use kv_core::sorted::SortedStore;
+use kv_core::{schema1, schema2, KvStore};
+use libfuzzer_sys::fuzz_target;
+use module_rt::{Env, Module};
+use std::ffi::c_void;
+
+/// Room for a full store in either schema (256 entries of 32 + 128 bytes).
+const OUT: usize = 64 << 10;
+
+// The kv modules never call their shell; a table of stubs is enough to
+// build them through `Module::init`.
+unsafe extern "C" fn notify(_: *mut c_void, _: u32) {}
+unsafe extern "C" fn ppcall(_: *mut c_void, _: u32, _: *mut Message) -> i32 {
+    -1
+}
+unsafe extern "C" fn irq_ack(_: *mut c_void, _: u32) {}
+unsafe extern "C" fn channel(_: *mut c_void, _: *const u8, _: usize) -> i32 {
+    -1
+}
+unsafe extern "C" fn region(_: *mut c_void, _: *const u8, _: usize, _: *mut RegionInfo) -> i32 {
+    -1
+}
+unsafe extern "C" fn log(_: *mut c_void, _: *const u8, _: usize) {}
+unsafe extern "C" fn abort(_: *mut c_void, _: *const u8, _: usize) -> ! {
+    std::process::abort()
+}
+
+fn env() -> Env {
+    let table = Box::leak(Box::new(ShellEnv {
+        abi_version: ABI_VERSION,
+        _reserved: 0,
+        ctx: std::ptr::null_mut(),
+        notify,
+        ppcall,
+        irq_ack,
+        channel,
+        region,
+        log,
+        abort,
+    }));
+    // SAFETY: a leaked, never-freed table of functions that touch nothing.
+    unsafe { Env::from_raw(table) }.expect("non-null")
+}
+
+fn sorted_entries(s: &SortedStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    s.entries().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+}
+
+fn hashed_entries(s: &HashStore) -> Vec<(Vec<u8>, Vec<u8>, u32)> {
+    s.sorted().iter().map(|(k, v)| (k.to_vec(), v.bytes.to_vec(), v.writes)).collect()
+}
+
+/// A module's import, then its export in `schema` re-imported by a fresh
+/// instance gives the same export again.
+fn module_round_trip<M: Module>(schema: u32, data: &[u8], exports: &[u32]) {
+    let mut m = M::init(env()).expect("kv init needs nothing");
+    if m.import_state(schema, data).is_err() {
+        // A refused import leaves an empty store.
+        let mut out = vec![0u8; OUT];
+        let own = M::DESCRIPTOR.state_schema;
+        let n = m.export_state(own, &mut out).expect("empty export");
+        let mut empty = M::init(env()).unwrap();
+        let mut out2 = vec![0u8; OUT];
+        let n2 = empty.export_state(own, &mut out2).unwrap();
+        assert_eq!(out[..n], out2[..n2], "a refused import left state behind");
+        return;
+    }
+    for &s in exports {
+        let mut out = vec![0u8; OUT];
+        let n = m.export_state(s, &mut out).expect("export of imported state fits");
+        let mut again = M::init(env()).unwrap();
+        again.import_state(s, &out[..n]).expect("an export imports");
+        let mut out2 = vec![0u8; OUT];
+        let n2 = again.export_state(s, &mut out2).unwrap();
+        assert_eq!(out[..n], out2[..n2], "schema {s} export changed across a round trip");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Schema 1 into v1's sorted store; round trip.
+    let mut s = SortedStore::new();
+    if schema1::import(data, &mut s).is_ok() {
+        assert!(s.len() <= kv_core::sorted::CAPACITY);
+        let mut out = vec![0u8; OUT];
+        let n = schema1::export(s.entries(), &mut out).expect("fits");
+        let mut t = SortedStore::new();
+        schema1::import(&out[..n], &mut t).expect("export re-imports");
+        assert_eq!(sorted_entries(&s), sorted_entries(&t));
+        // Schema 1 into the hash store (v2+'s conversion) keeps every entry.
+        let mut h = HashStore::new();
+        schema1::import(data, &mut h).expect("same entries fit the hash store");
+        let conv: Vec<_> = hashed_entries(&h).into_iter().map(|(k, v, _)| (k, v)).collect();
+        assert_eq!(conv, sorted_entries(&s));
+    }
+    // Schema 2 into the hash store; round trip keeps write counts.
+    let mut h = HashStore::new();
+    if schema2::import(data, &mut h).is_ok() {
+        let mut out = vec![0u8; OUT];
+        let n = schema2::export(&h, &mut out).expect("fits");
+        let mut g = HashStore::new();
+        schema2::import(&out[..n], &mut g).expect("export re-imports");
+        assert_eq!(hashed_entries(&h), hashed_entries(&g));
+    }
+    // Through the module types, every schema (and one none of them reads).
+    for schema in [schema1::SCHEMA, schema2::SCHEMA, 3] {
+        module_round_trip::<KvV1>(schema, data, &[1]);
+        module_round_trip::<KvV2>(schema, data, &[1, 2]);
+        module_round_trip::<KvV3>(schema, data, &[1, 2]);
+        module_round_trip::<KvV4>(schema, data, &[1, 2]);
+    }
+});

@@ -90,8 +90,12 @@ impl LineEditor {
                 None
             }
             b'\t' => {
-                self.line.push(' ');
-                echo(" ");
+                if self.line.len() < MAX_LINE {
+                    self.line.push(' ');
+                    echo(" ");
+                } else {
+                    self.too_long = true;
+                }
                 None
             }
             _ => {
@@ -133,6 +137,10 @@ mod tests {
         let long = [b'a'; MAX_LINE + 10];
         let (ev, _) = run(&[&long[..], b"\nstatus\n"].concat());
         assert_eq!(ev, [Event::TooLong, Event::Line("status".into())]);
+        // Tabs count towards the limit too (found by fuzz/ `command`).
+        let tabs = [b'\t'; MAX_LINE + 1];
+        let (ev, _) = run(&[&tabs[..], b"\n"].concat());
+        assert_eq!(ev, [Event::TooLong]);
         let (ev, _) = run(b"\x1b[Ahelp\x1b[1;5C\n\x03\x04");
         assert_eq!(ev, [Event::Line("help".into()), Event::Cancelled, Event::EndOfInput]);
     }

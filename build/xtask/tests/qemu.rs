@@ -210,8 +210,6 @@ fn clients(rows: &[Vec<String>]) -> Vec<(String, u64, u64, u64)> {
         .collect()
 }
 
-/// Every client made progress between two status tables, and none saw a
-/// wrong reply or a failed call.
 /// Polls `status` until `pd`'s verified count exceeds `above` (a client is the
 /// lowest priority and runs only when everything else is idle), and returns it.
 fn wait_verified(q: &mut Qemu, pd: &str, above: u64) -> u64 {
@@ -230,6 +228,8 @@ fn wait_verified(q: &mut Qemu, pd: &str, above: u64) -> u64 {
     }
 }
 
+/// Every client made progress between two status tables, and none saw a
+/// wrong reply or a failed call.
 fn check_clean_progress(q: &mut Qemu, before: &[Vec<String>], after: &[Vec<String>], what: &str) {
     let (b, a) = (clients(before), clients(after));
     q.check(a.len() == 4, || format!("{what}: four clients expected, status shows {a:?}"));

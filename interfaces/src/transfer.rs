@@ -21,7 +21,11 @@ pub struct TransferHeader {
     pub token: u64,
 }
 
-pub const TRANSFER_HEADER: usize = core::mem::size_of::<TransferHeader>();
+/// Where the state starts: the header padded to a cache line, so that a
+/// page-aligned state is copied cache line to cache line (a state starting
+/// right after the 24-byte header made every copy straddle lines).
+pub const TRANSFER_HEADER: usize = 64;
+const _: () = assert!(core::mem::size_of::<TransferHeader>() <= TRANSFER_HEADER);
 
 /// FNV-1a, for checksums of small things (tests, service replies).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -31,7 +35,12 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// Validates a transfer region's header against the expected `token` and
 /// returns (schema, state bytes).
 pub fn read(region: &[u8], token: u64) -> Result<(u32, &[u8]), &'static str> {
-    let (h, rest) = TransferHeader::read_from_prefix(region).map_err(|_| "transfer region too small")?;
+    let h = region
+        .get(..TRANSFER_HEADER)
+        .and_then(|r| TransferHeader::read_from_prefix(r).ok())
+        .ok_or("transfer region too small")?
+        .0;
+    let rest = &region[TRANSFER_HEADER..];
     if h.magic != TRANSFER_MAGIC {
         return Err("transfer region holds no exported state");
     }
@@ -49,7 +58,7 @@ pub fn seal(region: &mut [u8], schema: u32, len: usize, token: u64) -> Result<()
         return Err("state does not fit the transfer region");
     }
     let h = TransferHeader { magic: TRANSFER_MAGIC, schema, len: len as u64, token };
-    region[..TRANSFER_HEADER].copy_from_slice(h.as_bytes());
+    region[..core::mem::size_of::<TransferHeader>()].copy_from_slice(h.as_bytes());
     Ok(())
 }
 
@@ -59,7 +68,7 @@ mod tests {
 
     #[test]
     fn sealed_state_reads_back_and_stale_exports_are_refused() {
-        let mut r = [0u8; 64];
+        let mut r = [0u8; 128];
         r[TRANSFER_HEADER..TRANSFER_HEADER + 3].copy_from_slice(b"abc");
         seal(&mut r, 2, 3, 77).unwrap();
         assert_eq!(read(&r, 77), Ok((2, &b"abc"[..])));
@@ -67,7 +76,7 @@ mod tests {
         assert!(seal(&mut r, 2, 100, 1).is_err());
         r[0] = 0;
         assert!(read(&r, 77).is_err());
-        let mut long = [0u8; 64];
+        let mut long = [0u8; 128];
         seal(&mut long, 1, 3, 5).unwrap();
         long[8..16].copy_from_slice(&1000u64.to_le_bytes());
         assert!(read(&long, 5).is_err(), "length beyond the region");

@@ -9,9 +9,10 @@
 //!   blob service of N bytes of state is unavailable during an update (from
 //!   the call that exports its state to the new slot's activation after
 //!   the capability-map commit), a plain copy of N bytes into shared memory
-//!   (hot: repeated; `memcpy_cold_us`: after flushing the caches, as the
-//!   update's copies of long-untouched state are), and
-//!   blackout / (100 us + 2 x memcpy) for each (goal <= 1);
+//!   (hot: repeated; `memcpy_cold_us`: after writing 64 MiB of other
+//!   memory, which empties the per-core caches though not an L3 larger
+//!   than that), and blackout / (100 us + 2 x memcpy) for each (goal <= 1);
+//!   `blackout_first_us@N` is the first update's, into a freshly built slot;
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates, alternating one-second windows
@@ -158,6 +159,7 @@ fn blackout(size: u64) {
     // Touched between rounds to push both copy buffers out of the caches.
     let mut evict = vec![0u8; 64 << 20];
     let mut phases: [Vec<f64>; 3] = Default::default();
+    let mut first = 0.0;
     for round in 0..11 {
         let cmd = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
         let out = sys.command(cmd);
@@ -178,8 +180,10 @@ fn blackout(size: u64) {
         dst.bytes().copy_from_slice(std::hint::black_box(&src));
         std::hint::black_box(dst.bytes().as_ptr());
         let cold_copy = t.elapsed().as_secs_f64() * 1e6;
-        if round > 0 {
-            // The first update also builds slot b and touches every page.
+        if round == 0 {
+            first = blackout_of(&out);
+        } else {
+            // The first update goes into a freshly built slot b.
             black.push(blackout_of(&out));
             cold.push(cold_copy);
             for (v, p) in phases.iter_mut().zip(["quiesce", "transfer", "commit"]) {
@@ -196,6 +200,7 @@ fn blackout(size: u64) {
     println!("blackout_budget_ratio_cold@{size}: {:.2}", b / (100.0 + 2.0 * cc));
     let [q, t, m] = phases.map(|mut v| median(&mut v));
     println!("phases_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
+    println!("blackout_first_us@{size}: {first:.0} (into a freshly built slot)");
     assert_eq!(sys.shutdown(), 0);
 }
 

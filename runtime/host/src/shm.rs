@@ -44,8 +44,11 @@ unsafe impl Sync for Mapping {}
 
 /// Maps `fd` shared with `prot`, at `want` if that address is free (so the
 /// PD sees the `vaddr` its system description gives), else anywhere.
+/// The pages are mapped up front, as on seL4, where a PD's regions are
+/// mapped before it runs: nothing faults them in later (in the middle of an
+/// update's state copy, say).
 pub fn map(fd: RawFd, size: usize, prot: i32, want: Option<usize>) -> io::Result<Mapping> {
-    let flags = libc::MAP_SHARED;
+    let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
     // SAFETY: mapping a file descriptor; MAP_FIXED_NOREPLACE never clobbers
     // an existing mapping, it fails instead.
     unsafe {

@@ -34,10 +34,16 @@ unsafe extern "C" fn abort(_: *mut c_void, _: *const u8, _: usize) -> ! {
     std::process::abort()
 }
 
+unsafe extern "C" fn no_published(_: *mut c_void, _: usize) {}
+unsafe extern "C" fn no_wait(_: *mut c_void, _: usize) -> i64 {
+    -1
+}
+
 fn env() -> Env {
     let table = Box::leak(Box::new(ShellEnv {
         abi_version: ABI_VERSION,
-        _reserved: 0,
+        // No streamed transfers: the stubs below are never called.
+        features: 0,
         ctx: std::ptr::null_mut(),
         notify,
         ppcall,
@@ -46,6 +52,8 @@ fn env() -> Env {
         region,
         log,
         abort,
+        state_published: no_published,
+        state_wait: no_wait,
     }));
     // SAFETY: a leaked, never-freed table of functions that touch nothing.
     unsafe { Env::from_raw(table) }.expect("non-null")

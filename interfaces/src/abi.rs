@@ -217,12 +217,27 @@ pub struct RegionInfo {
     pub _reserved: u32,
 }
 
+/// Optional capabilities, announced in the `features` word of
+/// [`ShellEnv`] (by a shell) and of [`ModuleEntry`] (by a module). A feature
+/// is used only when both sides announce it, so modules and shells built
+/// before it still work together with the ones after.
+pub mod features {
+    /// Streamed state transfer. A shell announcing it fills
+    /// `ShellEnv::state_published` and `ShellEnv::state_wait`. A module
+    /// announcing it, hosted by such a shell, reports its export's progress
+    /// through the first, and in `import_state` takes `len` as the room in
+    /// the transfer region, learning through the second how many bytes are
+    /// in place and where the state ends.
+    pub const STREAMED_STATE: u32 = 1;
+}
+
 /// The services a shell offers its module. `ctx` is the shell's own and is
 /// passed back unchanged on every call.
 #[repr(C)]
 pub struct ShellEnv {
     pub abi_version: u32,
-    pub _reserved: u32,
+    /// [`features`] this shell offers.
+    pub features: u32,
     pub ctx: *mut c_void,
     pub notify: unsafe extern "C" fn(ctx: *mut c_void, channel: u32),
     /// Returns 0, or a negative value if the call could not be delivered.
@@ -235,14 +250,26 @@ pub struct ShellEnv {
     pub log: unsafe extern "C" fn(ctx: *mut c_void, text: *const u8, len: usize),
     /// Ends the module's current entry with an error; never returns.
     pub abort: unsafe extern "C" fn(ctx: *mut c_void, text: *const u8, len: usize) -> !,
+    /// During `export_state` ([`features::STREAMED_STATE`]): the first `n`
+    /// bytes of the buffer hold their final values.
+    pub state_published: unsafe extern "C" fn(ctx: *mut c_void, n: usize),
+    /// During `import_state` ([`features::STREAMED_STATE`]): waits until at
+    /// least `want` state bytes are in place or the state is complete, and
+    /// returns how many are in place, with [`STATE_COMPLETE`] set once that
+    /// is the whole state; negative if the export failed or stalled.
+    pub state_wait: unsafe extern "C" fn(ctx: *mut c_void, want: usize) -> i64,
 }
+
+/// Set in `state_wait`'s result when the count is the state's whole length.
+pub const STATE_COMPLETE: i64 = 1 << 62;
 
 /// The entry points a module exports. The shell calls them one at a time,
 /// never concurrently.
 #[repr(C)]
 pub struct ModuleEntry {
     pub abi_version: u32,
-    pub _reserved: u32,
+    /// [`features`] this module uses when its shell offers them.
+    pub features: u32,
     pub init: unsafe extern "C" fn(env: *const ShellEnv) -> i32,
     pub notified: unsafe extern "C" fn(channel: u32),
     pub protected: unsafe extern "C" fn(channel: u32, msg: *mut Message),

@@ -1,29 +1,54 @@
 //! The transfer region: the state one slot exports and the other imports.
 //!
-//! The header names the schema, the length and the export's token: the
-//! manager gives each quiescence a fresh token and the importer must
-//! present the same one, so a stale or half-overwritten export is refused
-//! without reading the state (a pass over the data would cost as much as
-//! the copy the blackout budget allows). The state's own structure is
-//! validated by the importing module.
+//! The header names the schema, the export's token and how far the export
+//! has got. The manager gives each quiescence a fresh token and the
+//! importer must present the same one, so a stale or half-overwritten
+//! export is refused without reading the state (a pass over the data would
+//! cost as much as the copy the blackout budget allows). The state's own
+//! structure is validated by the importing module.
+//!
+//! The export is *streamed*: the exporter publishes how many bytes are in
+//! place as it writes them, and an importer that can stream reads up to
+//! that mark while the rest is still being written. On a multicore machine
+//! the two copies then overlap; on one core the exporter (which runs first)
+//! has sealed the state before the importer looks. Every field is written
+//! by one side and read by the other, so each is read once, through an
+//! atomic, and checked against the region's size before use.
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub const TRANSFER_MAGIC: u32 = 0x5846_4552; // "XFER"
 
+/// The header's layout. The fields are accessed as atomics, through
+/// [`Transfer`]; the struct documents the layout and sizes it.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct TransferHeader {
     pub magic: u32,
-    /// Schema of the exported state.
-    pub schema: u32,
-    pub len: u64,
+    /// One of [`export_status`].
+    pub status: u32,
     /// The token of the quiescence that produced this export.
     pub token: u64,
+    /// Schema of the exported state.
+    pub schema: u32,
+    pub _reserved: u32,
+    /// Bytes in place so far (the final length once sealed).
+    pub published: u64,
+}
+
+/// Where an export stands.
+pub mod export_status {
+    /// The exporter is writing; `published` bytes are in place.
+    pub const EXPORTING: u32 = 1;
+    /// Complete: `published` is the state's length.
+    pub const SEALED: u32 = 2;
+    /// The export failed; nothing in the region is state.
+    pub const FAILED: u32 = 3;
 }
 
 /// Where the state starts: the header padded to a cache line, so that a
 /// page-aligned state is copied cache line to cache line (a state starting
-/// right after the 24-byte header made every copy straddle lines).
+/// right after a 24-byte header made every copy straddle lines).
 pub const TRANSFER_HEADER: usize = 64;
 const _: () = assert!(core::mem::size_of::<TransferHeader>() <= TRANSFER_HEADER);
 
@@ -32,53 +57,171 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Validates a transfer region's header against the expected `token` and
-/// returns (schema, state bytes).
-pub fn read(region: &[u8], token: u64) -> Result<(u32, &[u8]), &'static str> {
-    let h = region
-        .get(..TRANSFER_HEADER)
-        .and_then(|r| TransferHeader::read_from_prefix(r).ok())
-        .ok_or("transfer region too small")?
-        .0;
-    let rest = &region[TRANSFER_HEADER..];
-    if h.magic != TRANSFER_MAGIC {
-        return Err("transfer region holds no exported state");
-    }
-    if h.token != token {
-        return Err("transfer region holds another export than this update's");
-    }
-    let len = usize::try_from(h.len).map_err(|_| "exported state length overflows")?;
-    let state = rest.get(..len).ok_or("exported state is longer than the transfer region")?;
-    Ok((h.schema, state))
+/// What an importer sees of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Still being written; this many bytes are in place.
+    Exporting(usize),
+    /// Complete, this long.
+    Sealed(usize),
+    /// The exporter gave up.
+    Failed,
 }
 
-/// Writes the header for `len` state bytes already in place after it.
-pub fn seal(region: &mut [u8], schema: u32, len: usize, token: u64) -> Result<(), &'static str> {
-    if region.len() < TRANSFER_HEADER || len > region.len() - TRANSFER_HEADER {
-        return Err("state does not fit the transfer region");
+/// A transfer region, shared by the two slots of one instance.
+pub struct Transfer {
+    base: *mut u8,
+    size: usize,
+}
+
+impl Transfer {
+    /// # Safety
+    /// `base..base + size` is a mapped transfer region, 8-byte aligned,
+    /// that lives as long as the returned value. Only the two slots of one
+    /// instance map it, and by the update protocol at most one of them
+    /// writes it at a time (the exporter, between [`begin`](Self::begin)
+    /// and [`seal`](Self::seal)/[`fail`](Self::fail)).
+    pub unsafe fn new(base: *mut u8, size: usize) -> Option<Transfer> {
+        (size > TRANSFER_HEADER && (base as usize).is_multiple_of(8)).then_some(Transfer { base, size })
     }
-    let h = TransferHeader { magic: TRANSFER_MAGIC, schema, len: len as u64, token };
-    region[..core::mem::size_of::<TransferHeader>()].copy_from_slice(h.as_bytes());
-    Ok(())
+
+    /// Room for state after the header.
+    pub fn capacity(&self) -> usize {
+        self.size - TRANSFER_HEADER
+    }
+
+    /// The state bytes' start.
+    pub fn body(&self) -> *mut u8 {
+        // SAFETY: within the region (size > TRANSFER_HEADER).
+        unsafe { self.base.add(TRANSFER_HEADER) }
+    }
+
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: offset is a field of the header, inside the region and
+        // aligned (the region is 8-aligned, the fields naturally); shared
+        // memory is accessed only atomically here.
+        unsafe { AtomicU32::from_ptr(self.base.add(offset).cast()) }
+    }
+
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as in `u32_at`.
+        unsafe { AtomicU64::from_ptr(self.base.add(offset).cast()) }
+    }
+
+    fn magic(&self) -> &AtomicU32 {
+        self.u32_at(0)
+    }
+    fn status(&self) -> &AtomicU32 {
+        self.u32_at(4)
+    }
+    fn token(&self) -> &AtomicU64 {
+        self.u64_at(8)
+    }
+    fn schema(&self) -> &AtomicU32 {
+        self.u32_at(16)
+    }
+    fn published(&self) -> &AtomicU64 {
+        self.u64_at(24)
+    }
+
+    /// The exporter starts an export for `token`: nothing is in place yet.
+    /// The token is stored last, so an importer that finds its token also
+    /// finds this export's status and schema.
+    pub fn begin(&self, schema: u32, token: u64) {
+        self.status().store(export_status::EXPORTING, Ordering::Relaxed);
+        self.published().store(0, Ordering::Relaxed);
+        self.schema().store(schema, Ordering::Relaxed);
+        self.magic().store(TRANSFER_MAGIC, Ordering::Relaxed);
+        self.token().store(token, Ordering::Release);
+    }
+
+    /// The first `n` state bytes are in place (their stores happen before
+    /// an importer's read of this mark).
+    pub fn publish(&self, n: usize) {
+        self.published().store(n.min(self.capacity()) as u64, Ordering::Release);
+    }
+
+    /// The export is complete and `len` bytes long.
+    pub fn seal(&self, len: usize) -> Result<(), &'static str> {
+        if len > self.capacity() {
+            self.fail();
+            return Err("state does not fit the transfer region");
+        }
+        self.published().store(len as u64, Ordering::Relaxed);
+        self.status().store(export_status::SEALED, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn fail(&self) {
+        self.status().store(export_status::FAILED, Ordering::Release);
+    }
+
+    /// The export this importer was told of (`token`): its schema and how
+    /// far it has got. Refuses another update's export, and a length the
+    /// region cannot hold.
+    pub fn poll(&self, token: u64) -> Result<(u32, Progress), &'static str> {
+        if self.magic().load(Ordering::Relaxed) != TRANSFER_MAGIC {
+            return Err("transfer region holds no exported state");
+        }
+        if self.token().load(Ordering::Acquire) != token {
+            return Err("transfer region holds another export than this update's");
+        }
+        let schema = self.schema().load(Ordering::Relaxed);
+        // Status before the mark: a SEALED status makes the final length
+        // visible (seal stores it first).
+        let status = self.status().load(Ordering::Acquire);
+        let published = self.published().load(Ordering::Acquire);
+        let n = usize::try_from(published).ok().filter(|&n| n <= self.capacity());
+        let progress = match (status, n) {
+            (_, None) => return Err("exported state is longer than the transfer region"),
+            (export_status::EXPORTING, Some(n)) => Progress::Exporting(n),
+            (export_status::SEALED, Some(n)) => Progress::Sealed(n),
+            (export_status::FAILED, _) => Progress::Failed,
+            _ => return Err("transfer region header is corrupt"),
+        };
+        Ok((schema, progress))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[repr(align(64))]
+    struct Region([u8; 256]);
+
+    fn region(r: &mut Region) -> Transfer {
+        unsafe { Transfer::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap()
+    }
+
     #[test]
-    fn sealed_state_reads_back_and_stale_exports_are_refused() {
-        let mut r = [0u8; 128];
-        r[TRANSFER_HEADER..TRANSFER_HEADER + 3].copy_from_slice(b"abc");
-        seal(&mut r, 2, 3, 77).unwrap();
-        assert_eq!(read(&r, 77), Ok((2, &b"abc"[..])));
-        assert!(read(&r, 76).is_err(), "another update's export");
-        assert!(seal(&mut r, 2, 100, 1).is_err());
-        r[0] = 0;
-        assert!(read(&r, 77).is_err());
-        let mut long = [0u8; 128];
-        seal(&mut long, 1, 3, 5).unwrap();
-        long[8..16].copy_from_slice(&1000u64.to_le_bytes());
-        assert!(read(&long, 5).is_err(), "length beyond the region");
+    fn an_export_streams_then_seals_and_stale_exports_are_refused() {
+        let mut r = Region([0; 256]);
+        let t = region(&mut r);
+        assert_eq!(t.poll(7), Err("transfer region holds no exported state"));
+        t.begin(2, 77);
+        assert_eq!(t.poll(77), Ok((2, Progress::Exporting(0))));
+        t.publish(100);
+        assert_eq!(t.poll(77), Ok((2, Progress::Exporting(100))));
+        assert!(t.poll(76).is_err(), "another update's export");
+        t.seal(150).unwrap();
+        assert_eq!(t.poll(77), Ok((2, Progress::Sealed(150))));
+        assert!(t.seal(t.capacity() + 1).is_err());
+        assert_eq!(t.poll(77), Ok((2, Progress::Failed)), "an oversized seal fails the export");
+    }
+
+    #[test]
+    fn a_corrupt_header_is_refused() {
+        let mut r = Region([0; 256]);
+        let t = region(&mut r);
+        t.begin(1, 5);
+        // A peer writing a length beyond the region, or a status no one
+        // defined, is caught before any state byte is read.
+        t.published().store(1000, Ordering::Relaxed);
+        assert!(t.poll(5).is_err());
+        t.publish(3);
+        t.status().store(9, Ordering::Relaxed);
+        assert_eq!(t.poll(5), Err("transfer region header is corrupt"));
+        assert!(unsafe { Transfer::new(r.0.as_mut_ptr(), TRANSFER_HEADER) }.is_none(), "no room for state");
     }
 }

@@ -11,6 +11,8 @@ pub const PROMPT: &str = "upd> ";
 
 /// Builds the host image once per test binary: the debug build for tests,
 /// the release build for benchmarks (built with optimisations themselves).
+pub mod systems;
+
 pub fn host_image() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| xtask::build_host(!cfg!(debug_assertions)).expect("building the host image"))

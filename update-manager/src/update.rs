@@ -81,7 +81,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.phase_done(Phase::Quiesce, t, &mut times);
 
         let t = self.pd.now_ns();
-        for s in steps.iter().filter(|s| s.from.is_some()) {
+        for s in steps.iter() {
+            let Some(from) = s.from else { continue };
+            // The kick starts the old slot's export; the import streams
+            // behind it (on one core the export, at the slot's higher
+            // priority, runs to its end first).
+            self.pd.notify(self.slot(s.inst, from).channel);
             if let Err(e) = self.control(self.slot(s.inst, s.to), op::IMPORT, &[s.token]) {
                 self.abandon(&steps, &built, steps.len());
                 return Err((Phase::Transfer, format!("{}: {e}", self.instances[s.inst].name)));
@@ -206,8 +211,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             let Some(from) = s.from else { continue };
             let name = self.instances[s.inst].name.clone();
             loop {
-                // A ready module exports while this call runs: calls to it
-                // wait from here on.
+                // A ready module stops serving while this call runs: calls
+                // to it are bounced from here on, until the commit.
                 let asked = self.pd.now_ns();
                 let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64, s.token]);
                 match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {

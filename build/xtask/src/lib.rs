@@ -40,6 +40,8 @@ pub const MODULES: &[ModuleImage] = &[
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),
+    module("blob-cut-export", "blob-cut-export", true),
+    module("blob-cut-import", "blob-cut-import", true),
 ];
 
 /// The image store files: (file name, whether test-only images are in it).

@@ -10,7 +10,7 @@
 use interfaces::abi::{status, ModuleDescriptor};
 use interfaces::transfer::fnv1a;
 use interfaces::Message;
-use module_rt::{Env, Module};
+use module_rt::{Env, Module, StateReader, StateWriter};
 
 pub const FILL: u64 = 1;
 pub const CHECKSUM: u64 = 2;
@@ -30,18 +30,39 @@ struct Bytes(core::cell::UnsafeCell<[u8; MAX_STATE]>);
 unsafe impl Sync for Bytes {}
 static STATE: Bytes = Bytes(core::cell::UnsafeCell::new([0; MAX_STATE]));
 
-pub struct Blob<const VERSION: u32> {
+/// Deliberate failures, for the tests of a streamed transfer that breaks
+/// off half way (`FAULT` of [`Blob`]).
+pub mod fault {
+    pub const NONE: u32 = 0;
+    /// The export writes half the state, then fails.
+    pub const CUT_EXPORT: u32 = 1;
+    /// The import reads the first part of the state, then fails.
+    pub const CUT_IMPORT: u32 = 2;
+}
+
+/// The state FILL makes of `seed`: xorshift bytes.
+pub fn fill(bytes: &mut [u8], seed: u64) {
+    let mut x = seed | 1;
+    for b in bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+pub struct Blob<const VERSION: u32, const FAULT: u32 = { fault::NONE }> {
     len: usize,
 }
 
-impl<const VERSION: u32> Blob<VERSION> {
+impl<const VERSION: u32, const FAULT: u32> Blob<VERSION, FAULT> {
     fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: one instance per image; `&mut self` makes access exclusive.
         unsafe { core::slice::from_raw_parts_mut(STATE.0.get().cast::<u8>(), self.len) }
     }
 }
 
-impl<const VERSION: u32> Module for Blob<VERSION> {
+impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
     const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("blob", VERSION, SCHEMA);
 
     fn init(_env: Env) -> Result<Self, &'static str> {
@@ -51,18 +72,13 @@ impl<const VERSION: u32> Module for Blob<VERSION> {
     fn protected(&mut self, _ch: u32, msg: &mut Message) {
         match msg.label {
             FILL => {
-                let (len, mut x) = (msg.word(0) as usize, msg.word(1) | 1);
+                let (len, seed) = (msg.word(0) as usize, msg.word(1));
                 if len > MAX_STATE {
                     *msg = Message::new(status::NO_SPACE as u64, 0);
                     return;
                 }
                 self.len = len;
-                for b in self.bytes() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    *b = x as u8;
-                }
+                fill(self.bytes(), seed);
                 *msg = Message::with_words(0, &[len as u64]);
             }
             CHECKSUM => {
@@ -88,6 +104,47 @@ impl<const VERSION: u32> Module for Blob<VERSION> {
         }
         self.len = data.len();
         self.bytes().copy_from_slice(data);
+        Ok(())
+    }
+
+    // Streamed: the state is written front to back, so the new slot copies
+    // each part as soon as the old one has written it.
+    fn export_stream(&mut self, schema: u32, out: &mut StateWriter<'_>) -> Result<(), i32> {
+        if schema != SCHEMA {
+            return Err(status::UNSUPPORTED_SCHEMA);
+        }
+        if FAULT == fault::CUT_EXPORT {
+            let half = self.len / 2;
+            out.write(&self.bytes()[..half])?;
+            return Err(status::ERROR);
+        }
+        out.write(self.bytes())
+    }
+
+    fn import_stream(&mut self, schema: u32, src: &mut StateReader<'_>) -> Result<(), i32> {
+        if schema != SCHEMA {
+            return Err(status::BAD_STATE);
+        }
+        // SAFETY: one instance per image (see `bytes`); the length is set
+        // once the whole state is in.
+        let all = unsafe { core::slice::from_raw_parts_mut(STATE.0.get().cast::<u8>(), MAX_STATE) };
+        let mut len = 0;
+        loop {
+            // At MAX_STATE, one more byte means the state does not fit.
+            let part = src.chunk((MAX_STATE - len).max(1))?;
+            if part.is_empty() {
+                break;
+            }
+            if part.len() > MAX_STATE - len {
+                return Err(status::BAD_STATE);
+            }
+            all[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+            if FAULT == fault::CUT_IMPORT {
+                return Err(status::BAD_STATE);
+            }
+        }
+        self.len = len;
         Ok(())
     }
 }

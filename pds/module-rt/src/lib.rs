@@ -9,6 +9,9 @@ pub use interfaces;
 use interfaces::abi::{status, ModuleDescriptor, RegionInfo, ShellEnv};
 use interfaces::Message;
 
+mod stream;
+pub use stream::{StateReader, StateWriter};
+
 /// A service module.
 pub trait Module: Sized + 'static {
     const DESCRIPTOR: ModuleDescriptor;
@@ -26,6 +29,24 @@ pub trait Module: Sized + 'static {
     fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32>;
     /// Replaces the state with one exported under `schema`.
     fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32>;
+    /// The export as the shell runs it. A module whose state is large and
+    /// written front to back overrides this to write through
+    /// [`StateWriter::write`], which lets a streaming shell start the
+    /// import while the export goes on; the default is one
+    /// [`export_state`](Self::export_state) into the whole buffer.
+    fn export_stream(&mut self, schema: u32, out: &mut StateWriter<'_>) -> Result<(), i32> {
+        let n = self.export_state(schema, out.unwritten())?;
+        out.advance(n)
+    }
+    /// The import as the shell runs it. Overridden along with
+    /// [`export_stream`](Self::export_stream) to read through
+    /// [`StateReader::chunk`] or [`StateReader::read`] as the bytes arrive;
+    /// the default waits for the whole state and calls
+    /// [`import_state`](Self::import_state).
+    fn import_stream(&mut self, schema: u32, src: &mut StateReader<'_>) -> Result<(), i32> {
+        let data = src.rest()?;
+        self.import_state(schema, data)
+    }
 }
 
 /// A protected call that the shell could not complete (undeclared channel,
@@ -184,12 +205,13 @@ pub mod glue {
         }
         // SAFETY: the shell passes the transfer region's writable part.
         let out = unsafe { core::slice::from_raw_parts_mut(buf, cap) };
+        let mut w = StateWriter::new(out, crate::streaming_env());
         with(
             inst,
-            |m| match m.export_state(schema, out) {
-                Ok(n) => {
+            |m| match m.export_stream(schema, &mut w) {
+                Ok(()) => {
                     // SAFETY: checked non-null above.
-                    unsafe { out_len.write(n) };
+                    unsafe { out_len.write(w.len()) };
                     status::OK
                 }
                 Err(e) => e,
@@ -204,14 +226,24 @@ pub mod glue {
         if buf.is_null() && len != 0 {
             return status::ERROR;
         }
-        // SAFETY: the shell passes the transfer region's state bytes.
-        let data = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(buf, len) } };
-        with(inst, |m| m.import_state(schema, data).map_or_else(|e| e, |()| status::OK), status::ERROR)
+        // SAFETY: the shell passes the transfer region's state bytes: all
+        // of them, or (streaming) the room for them, of which `state_wait`
+        // tells how much is in place.
+        let mut r = unsafe { StateReader::new(buf, len, crate::streaming_env()) };
+        with(inst, |m| m.import_stream(schema, &mut r).map_or_else(|e| e, |()| status::OK), status::ERROR)
     }
 }
 
 /// The shell's environment, once `init` has been called.
 static SHELL_ENV: core::sync::atomic::AtomicPtr<ShellEnv> = core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// The shell's environment if it streams state transfers (every module
+/// built with this crate announces that it can).
+fn streaming_env() -> Option<&'static ShellEnv> {
+    // SAFETY: set by `init` from the table the shell keeps alive.
+    let env = unsafe { SHELL_ENV.load(core::sync::atomic::Ordering::Relaxed).as_ref() }?;
+    (env.features & interfaces::abi::features::STREAMED_STATE != 0).then_some(env)
+}
 
 /// On bare metal (the seL4 build of a module, `aarch64-unknown-none`) a
 /// panic is reported through the shell's `abort`, which does not return:
@@ -293,7 +325,7 @@ macro_rules! export_module {
         #[used]
         pub static UPD_MODULE_ENTRY: $crate::interfaces::abi::ModuleEntry = $crate::interfaces::abi::ModuleEntry {
             abi_version: $crate::interfaces::abi::ABI_VERSION,
-            _reserved: 0,
+            features: $crate::interfaces::abi::features::STREAMED_STATE,
             init: __upd_entry::init,
             notified: __upd_entry::notified,
             protected: __upd_entry::protected,

@@ -15,10 +15,16 @@ pub struct HostPd {
     /// For each caller PD index: this PD's channel id for it, if the caller
     /// holds a `pp` end towards this PD.
     callers: [Option<ChannelId>; crate::kernel::MAX_PDS],
+    /// See [`CALL_SPIN`].
+    is_manager: bool,
 }
 
 /// How long a caller spins on its reply before sleeping: a round trip on an
-/// idle second core is shorter than a futex sleep and wake.
+/// idle second core is shorter than a futex sleep and wake. The update
+/// manager never spins: its calls are control operations, never on a
+/// client's path, and while it waits for one (an import, say) its core is
+/// better left to the slots it drives (the export the import streams
+/// behind).
 pub const CALL_SPIN: u32 = 2_000;
 /// How often a sleeping caller checks that its callee is still alive.
 const CALLEE_CHECK: Duration = Duration::from_millis(50);
@@ -47,7 +53,8 @@ impl HostPd {
                 callers[c.peer] = Some(c.id);
             }
         }
-        let pd = HostPd { cfg, kernel, maps, callers };
+        let is_manager = cfg.name == interfaces::control::MANAGER_PD;
+        let pd = HostPd { cfg, kernel, maps, callers, is_manager };
         if !pd.kernel().is_formatted() {
             return Err("kernel page is not formatted".into());
         }
@@ -177,7 +184,7 @@ impl Pd for HostPd {
                     slot.state.store(call_state::IDLE, Ordering::Relaxed);
                     return Err(PpcError::NotDelivered);
                 }
-                _ if spins < CALL_SPIN => {
+                _ if spins < CALL_SPIN && !self.is_manager => {
                     spins += 1;
                     std::hint::spin_loop();
                 }

@@ -1,7 +1,8 @@
 //! The [`ShellEnv`] a module calls back through: extern "C" trampolines
 //! into the PD, limited to the channels and regions the module declared.
 use core::ffi::c_void;
-use interfaces::abi::{RegionInfo, ShellEnv, ABI_VERSION};
+use interfaces::abi::{features, RegionInfo, ShellEnv, ABI_VERSION, STATE_COMPLETE};
+use interfaces::transfer::{Progress, Transfer};
 use interfaces::{abi::ModuleDescriptor, Message};
 use pd_api::Pd;
 
@@ -11,6 +12,53 @@ pub struct EnvCtx<P: Pd + 'static> {
     /// Channels the module declared, resolved: bit per channel id.
     pub allowed_channels: u64,
     pub descriptor: Option<ModuleDescriptor>,
+    /// The transfer under way, during the module's export or import.
+    pub stream: Option<Stream>,
+}
+
+/// A transfer the module is taking part in.
+pub struct Stream {
+    pub transfer: Transfer,
+    /// The update's token (an importer's view of the export).
+    pub token: u64,
+    pub exporting: bool,
+}
+
+/// How long an importer waits for an export that makes no progress: the
+/// exporter died or never started. Far above any real pause (an export
+/// writes tens of kilobytes between reports).
+pub const EXPORT_STALL_NS: u64 = 2_000_000_000;
+
+/// Waits until `want` state bytes of the export `token` are in place, or it
+/// is sealed (`Ok(Sealed)`), failed or stalled (`Err`). Spins briefly, then
+/// yields: the exporter may need this core.
+pub fn wait_for_export<P: Pd + ?Sized>(
+    pd: &P,
+    t: &Transfer,
+    token: u64,
+    want: usize,
+) -> Result<Progress, &'static str> {
+    let mut last = usize::MAX;
+    let mut since = 0;
+    let mut spins = 0u32;
+    loop {
+        match t.poll(token)?.1 {
+            Progress::Failed => return Err("the export failed"),
+            Progress::Exporting(n) if n < want => {
+                if n != last {
+                    (last, since, spins) = (n, pd.now_ns(), 0);
+                } else if spins < 1_000 {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else if pd.now_ns().saturating_sub(since) > EXPORT_STALL_NS {
+                    return Err("the export stalled");
+                } else {
+                    pd.yield_now();
+                }
+            }
+            p => return Ok(p),
+        }
+    }
 }
 
 /// # Safety (all trampolines)
@@ -106,10 +154,32 @@ unsafe extern "C" fn abort<P: Pd + 'static>(c: *mut c_void, t: *const u8, len: u
     panic!("module aborted: {why}");
 }
 
+unsafe extern "C" fn state_published<P: Pd + 'static>(c: *mut c_void, n: usize) {
+    let c = unsafe { ctx::<P>(c) };
+    match &c.stream {
+        Some(s) if s.exporting => s.transfer.publish(n),
+        _ => c.pd.log(format_args!("module reported export progress outside an export: ignored")),
+    }
+}
+
+unsafe extern "C" fn state_wait<P: Pd + 'static>(c: *mut c_void, want: usize) -> i64 {
+    let c = unsafe { ctx::<P>(c) };
+    let Some(s) = c.stream.as_ref().filter(|s| !s.exporting) else { return -1 };
+    match wait_for_export(c.pd, &s.transfer, s.token, want) {
+        Ok(Progress::Exporting(n)) => n as i64,
+        Ok(Progress::Sealed(n)) => n as i64 | STATE_COMPLETE,
+        Ok(Progress::Failed) => -1,
+        Err(why) => {
+            c.pd.log(format_args!("import: {why}"));
+            -1
+        }
+    }
+}
+
 pub fn shell_env<P: Pd + 'static>(ctx: *mut EnvCtx<P>) -> ShellEnv {
     ShellEnv {
         abi_version: ABI_VERSION,
-        _reserved: 0,
+        features: features::STREAMED_STATE,
         ctx: ctx.cast(),
         notify: notify::<P>,
         ppcall: ppcall::<P>,
@@ -118,5 +188,7 @@ pub fn shell_env<P: Pd + 'static>(ctx: *mut EnvCtx<P>) -> ShellEnv {
         region: region::<P>,
         log: log::<P>,
         abort: abort::<P>,
+        state_published: state_published::<P>,
+        state_wait: state_wait::<P>,
     }
 }

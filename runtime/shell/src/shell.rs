@@ -1,11 +1,11 @@
 //! The shell's event handling: control calls from the manager (the update
 //! protocol's steps in this slot), service calls dispatched to the live
 //! module or bounced.
-use crate::env::{shell_env, EnvCtx};
+use crate::env::{shell_env, wait_for_export, EnvCtx, Stream};
 use alloc::{boxed::Box, format, string::String};
-use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv};
+use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
 use interfaces::control::{self, op, reply, shell_label, ShellStatus, SlotState};
-use interfaces::transfer::{self, TRANSFER_HEADER};
+use interfaces::transfer::{Progress, Transfer};
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
 
@@ -27,6 +27,10 @@ enum Quiesce {
     /// Asked; the module said not ready. The schema and token to export
     /// with.
     Waiting(u32, u64),
+    /// Quiescent, calls bounced: the export (schema, token) runs when the
+    /// manager kicks the control channel, so that the importer can start
+    /// reading while it goes on.
+    Ready(u32, u64),
     /// Exported: state length, or why the export failed.
     Done(Result<usize, String>),
 }
@@ -46,7 +50,7 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     pub fn new(pd: &'static P, loader: L) -> Self {
-        let mut ctx = Box::new(EnvCtx { pd, allowed_channels: 0, descriptor: None });
+        let mut ctx = Box::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None });
         let env = Box::new(shell_env::<P>(&mut *ctx));
         let control = pd.channel(control::MANAGER_PD);
         if control.is_none() {
@@ -175,14 +179,21 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         Ok(())
     }
 
-    fn transfer(&self) -> Result<pd_api::Region, String> {
-        self.pd
-            .region(control::region::TRANSFER)
-            .filter(|r| r.writable && r.size > TRANSFER_HEADER)
-            .ok_or_else(|| format!("slot {} has no writable '{}' region", self.pd.name(), control::region::TRANSFER))
+    fn transfer(&self) -> Result<Transfer, String> {
+        let r =
+            self.pd.region(control::region::TRANSFER).filter(|r| r.writable).ok_or_else(|| {
+                format!("slot {} has no writable '{}' region", self.pd.name(), control::region::TRANSFER)
+            })?;
+        // SAFETY: the region is mapped for the PD's lifetime and shared only
+        // with the other slot of this instance; the protocol has one writer
+        // at a time (see `Transfer::new`).
+        unsafe { Transfer::new(r.base, r.size) }
+            .ok_or_else(|| format!("slot {}: transfer region too small", self.pd.name()))
     }
 
-    /// Asks the module whether it is quiescent; if so, exports its state.
+    /// Asks the module whether it is quiescent; if so, it stops serving
+    /// (calls are bounced from here on) and the export is announced in the
+    /// transfer region, to run on the manager's kick.
     fn try_quiesce(&mut self, schema: u32, token: u64) {
         let Some(entry) = self.entry else { return };
         // SAFETY: a live module's entry table; one call at a time.
@@ -191,23 +202,35 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             self.state = SlotState::Quiescing;
             return;
         }
-        let result = self.transfer().and_then(|r| {
-            // SAFETY: the transfer region is shared only with the other slot
-            // of this instance, which does not touch it during an export.
-            let region = unsafe { r.as_mut_slice() };
-            let mut len = 0usize;
-            let body = &mut region[TRANSFER_HEADER..];
-            // SAFETY: as above; the module writes at most `body.len()` bytes.
-            let rc = unsafe { (entry.export_state)(schema, body.as_mut_ptr(), body.len(), &mut len) };
-            if rc != status::OK {
-                return Err(format!("module export failed with status {rc}"));
+        match self.transfer() {
+            Ok(t) => {
+                t.begin(schema, token);
+                self.quiesce = Quiesce::Ready(schema, token);
+                self.state = SlotState::Moved;
             }
-            if len > body.len() {
-                return Err("module reported more state than the transfer region holds".into());
+            Err(why) => {
+                self.quiesce = Quiesce::Done(Err(why));
+                self.state = SlotState::Live;
             }
-            transfer::seal(region, schema, len, token).map(|()| len).map_err(Into::into)
-        });
-        self.state = if result.is_ok() { SlotState::Moved } else { SlotState::Live };
+        }
+    }
+
+    /// Runs the announced export, reporting progress as the module writes.
+    fn export(&mut self, schema: u32, token: u64) {
+        let (Some(entry), Ok(t)) = (self.entry, self.transfer()) else { return };
+        let (body, cap) = (t.body(), t.capacity());
+        self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
+        let mut len = 0usize;
+        // SAFETY: the module writes at most `cap` bytes of the transfer
+        // region's body, which the importer only reads.
+        let rc = unsafe { (entry.export_state)(schema, body, cap, &mut len) };
+        let t = self.ctx.stream.take().expect("set above").transfer;
+        let result = if rc != status::OK {
+            t.fail();
+            Err(format!("module export failed with status {rc}"))
+        } else {
+            t.seal(len).map(|()| len).map_err(String::from)
+        };
         self.quiesce = Quiesce::Done(result);
     }
 
@@ -215,7 +238,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         match (&self.quiesce, self.state) {
             (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32, msg.word(1)),
             (&Quiesce::Waiting(schema, token), SlotState::Quiescing) => self.try_quiesce(schema, token),
-            (Quiesce::Done(_), _) => {}
+            (Quiesce::Ready(..) | Quiesce::Done(_), _) => {}
             (_, state) => {
                 return msg
                     .set_text(reply::ERROR, &format!("cannot prepare: slot {} is {}", self.pd.name(), state.as_str()))
@@ -223,6 +246,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         match &self.quiesce {
             Quiesce::Waiting(..) => *msg = Message::new(reply::NOT_READY, 0),
+            Quiesce::Ready(..) => *msg = Message::new(reply::OK, 0),
             Quiesce::Done(Ok(len)) => *msg = Message::with_words(reply::OK, &[*len as u64]),
             Quiesce::Done(Err(why)) => {
                 let why = why.clone();
@@ -236,15 +260,34 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     fn import(&mut self, token: u64) -> Result<(), String> {
         self.step(&[SlotState::Initialised, SlotState::Retired], self.state, "import")?;
         let entry = self.entry.ok_or("no module")?;
-        let r = self.transfer()?;
-        // SAFETY: the exporting slot has finished writing (it replied to
-        // PREPARE before the manager asked us to import).
-        let (schema, state) = transfer::read(unsafe { r.as_slice() }, token).map_err(String::from)?;
+        let t = self.transfer()?;
+        // The exporter announced the export before it told the manager it
+        // was quiescent, so the header names this update's token already.
+        let (schema, progress) = t.poll(token).map_err(String::from)?;
+        if progress == Progress::Failed {
+            return Err("the export failed".into());
+        }
         if !self.ctx.descriptor.is_some_and(|d| d.can_import(schema)) {
             return Err(format!("module cannot import state schema {schema}"));
         }
-        // SAFETY: as in `try_quiesce`; the module reads `state.len()` bytes.
-        let rc = unsafe { (entry.import_state)(schema, state.as_ptr(), state.len()) };
+        let rc = if entry.features & features::STREAMED_STATE != 0 {
+            // The module reads as the bytes arrive (through `state_wait`).
+            let (body, cap) = (t.body(), t.capacity());
+            self.ctx.stream = Some(Stream { transfer: t, token, exporting: false });
+            // SAFETY: the module reads `body..body + cap`, only below what
+            // the exporter has published (which it no longer writes).
+            let rc = unsafe { (entry.import_state)(schema, body, cap) };
+            self.ctx.stream = None;
+            rc
+        } else {
+            // A module that cannot stream gets the whole state at once.
+            let len = match wait_for_export(self.pd, &t, token, usize::MAX)? {
+                Progress::Sealed(n) => n,
+                _ => return Err("the export did not complete".into()),
+            };
+            // SAFETY: sealed: the exporter has finished writing these bytes.
+            unsafe { (entry.import_state)(schema, t.body(), len) }
+        };
         if rc != status::OK {
             return Err(format!("module import failed with status {rc}"));
         }
@@ -256,6 +299,10 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
 impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
+        if let (true, Quiesce::Ready(schema, token)) = (Some(ch) == self.control, &self.quiesce) {
+            // The manager's kick: the importer is about to read.
+            return self.export(*schema, *token);
+        }
         if let (SlotState::Live | SlotState::Quiescing, Some(entry)) = (self.state, self.entry) {
             // SAFETY: a live module's entry table; one call at a time.
             unsafe { (entry.notified)(ch) };

@@ -47,6 +47,11 @@ unsafe extern "C" fn abort(_: *mut c_void, _: *const u8, _: usize) -> ! {
     std::process::abort()
 }
 
+unsafe extern "C" fn no_published(_: *mut c_void, _: usize) {}
+unsafe extern "C" fn no_wait(_: *mut c_void, _: usize) -> i64 {
+    -1
+}
+
 /// Loads the module prefilled into `module_code` and initialises it.
 fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
     let code = pd.region("module_code").expect("module_code region");
@@ -58,7 +63,8 @@ fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
     let (entry, _) = SharedObjectLoader.load(bytes, &[len as u64]).expect("load kv module");
     let env = Box::leak(Box::new(ShellEnv {
         abi_version: ABI_VERSION,
-        _reserved: 0,
+        // No streamed transfers: the stubs below are never called.
+        features: 0,
         ctx: std::ptr::null_mut(),
         notify: no_notify,
         ppcall: no_ppcall,
@@ -67,6 +73,8 @@ fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
         region: no_region,
         log: no_log,
         abort,
+        state_published: no_published,
+        state_wait: no_wait,
     }));
     // SAFETY: a checked module; `env` lives for ever.
     assert_eq!(unsafe { (entry.init)(env) }, 0, "module init");
@@ -148,6 +156,46 @@ fn blob_fill(pd: &HostPd, len: u64) {
     pd.log(format_args!("FILLED {len}"));
 }
 
+/// Fills blob with `len` bytes, then checks it for ever: each CHECKSUM
+/// must give the length and the checksum of what was filled, whichever
+/// slot answers. Logs `BLOBCHECK ok=N wrong=M` every 50 checks.
+fn blob_check(pd: &HostPd, len: u64) {
+    let map = pd.region("capmap").expect("capmap");
+    // SAFETY: the read-only capability map, read through atomics.
+    let capmap = unsafe { &*(map.base as *const CapMap) };
+    let slots = [pd.channel("blob0_a").unwrap(), pd.channel("blob0_b").unwrap()];
+    let mut state = vec![0u8; len as usize];
+    blob::fill(&mut state, 11);
+    let want = interfaces::transfer::fnv1a(&state);
+    // One call to the live slot, retried while it moves (MOVED) or before
+    // any is live (NO_SERVICE).
+    let call = |label: u64, words: &[u64]| loop {
+        if let Some(slot) = capmap.find("blob0").and_then(|i| capmap.binding(i)).and_then(|b| b.live) {
+            let mut msg = Message::with_words(label, words);
+            pd.ppcall(slots[slot.index()], &mut msg).expect("blob call");
+            if msg.label != shell_label::MOVED && msg.label != shell_label::NO_SERVICE {
+                return msg;
+            }
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(call(blob::FILL, &[len, 11]).word(0), len, "blob filled");
+    pd.log(format_args!("FILLED {len}"));
+    let (mut ok, mut wrong) = (0u64, 0u64);
+    while !pd.halting() {
+        let msg = call(blob::CHECKSUM, &[]);
+        if msg.label == 0 && msg.word(0) == len && msg.word(1) == want {
+            ok += 1;
+        } else {
+            wrong += 1;
+            pd.log(format_args!("BLOBCHECK wrong reply: label {} words {:?}", msg.label, msg.used_words()));
+        }
+        if (ok + wrong) % 50 == 0 {
+            pd.log(format_args!("BLOBCHECK ok={ok} wrong={wrong}"));
+        }
+    }
+}
+
 enum Role {
     Direct(Direct),
     Idle(Idle),
@@ -182,6 +230,8 @@ fn main() {
             pd.log(format_args!("FAIL the capability map took a write"));
         } else if let Some(n) = name.strip_prefix("blobfill") {
             blob_fill(pd, n.parse().expect("blobfill<bytes>"));
+        } else if let Some(n) = name.strip_prefix("blobcheck") {
+            blob_check(pd, n.parse().expect("blobcheck<bytes>"));
         }
         Role::Idle(Idle)
     })

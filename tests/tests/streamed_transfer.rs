@@ -82,7 +82,7 @@ fn a_transfer_that_breaks_off_half_way_rolls_back_with_the_state_intact() {
     assert!(out.contains("done: blob0 runs blob-cut-export"), "{out}");
     ok = checks_pass(&sys, ok);
     let out = sys.command("update blob blob-v2");
-    assert!(out.contains("  transfer  FAILED: blob0: module import failed"), "{out}");
+    assert!(out.contains("  transfer  FAILED: blob0: the export failed"), "{out}");
     assert!(out.contains("rolled back"), "{out}");
     ok = checks_pass(&sys, ok);
     let status = sys.status();

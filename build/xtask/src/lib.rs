@@ -34,9 +34,9 @@ pub const MODULES: &[ModuleImage] = &[
     module("kv-abort-import", "kv-abort-import", true),
     module("kv-never-ready", "kv-never-ready", true),
     module("kv-needs-timer", "kv-needs-timer", true),
-    // The updatable serial service (tests/systems/serial-update.xml).
-    module("serial-v1", "serial-v1", true),
-    module("serial-v2", "serial-v2", true),
+    // The updatable serial service (serial0 in system.xml).
+    module("serial-v1", "serial-v1", false),
+    module("serial-v2", "serial-v2", false),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),

@@ -289,6 +289,11 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             unsafe { (entry.import_state)(schema, t.body(), len) }
         };
         if rc != status::OK {
+            // A streamed import fails too when the export breaks off: name
+            // the cause.
+            if let Ok((_, Progress::Failed)) = self.transfer().and_then(|t| t.poll(token).map_err(String::from)) {
+                return Err("the export failed".into());
+            }
             return Err(format!("module import failed with status {rc}"));
         }
         self.quiesce = Quiesce::Idle;

@@ -13,7 +13,8 @@ fn client_totals(rows: &[Row]) -> Vec<(String, u64, u64, u64, u64)> {
         .collect()
 }
 
-/// Every client makes progress after `before` (polled: on a loaded
+/// Every client makes progress after `before`, including at least one
+/// full audit of its keyspace against its model (polled: on a loaded
 /// machine a client may not have run for a while, so only a client that
 /// stays stuck for 10 s fails), and none saw a wrong reply or a failed
 /// call. Returns the status it judged.
@@ -29,11 +30,19 @@ fn assert_clean_progress(sys: &mut System, before: &[Row]) -> Vec<Row> {
             assert!(au1 >= au0, "{name}: audits");
             assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
         }
-        let stuck: Vec<_> = b.iter().zip(&a).filter(|(x, y)| y.1 <= x.1).map(|(x, y)| (&x.0, x.1, y.1)).collect();
+        let stuck: Vec<_> = b
+            .iter()
+            .zip(&a)
+            .filter(|(x, y)| y.1 <= x.1 || y.4 <= x.4)
+            .map(|(x, y)| (&x.0, (x.1, y.1), (x.4, y.4)))
+            .collect();
         if stuck.is_empty() {
             return after;
         }
-        assert!(Instant::now() < deadline, "verified replies must grow; for 10 s they did not: {stuck:?}");
+        assert!(
+            Instant::now() < deadline,
+            "verified replies and audits must grow; for 10 s they did not (client, verified, audits): {stuck:?}"
+        );
     }
 }
 
@@ -72,8 +81,14 @@ fn ten_thousand_updates_and_rollbacks_under_load_lose_nothing() {
         "{TOTAL} updates and rollbacks in {elapsed:.1?} ({:.2} ms each)",
         elapsed.as_secs_f64() * 1e3 / TOTAL as f64
     );
-    // Every client finishes a full audit after the last switch.
-    let after = assert_clean_progress(&mut sys, &before);
+    // Every client finishes a full audit after the last switch: its whole
+    // keyspace equals its model of the requests it made.
+    let end = sys.status();
+    let after = assert_clean_progress(&mut sys, &end);
+    let (b, a) = (client_totals(&before), client_totals(&after));
+    for ((name, v0, ..), (_, v1, ..)) in b.iter().zip(&a) {
+        assert!(v1 > v0, "{name}: verified replies grew over the run ({v0} -> {v1})");
+    }
     let log = sys.command("log");
     // Plus the boot of each instance (serial0, kv0, kv1).
     assert!(log.contains(&format!("{} update(s) in all", TOTAL + 3)), "{log}");

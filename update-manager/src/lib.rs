@@ -9,16 +9,17 @@ extern crate alloc;
 
 pub mod command;
 pub mod console;
+mod faults;
 pub mod history;
 pub mod image;
 pub mod manager;
+mod placer;
+mod session;
 mod status;
 mod update;
 pub mod uploads;
 
 pub use manager::Manager;
 pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};
-
-mod placer;
 
 include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));

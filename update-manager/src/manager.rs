@@ -1,13 +1,10 @@
 //! The manager's state, commands and event handling.
-use crate::command::{self, Command};
-use crate::console::{Event, LineEditor, PROMPT};
-use crate::history::{History, Record};
+use crate::console::{LineEditor, PROMPT};
+use crate::history::History;
 use crate::image;
 use crate::placer::ImagePlacer;
-use crate::status;
-use crate::update::{describe, Target};
+use crate::update::Target;
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
-use core::fmt::Write;
 use interfaces::abi::ModuleDescriptor;
 use interfaces::capmap::{CapMap, Slot};
 use interfaces::control::{self, reply};
@@ -58,11 +55,11 @@ enum SerialPeer {
     Instance(usize),
 }
 
-struct Console {
+pub(crate) struct Console {
     rx: Consumer,
     tx: Producer,
     serial: SerialPeer,
-    editor: LineEditor,
+    pub(crate) editor: LineEditor,
 }
 
 pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
@@ -73,20 +70,17 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) instances: Vec<Instance>,
     /// Every child, with its fault count.
     pub(crate) children: Vec<(ChildId, String, u32)>,
-    console: Console,
+    pub(crate) console: Console,
     pub(crate) history: History,
     /// Console output not yet sent (text, and upload answers as frames).
     pending: Vec<u8>,
     /// Bundles uploaded over the console line, if the system gives the
     /// manager an `upload` region.
     pub(crate) uploads: Option<crate::uploads::Uploads>,
-    started_ns: u64,
+    pub(crate) started_ns: u64,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
 }
-
-/// Restarts of a PD that is not a service slot before it is left stopped.
-const MAX_RESTARTS: u32 = 3;
 
 fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
     match pd.region(name) {
@@ -309,139 +303,6 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         Ok(())
     }
-
-    pub(crate) fn record_upload(&mut self, outcome: String, admitted: bool) {
-        let result = if admitted { Ok(outcome) } else { Err((crate::history::Phase::Admit, outcome)) };
-        self.record(String::from("upload"), [None; 5], result);
-    }
-
-    fn record(
-        &mut self,
-        command: String,
-        times_us: [Option<u64>; 5],
-        outcome: Result<String, (crate::history::Phase, String)>,
-    ) {
-        let at_ms = (self.pd.now_ns() - self.started_ns) / 1_000_000;
-        self.history.push(Record { id: 0, at_ms, command, times_us, outcome });
-    }
-
-    fn instances_of(&self, service: &str) -> Result<Vec<usize>, String> {
-        let v: Vec<usize> = (0..self.instances.len()).filter(|&i| self.instances[i].service == service).collect();
-        if v.is_empty() {
-            return Err(format!("no instance of service '{service}'"));
-        }
-        Ok(v)
-    }
-
-    fn run_switch(&mut self, service: &str, target: Target, timeout_ms: u64, command: String) {
-        let insts = match self.instances_of(service) {
-            Ok(v) => v,
-            Err(e) => return self.say(&format!("error: {e}\n")),
-        };
-        self.say(&format!("{command}: {} instance(s)\n", insts.len()));
-        match self.switch(&insts, target, timeout_ms * 1_000_000) {
-            Ok((times, blackout_us)) => {
-                self.say(&format!("  blackout  {blackout_us:>11} us\n"));
-                let mut summary = String::new();
-                for &i in &insts {
-                    let inst = &self.instances[i];
-                    let live = inst.live.expect("committed");
-                    let held = inst.slots[live.index()].held.expect("committed");
-                    let _ = write!(
-                        summary,
-                        "{}{} runs {} in slot {} (generation {})",
-                        if summary.is_empty() { "" } else { "; " },
-                        inst.name,
-                        describe(&held),
-                        live.letter(),
-                        inst.generation
-                    );
-                }
-                self.say(&format!("done: {summary}\n"));
-                self.record(command, times.map(Some), Ok(summary));
-            }
-            Err((phase, why)) => {
-                self.say(&format!(
-                    "  {:<9} FAILED: {why}\nrolled back: every instance of '{service}' still runs its previous version; nothing was lost\n",
-                    crate::history::PHASES[phase as usize]
-                ));
-                self.record(command, [None; 5], Err((phase, why)));
-            }
-        }
-    }
-
-    fn run(&mut self, cmd: Command) {
-        match cmd {
-            Command::Help => self.say(command::HELP),
-            Command::Version => {
-                let text = format!(
-                    "update manager {}, module ABI v{}, {} instance(s), {} image(s), {} trusted key(s), uploads {}\n",
-                    env!("CARGO_PKG_VERSION"),
-                    interfaces::abi::ABI_VERSION,
-                    self.instances.len(),
-                    self.images.len(),
-                    crate::TRUSTED_KEYS.len(),
-                    if self.uploads.is_some() { "enabled" } else { "disabled (no upload region)" }
-                );
-                self.say(&text)
-            }
-            Command::Status => {
-                let table = status::render(&self.status_rows());
-                self.say(&table)
-            }
-            Command::Images => {
-                let text = self.images_table();
-                self.say(&text)
-            }
-            Command::Log => {
-                let text = self.history.render();
-                self.say(&text)
-            }
-            Command::Update { service, image, timeout_ms } => {
-                let Some(img) = self.images.iter().find(|i| i.name == image).map(|i| i.name) else {
-                    return self.say(&format!("error: no image named '{image}' (see 'images')\n"));
-                };
-                self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
-            }
-            Command::Rollback { service } => {
-                self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
-            }
-        }
-    }
-
-    /// One byte of typed input through the line editor.
-    fn console_byte(&mut self, b: u8) {
-        let mut echo = String::new();
-        let ev = self.console.editor.feed(b, &mut |s| echo.push_str(s));
-        if !echo.is_empty() {
-            self.say(&echo);
-        }
-        if let Some(ev) = ev {
-            self.on_event(ev);
-        }
-    }
-
-    fn on_event(&mut self, e: Event) {
-        match e {
-            Event::Line(line) => match command::parse(&line) {
-                Ok(Some(cmd)) => self.run(cmd),
-                Ok(None) => {}
-                Err(msg) => self.say(&format!("error: {msg}\n")),
-            },
-            Event::TooLong => {
-                self.say(&format!("error: line too long (at most {} characters)\n", crate::console::MAX_LINE))
-            }
-            Event::Garbage => self.say("error: line holds bytes that are not printable text\n"),
-            Event::Cancelled => {}
-            Event::EndOfInput => {
-                self.say("end of input: halting\n");
-                self.flush();
-                self.pd.shutdown();
-                return;
-            }
-        }
-        self.say(PROMPT);
-    }
 }
 
 impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
@@ -475,50 +336,6 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
     }
 
     fn fault(&mut self, pd: &P, child: ChildId, fault: Fault) -> FaultAction {
-        let Some(idx) = self.children.iter().position(|(id, _, _)| *id == child) else { return FaultAction::Stop };
-        self.children[idx].2 += 1;
-        let name = self.children[idx].1.clone();
-        let slot = self
-            .instances
-            .iter()
-            .enumerate()
-            .find_map(|(i, inst)| inst.slots.iter().position(|s| s.pd_name == name).map(|k| (i, k)));
-        let Some((i, k)) = slot else {
-            // A PD that keeps faulting is left stopped rather than
-            // restarted for ever (a restart storm takes the CPU from the
-            // PDs that work).
-            let faults = self.children[idx].2;
-            if faults > MAX_RESTARTS {
-                self.say(&format!("\nfault: {name}: {fault}; it faulted {faults} times: left stopped\n{PROMPT}"));
-                self.flush();
-                return FaultAction::Stop;
-            }
-            self.say(&format!("\nfault: {name}: {fault}; restarting it\n{PROMPT}"));
-            self.flush();
-            return FaultAction::Restart;
-        };
-        let was_live = self.instances[i].live.map(Slot::index) == Some(k);
-        let held = self.instances[i].slots[k].held;
-        self.say(&format!("\nfault: {name}: {fault}; restarting it\n"));
-        if !pd.restart_child(child) {
-            self.say(&format!("fault: {name} did not restart\n{PROMPT}"));
-            self.flush();
-            return FaultAction::Stop;
-        }
-        let slot = &mut self.instances[i].slots[k];
-        slot.held = None;
-        slot.dirty = false;
-        if let (true, Some(h)) = (was_live, held) {
-            // A live slot that died lost its state; bring the service back.
-            self.instances[i].live = None;
-            let text = match self.switch(&[i], Target::Image(h.image), 2_000_000_000) {
-                Ok(_) => format!("fault: {name}: {} reloaded; its state was lost\n", h.image),
-                Err((_, e)) => format!("fault: {name} could not be reloaded: {e}\n"),
-            };
-            self.say(&text);
-        }
-        self.say(PROMPT);
-        self.flush();
-        FaultAction::Stop
+        self.on_fault(pd, child, fault)
     }
 }

@@ -19,7 +19,8 @@ pub mod op {
     pub const LOAD: u64 = 0x4c00_0001;
     /// Run the loaded module's `init`.
     pub const INIT: u64 = 0x4c00_0002;
-    /// Start dispatching service calls to the module.
+    /// Start dispatching service calls to the module. Answers OK with word
+    /// 0 = when it started (the slot's `now_ns`).
     pub const ACTIVATE: u64 = 0x4c00_0003;
     /// Report counters: see [`super::ShellStatus`].
     pub const STATUS: u64 = 0x4c00_0004;
@@ -27,8 +28,8 @@ pub mod op {
     /// token (see `transfer`). The shell asks its module
     /// to prepare; once ready (now or after a later event) the state is
     /// exported into the transfer region and calls are answered `MOVED`.
-    /// Answers OK with word 0 = state length, or `reply::NOT_READY`; ask
-    /// again to learn the outcome.
+    /// Answers OK with word 0 = when the slot stopped serving (its
+    /// `now_ns`), or `reply::NOT_READY`; ask again to learn the outcome.
     pub const PREPARE: u64 = 0x4c00_0005;
     /// Take over the state in the transfer region; word 0 = the token of
     /// the export to take.

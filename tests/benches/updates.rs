@@ -8,17 +8,21 @@
 //! - `blackout_us@N`, `memcpy_us@N`, `blackout_budget_ratio@N`: the time a
 //!   blob service of N bytes of state is unavailable during an update (from
 //!   the call that exports its state to the new slot's activation after
-//!   the capability-map commit), a plain copy of N bytes into shared memory
-//!   (hot: repeated; `memcpy_cold_us`: after writing 64 MiB of other
-//!   memory, which empties the per-core caches though not an L3 larger
-//!   than that), and blackout / (100 us + 2 x memcpy) for each (goal <= 1);
-//!   `blackout_first_us@N` is the first update's, into a freshly built slot;
+//!   the capability-map commit), a plain copy of N bytes into shared memory,
+//!   and blackout / (100 us + 2 x memcpy) (goal <= 1). Rounds alternate,
+//!   two by two, between a *warm* state (a PD reads it every millisecond,
+//!   as a service in use is read; compared with a repeated, hot memcpy) and
+//!   a *cold* one (`_cold`: nothing has touched it since 64 MiB of other
+//!   memory were written, which empties the per-core caches though not an
+//!   L3 larger than that; compared with a memcpy after the same eviction);
+//!   `phases_us@N` splits the blackout; `blackout_first_us@N` is the first
+//!   update's, into a freshly built slot;
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates, alternating one-second windows
 //!   (goal >= 0.90).
 use std::time::{Duration, Instant};
-use system_tests::systems::{one_instance_system as system, wait_log};
+use system_tests::systems::{one_instance_system as system, wait_log, warm_generation};
 use system_tests::{clients, System};
 
 fn median(v: &mut [f64]) -> f64 {
@@ -64,6 +68,12 @@ fn number_after(out: &str, word: &str) -> f64 {
     line.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line '{line}'"))
 }
 
+/// The generation an update committed ("... (generation N)").
+fn generation_of(out: &str) -> u64 {
+    let tail = out.rsplit_once("(generation ").map(|(_, t)| t).unwrap_or_else(|| panic!("no generation in:\n{out}"));
+    tail.split(')').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad generation in:\n{out}"))
+}
+
 fn blackout(size: u64) {
     let transfer = (size + 0x10000).next_multiple_of(0x1000);
     let sys_xml = system(
@@ -88,15 +98,19 @@ fn blackout(size: u64) {
     // is (a shared memfd mapping, 4 KiB pages), from ordinary memory.
     let src = vec![0x5au8; size as usize];
     let mut dst = SharedBuf::new(size as usize);
-    let (mut black, mut copy, mut cold) = (Vec::new(), Vec::new(), Vec::new());
-    // Touched between rounds to push both copy buffers out of the caches.
+    // Touched after every round to push everything out of the caches.
     let mut evict = vec![0u8; 64 << 20];
-    let mut phases: [Vec<f64>; 3] = Default::default();
+    let mut warm = Samples::default();
+    let mut cold = Samples::default();
     let mut first = 0.0;
-    for round in 0..11 {
+    for round in 0..21 {
+        // A warm round's state is read every millisecond by blobfill:
+        // give it time to bring the state back after the eviction.
+        std::thread::sleep(Duration::from_millis(20));
         let cmd = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
         let out = sys.command(cmd);
         assert!(out.contains("done:"), "{out}");
+        let generation = generation_of(&out);
         let mut reps = [0f64; 3];
         for r in &mut reps {
             let t = Instant::now();
@@ -104,9 +118,8 @@ fn blackout(size: u64) {
             std::hint::black_box(dst.bytes().as_ptr());
             *r = t.elapsed().as_secs_f64() * 1e6;
         }
-        let c = median(&mut reps);
-        // The same copy with cold caches, as the update's copies are: the
-        // state was last touched long before, by another process.
+        let hot_copy = median(&mut reps);
+        // The same copy with cold caches, as a cold update's copies are.
         evict.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(1));
         std::hint::black_box(&evict);
         let t = Instant::now();
@@ -114,27 +127,46 @@ fn blackout(size: u64) {
         std::hint::black_box(dst.bytes().as_ptr());
         let cold_copy = t.elapsed().as_secs_f64() * 1e6;
         if round == 0 {
-            first = blackout_of(&out);
-        } else {
             // The first update goes into a freshly built slot b.
-            black.push(blackout_of(&out));
-            cold.push(cold_copy);
-            for (v, p) in phases.iter_mut().zip(["quiesce", "transfer", "commit"]) {
-                v.push(number_after(&out, p));
-            }
-            copy.push(c);
+            first = blackout_of(&out);
+            continue;
+        }
+        // The round moved the state of the generation before the new one.
+        let (samples, copy) =
+            if warm_generation(generation - 1) { (&mut warm, hot_copy) } else { (&mut cold, cold_copy) };
+        samples.blackout.push(blackout_of(&out));
+        samples.memcpy.push(copy);
+        for (v, p) in samples.phases.iter_mut().zip(["quiesce", "transfer", "commit"]) {
+            v.push(number_after(&out, p));
         }
     }
-    let (b, c, cc) = (median(&mut black), median(&mut copy), median(&mut cold));
-    println!("blackout_us@{size}: {b:.0}");
-    println!("memcpy_us@{size}: {c:.1}");
-    println!("memcpy_cold_us@{size}: {cc:.1}");
-    println!("blackout_budget_ratio@{size}: {:.2}", b / (100.0 + 2.0 * c));
-    println!("blackout_budget_ratio_cold@{size}: {:.2}", b / (100.0 + 2.0 * cc));
-    let [q, t, m] = phases.map(|mut v| median(&mut v));
-    println!("phases_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
+    let (bw, cw) = warm.report(size, "");
+    let (bc, cc) = cold.report(size, "_cold");
+    println!("blackout_budget_ratio@{size}: {:.2}", bw / (100.0 + 2.0 * cw));
+    println!("blackout_budget_ratio_cold@{size}: {:.2}", bc / (100.0 + 2.0 * cc));
     println!("blackout_first_us@{size}: {first:.0} (into a freshly built slot)");
     assert_eq!(sys.shutdown(), 0);
+}
+
+/// One kind of round of the blackout benchmark: blackouts, the matching
+/// memcpy baselines, and the phases inside the blackout.
+#[derive(Default)]
+struct Samples {
+    blackout: Vec<f64>,
+    memcpy: Vec<f64>,
+    phases: [Vec<f64>; 3],
+}
+
+impl Samples {
+    /// Prints the medians; returns (blackout, memcpy).
+    fn report(&mut self, size: u64, kind: &str) -> (f64, f64) {
+        let (b, c) = (median(&mut self.blackout), median(&mut self.memcpy));
+        println!("blackout{kind}_us@{size}: {b:.0}");
+        println!("memcpy{kind}_us@{size}: {c:.1}");
+        let [q, t, m] = self.phases.each_mut().map(|v| median(v));
+        println!("phases{kind}_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
+        (b, c)
+    }
 }
 
 /// A shared memfd mapping, as a memory region is on the host runtime.

@@ -79,3 +79,11 @@ pub fn wait_log(sys: &System, pattern: &str, timeout: Duration) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Whether the blackout benchmark wants blob's state in the caches while
+/// `generation` is live (its `blobfill` PD then reads the state every
+/// millisecond, as a service in use would): two switches warm, two cold,
+/// so that the two kinds alternate and each has updates and rollbacks.
+pub fn warm_generation(generation: u64) -> bool {
+    (generation / 2) % 2 == 1
+}

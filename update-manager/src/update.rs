@@ -45,8 +45,9 @@ pub type Failure = (Phase, String);
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Switches every instance in `insts` to `target`. Prints each phase as
     /// it completes (the output of the phases inside the blackout is sent
-    /// after the commit); returns the phase times and the blackout (from the
-    /// first export to the last commit store) in microseconds.
+    /// after the commit); returns the phase times and the blackout in
+    /// microseconds: from the moment the first old slot stopped serving to
+    /// the moment the last new slot started, as the slots tell it.
     pub(crate) fn switch(
         &mut self,
         insts: &[usize],
@@ -107,14 +108,25 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             inst.slots[s.to.index()].held = Some(s.held);
             self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
         }
+        let mut blackout_end = 0;
         for s in &steps {
-            if let Err(e) = self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
+            let asked = self.pd.now_ns();
+            match self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
+                Ok(msg) => {
+                    // When the new slot started serving, as for `stopped`.
+                    let now = self.pd.now_ns();
+                    let started = Some(msg.word(0)).filter(|t| msg.count >= 1 && (asked..=now).contains(t));
+                    blackout_end = blackout_end.max(started.unwrap_or(now));
+                }
                 // Only a slot that died can refuse; the fault handler
                 // reloads it (its state is lost, and the console says so).
-                self.say(&format!("  note: activating {}: {e}\n", self.instances[s.inst].name));
+                Err(e) => {
+                    blackout_end = blackout_end.max(self.pd.now_ns());
+                    self.say(&format!("  note: activating {}: {e}\n", self.instances[s.inst].name))
+                }
             }
         }
-        let blackout_us = self.pd.now_ns().saturating_sub(blackout_start) / 1000;
+        let blackout_us = blackout_end.max(blackout_start).saturating_sub(blackout_start) / 1000;
         // Kick each new slot: events that reached the old one while it
         // stood still (a device's notification, say) were not lost, but
         // nobody told the new one about them.
@@ -217,7 +229,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64, s.token]);
                 match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {
                     Ok(()) if msg.label == reply::OK => {
-                        *blackout_start = (*blackout_start).min(asked);
+                        // The slot says when it stopped serving; a time
+                        // outside the call (a slot that lies or cannot
+                        // tell) counts from when it was asked.
+                        let stopped =
+                            Some(msg.word(0)).filter(|t| msg.count >= 1 && (asked..=self.pd.now_ns()).contains(t));
+                        *blackout_start = (*blackout_start).min(stopped.unwrap_or(asked));
                         break;
                     }
                     Ok(()) if msg.label == reply::NOT_READY => {

@@ -4,7 +4,9 @@
 //!
 //! Calls: label [`FILL`] (word 0 = length, word 1 = seed) sets the state
 //! to that many pseudo-random bytes; label [`CHECKSUM`] answers the length
-//! and the FNV-1a of the state.
+//! and the FNV-1a of the state; label [`TOUCH`] reads one byte of every
+//! cache line of the state and answers their sum (a service in use keeps
+//! its state in the caches: the benchmarks measure updates both ways).
 #![no_std]
 
 use interfaces::abi::{status, ModuleDescriptor};
@@ -14,6 +16,7 @@ use module_rt::{Env, Module, StateReader, StateWriter};
 
 pub const FILL: u64 = 1;
 pub const CHECKSUM: u64 = 2;
+pub const TOUCH: u64 = 3;
 /// The largest state. On seL4 (`target_os = "none"`, the modules' target)
 /// the state is the module's `.bss`, which must fit the slot's 1 MiB
 /// `module_data` region with the rest of the module's data, and an export
@@ -83,6 +86,10 @@ impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
             }
             CHECKSUM => {
                 let sum = fnv1a(self.bytes());
+                *msg = Message::with_words(0, &[self.len as u64, sum]);
+            }
+            TOUCH => {
+                let sum = self.bytes().iter().step_by(64).fold(0u64, |s, &b| s.wrapping_add(b as u64));
                 *msg = Message::with_words(0, &[self.len as u64, sum]);
             }
             _ => *msg = Message::new(status::ERROR as u64, 0),

@@ -21,11 +21,14 @@ pub struct HostPd {
 
 /// How long a caller spins on its reply before sleeping: a round trip on an
 /// idle second core is shorter than a futex sleep and wake. The update
-/// manager never spins: its calls are control operations, never on a
-/// client's path, and while it waits for one (an import, say) its core is
-/// better left to the slots it drives (the export the import streams
-/// behind).
+/// manager waits differently (see [`MANAGER_SPIN_NS`]).
 pub const CALL_SPIN: u32 = 2_000;
+/// How long the update manager polls for a reply before it sleeps. Its
+/// calls are the steps of an update, most of them inside the blackout and
+/// answered within microseconds, where a futex sleep and wake would cost
+/// tens of them; it yields while it polls, since its core may be the one
+/// the slots it drives need (the export an import streams behind).
+pub const MANAGER_SPIN_NS: u64 = 50_000;
 /// How often a sleeping caller checks that its callee is still alive.
 const CALLEE_CHECK: Duration = Duration::from_millis(50);
 
@@ -168,6 +171,7 @@ impl Pd for HostPd {
         callee.call_pending.fetch_or(1 << self.cfg.index, Ordering::Release);
         callee.signal();
         let mut spins = 0u32;
+        let called_at = if self.is_manager { monotonic_ns() } else { 0 };
         loop {
             match slot.state.load(Ordering::Acquire) {
                 call_state::REPLIED => {
@@ -187,6 +191,9 @@ impl Pd for HostPd {
                 _ if spins < CALL_SPIN && !self.is_manager => {
                     spins += 1;
                     std::hint::spin_loop();
+                }
+                _ if self.is_manager && monotonic_ns().saturating_sub(called_at) < MANAGER_SPIN_NS => {
+                    std::thread::yield_now();
                 }
                 _ => {
                     slot.waiting.store(1, Ordering::SeqCst);

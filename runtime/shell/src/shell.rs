@@ -27,12 +27,13 @@ enum Quiesce {
     /// Asked; the module said not ready. The schema and token to export
     /// with.
     Waiting(u32, u64),
-    /// Quiescent, calls bounced: the export (schema, token) runs when the
-    /// manager kicks the control channel, so that the importer can start
-    /// reading while it goes on.
-    Ready(u32, u64),
-    /// Exported: state length, or why the export failed.
-    Done(Result<usize, String>),
+    /// Quiescent, calls bounced since `stopped_ns`: the export (schema,
+    /// token) runs when the manager kicks the control channel, so that the
+    /// importer can start reading while it goes on.
+    Ready { schema: u32, token: u64, stopped_ns: u64 },
+    /// Exported (calls bounced since `stopped_ns`), or why the export
+    /// failed.
+    Done { stopped_ns: u64, result: Result<(), String> },
 }
 
 pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
@@ -81,7 +82,15 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 self.load(words.used_words())
             }
             op::INIT => self.init(),
-            op::ACTIVATE => self.step(&[SlotState::Initialised], SlotState::Live, "activate"),
+            op::ACTIVATE => {
+                let result = self.step(&[SlotState::Initialised], SlotState::Live, "activate");
+                if result.is_ok() {
+                    // When the blackout ended, as this slot saw it.
+                    *msg = Message::with_words(reply::OK, &[self.pd.now_ns()]);
+                    return;
+                }
+                result
+            }
             op::PREPARE => return self.prepare(msg),
             op::IMPORT => self.import(msg.word(0)),
             op::THAW => {
@@ -202,21 +211,22 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             self.state = SlotState::Quiescing;
             return;
         }
+        let stopped_ns = self.pd.now_ns();
         match self.transfer() {
             Ok(t) => {
                 t.begin(schema, token);
-                self.quiesce = Quiesce::Ready(schema, token);
+                self.quiesce = Quiesce::Ready { schema, token, stopped_ns };
                 self.state = SlotState::Moved;
             }
             Err(why) => {
-                self.quiesce = Quiesce::Done(Err(why));
+                self.quiesce = Quiesce::Done { stopped_ns, result: Err(why) };
                 self.state = SlotState::Live;
             }
         }
     }
 
     /// Runs the announced export, reporting progress as the module writes.
-    fn export(&mut self, schema: u32, token: u64) {
+    fn export(&mut self, schema: u32, token: u64, stopped_ns: u64) {
         let (Some(entry), Ok(t)) = (self.entry, self.transfer()) else { return };
         let (body, cap) = (t.body(), t.capacity());
         self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
@@ -229,16 +239,16 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             t.fail();
             Err(format!("module export failed with status {rc}"))
         } else {
-            t.seal(len).map(|()| len).map_err(String::from)
+            t.seal(len).map_err(String::from)
         };
-        self.quiesce = Quiesce::Done(result);
+        self.quiesce = Quiesce::Done { stopped_ns, result };
     }
 
     fn prepare(&mut self, msg: &mut Message) {
         match (&self.quiesce, self.state) {
             (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32, msg.word(1)),
             (&Quiesce::Waiting(schema, token), SlotState::Quiescing) => self.try_quiesce(schema, token),
-            (Quiesce::Ready(..) | Quiesce::Done(_), _) => {}
+            (Quiesce::Ready { .. } | Quiesce::Done { .. }, _) => {}
             (_, state) => {
                 return msg
                     .set_text(reply::ERROR, &format!("cannot prepare: slot {} is {}", self.pd.name(), state.as_str()))
@@ -246,9 +256,10 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         match &self.quiesce {
             Quiesce::Waiting(..) => *msg = Message::new(reply::NOT_READY, 0),
-            Quiesce::Ready(..) => *msg = Message::new(reply::OK, 0),
-            Quiesce::Done(Ok(len)) => *msg = Message::with_words(reply::OK, &[*len as u64]),
-            Quiesce::Done(Err(why)) => {
+            &Quiesce::Ready { stopped_ns, .. } | &Quiesce::Done { stopped_ns, result: Ok(()) } => {
+                *msg = Message::with_words(reply::OK, &[stopped_ns])
+            }
+            Quiesce::Done { result: Err(why), .. } => {
                 let why = why.clone();
                 self.quiesce = Quiesce::Idle;
                 msg.set_text(reply::ERROR, &why)
@@ -304,9 +315,9 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
 impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if let (true, Quiesce::Ready(schema, token)) = (Some(ch) == self.control, &self.quiesce) {
+        if let (true, &Quiesce::Ready { schema, token, stopped_ns }) = (Some(ch) == self.control, &self.quiesce) {
             // The manager's kick: the importer is about to read.
-            return self.export(*schema, *token);
+            return self.export(schema, token, stopped_ns);
         }
         if let (SlotState::Live | SlotState::Quiescing, Some(entry)) = (self.state, self.entry) {
             // SAFETY: a live module's entry table; one call at a time.

@@ -1,7 +1,8 @@
 //! The shell refuses a module whose header is wrong or that needs what the
 //! slot lacks, with a message naming the problem; a good module loads and
-//! serves. Uses the real kv-v1 shared object, patched per fault, and the
-//! real loader (memfd + dlopen), with a stand-in PD.
+//! serves, and tells when it stops and starts serving. Uses the real kv-v1
+//! shared object, patched per fault, and the real loader (memfd + dlopen),
+//! with a stand-in PD.
 use domain_shell::{host_loader::SharedObjectLoader, Shell};
 use interfaces::abi::{ModuleDescriptor, DESCRIPTOR_MAGIC};
 use interfaces::control::{op, reply, shell_label, ShellStatus, SlotState};
@@ -9,6 +10,7 @@ use interfaces::kv::{KvReply, KvRequest, KvStatus};
 use interfaces::{Message, Name};
 use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
 use std::mem::offset_of;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 const CONTROL: ChannelId = 0;
@@ -16,6 +18,9 @@ const CLIENT: ChannelId = 1;
 
 struct FakePd {
     code: Region,
+    transfer: Region,
+    /// A clock that moves 1 us at every reading.
+    clock: AtomicU64,
 }
 
 impl Pd for FakePd {
@@ -38,7 +43,11 @@ impl Pd for FakePd {
         [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
     }
     fn region(&self, name: &str) -> Option<Region> {
-        (name == "module_code").then_some(self.code)
+        match name {
+            "module_code" => Some(self.code),
+            "transfer" => Some(self.transfer),
+            _ => None,
+        }
     }
     fn log(&self, args: std::fmt::Arguments) {
         eprintln!("[fake] {args}");
@@ -52,7 +61,7 @@ impl Pd for FakePd {
         false
     }
     fn now_ns(&self) -> u64 {
-        0
+        self.clock.fetch_add(1000, Ordering::Relaxed) + 1000
     }
     fn shutdown(&self) {}
 }
@@ -66,8 +75,12 @@ fn kv_v1() -> &'static [u8] {
 fn slot(image: &[u8]) -> (&'static FakePd, Shell<FakePd, SharedObjectLoader>) {
     let code = Box::leak(vec![0u8; 2 << 20].into_boxed_slice());
     code[..image.len()].copy_from_slice(image);
-    let pd: &'static FakePd =
-        Box::leak(Box::new(FakePd { code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false } }));
+    let transfer = Box::leak(vec![0u64; 0x10000 / 8].into_boxed_slice());
+    let pd: &'static FakePd = Box::leak(Box::new(FakePd {
+        code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
+        transfer: Region { base: transfer.as_mut_ptr().cast(), size: 0x10000, writable: true },
+        clock: AtomicU64::new(0),
+    }));
     (pd, Shell::new(pd, SharedObjectLoader))
 }
 
@@ -132,6 +145,34 @@ fn good_module_loads_initialises_and_serves() {
     assert_eq!(shell.state(), SlotState::Live, "the slot did not retire");
     // Steps out of order are refused.
     assert!(control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap_err().contains("is live"));
+}
+
+/// The slot itself tells when it stopped serving (PREPARE) and when it
+/// started (ACTIVATE): the blackout the manager reports is the time
+/// between, not the time its messages took to arrive.
+#[test]
+fn a_slot_reports_when_it_starts_and_stops_serving() {
+    let image = kv_v1();
+    let (pd, mut shell) = slot(image);
+    control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap();
+    control(pd, &mut shell, op::INIT, &[]).unwrap();
+    let before = pd.now_ns();
+    let started = control(pd, &mut shell, op::ACTIVATE, &[]).unwrap();
+    assert_eq!(started.count, 1);
+    assert!(started.word(0) > before && started.word(0) < pd.now_ns(), "started at the slot's own time");
+    let before = pd.now_ns();
+    let stopped = control(pd, &mut shell, op::PREPARE, &[1, 7]).unwrap();
+    assert!(stopped.word(0) > before && stopped.word(0) < pd.now_ns(), "stopped at the slot's own time");
+    let mut msg = Message::default();
+    KvRequest::Get { key: b"k" }.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(msg.label, shell_label::MOVED, "a quiescent slot bounces calls");
+    // Asked again, it tells the same time.
+    assert_eq!(control(pd, &mut shell, op::PREPARE, &[1, 7]).unwrap().word(0), stopped.word(0));
+    control(pd, &mut shell, op::THAW, &[]).unwrap();
+    KvRequest::Get { key: b"k" }.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(KvReply::parse(&msg).unwrap().status, KvStatus::NotFound, "thawed: served again");
 }
 
 #[test]

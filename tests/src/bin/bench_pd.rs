@@ -5,7 +5,9 @@
 //! - `benchclient`: kv gets through the capability map and the shell
 //!   (the client stub) against the same gets sent straight to `kvdirect`,
 //!   in alternating batches; prints `updatable_ppc_ratio`.
-//! - `blobfill<N>`: fills the blob service's state with N bytes.
+//! - `blobfill<N>`: fills the blob service's state with N bytes, then keeps
+//!   it in the caches while a "warm" generation is live.
+//! - `blobcheck<N>`: fills the state and checks its checksum for ever.
 //! - `capwriter`: a hostile client that writes the capability map.
 use domain_shell::{host_loader::SharedObjectLoader, ModuleLoader};
 use host_runtime::HostPd;
@@ -136,54 +138,70 @@ fn bench_client(pd: &HostPd) {
     pd.log(format_args!("BENCH updatable_ppc_ratio: {:.3}", u / d));
 }
 
-fn blob_fill(pd: &HostPd, len: u64) {
-    let map = pd.region("capmap").expect("capmap");
-    // SAFETY: the read-only capability map, read through atomics.
-    let capmap = unsafe { &*(map.base as *const CapMap) };
-    let slots = [pd.channel("blob0_a").unwrap(), pd.channel("blob0_b").unwrap()];
-    loop {
-        let live = capmap.find("blob0").and_then(|i| capmap.binding(i)).and_then(|b| b.live);
-        if let Some(slot) = live {
-            let mut msg = Message::with_words(blob::FILL, &[len, 7]);
-            pd.ppcall(slots[slot.index()], &mut msg).expect("fill");
-            if msg.label != shell_label::MOVED && msg.label != shell_label::NO_SERVICE {
-                assert_eq!(msg.word(0), len, "blob filled");
-                break;
-            }
-        }
-        std::thread::yield_now();
+/// The blob service's live slot, found through the capability map.
+struct BlobStub {
+    capmap: &'static CapMap,
+    slots: [ChannelId; 2],
+}
+
+impl BlobStub {
+    fn new(pd: &HostPd) -> BlobStub {
+        let map = pd.region("capmap").expect("capmap");
+        // SAFETY: the read-only capability map, mapped for the PD's life and
+        // read through atomics.
+        let capmap = unsafe { &*(map.base as *const CapMap) };
+        BlobStub { capmap, slots: [pd.channel("blob0_a").unwrap(), pd.channel("blob0_b").unwrap()] }
     }
+
+    fn binding(&self) -> Option<interfaces::capmap::Binding> {
+        self.capmap.find("blob0").and_then(|i| self.capmap.binding(i))
+    }
+
+    /// One call to the live slot, retried while it moves (MOVED) or before
+    /// any is live (NO_SERVICE).
+    fn call(&self, pd: &HostPd, label: u64, words: &[u64]) -> Message {
+        loop {
+            if let Some(slot) = self.binding().and_then(|b| b.live) {
+                let mut msg = Message::with_words(label, words);
+                pd.ppcall(self.slots[slot.index()], &mut msg).expect("blob call");
+                if msg.label != shell_label::MOVED && msg.label != shell_label::NO_SERVICE {
+                    return msg;
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Fills blob with `len` bytes; then, while the live generation is a warm
+/// one, reads the state every millisecond, as a service in use would
+/// (every cache line, not a checksum: only the caches matter here).
+fn blob_fill(pd: &HostPd, len: u64) {
+    let blob = BlobStub::new(pd);
+    assert_eq!(blob.call(pd, blob::FILL, &[len, 7]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
+    while !pd.halting() {
+        if blob.binding().is_some_and(|b| system_tests::systems::warm_generation(b.generation)) {
+            let msg = blob.call(pd, blob::TOUCH, &[]);
+            assert_eq!(msg.word(0), len, "blob touched");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Fills blob with `len` bytes, then checks it for ever: each CHECKSUM
 /// must give the length and the checksum of what was filled, whichever
 /// slot answers. Logs `BLOBCHECK ok=N wrong=M` every 50 checks.
 fn blob_check(pd: &HostPd, len: u64) {
-    let map = pd.region("capmap").expect("capmap");
-    // SAFETY: the read-only capability map, read through atomics.
-    let capmap = unsafe { &*(map.base as *const CapMap) };
-    let slots = [pd.channel("blob0_a").unwrap(), pd.channel("blob0_b").unwrap()];
+    let blob = BlobStub::new(pd);
     let mut state = vec![0u8; len as usize];
     blob::fill(&mut state, 11);
     let want = interfaces::transfer::fnv1a(&state);
-    // One call to the live slot, retried while it moves (MOVED) or before
-    // any is live (NO_SERVICE).
-    let call = |label: u64, words: &[u64]| loop {
-        if let Some(slot) = capmap.find("blob0").and_then(|i| capmap.binding(i)).and_then(|b| b.live) {
-            let mut msg = Message::with_words(label, words);
-            pd.ppcall(slots[slot.index()], &mut msg).expect("blob call");
-            if msg.label != shell_label::MOVED && msg.label != shell_label::NO_SERVICE {
-                return msg;
-            }
-        }
-        std::thread::yield_now();
-    };
-    assert_eq!(call(blob::FILL, &[len, 11]).word(0), len, "blob filled");
+    assert_eq!(blob.call(pd, blob::FILL, &[len, 11]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
     let (mut ok, mut wrong) = (0u64, 0u64);
     while !pd.halting() {
-        let msg = call(blob::CHECKSUM, &[]);
+        let msg = blob.call(pd, blob::CHECKSUM, &[]);
         if msg.label == 0 && msg.word(0) == len && msg.word(1) == want {
             ok += 1;
         } else {

@@ -19,8 +19,8 @@
 //!   update's, into a freshly built slot;
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
-//!   against the same with no updates, alternating one-second windows
-//!   (goal >= 0.90).
+//!   against the same with no updates: 16 pairs of adjacent 250 ms windows,
+//!   the median of the pairs' ratios (goal >= 0.90).
 use std::time::{Duration, Instant};
 use system_tests::systems::{one_instance_system as system, wait_log, warm_generation};
 use system_tests::{clients, System};
@@ -191,14 +191,18 @@ fn verified_total(sys: &mut System) -> u64 {
 fn throughput() {
     let mut sys = System::boot(None);
     assert!(sys.command("update kv kv-v2").contains("done:"));
-    let window = Duration::from_secs(1);
-    let (mut quiet, mut busy) = (Vec::new(), Vec::new());
+    // Short windows, in adjacent pairs: on a shared 2-core machine the
+    // clients' rate drifts over seconds (how the 4 clients and 2 kv slots
+    // happen to share the cores), and each pair sees the same drift.
+    const PAIRS: usize = 16;
+    let window = Duration::from_millis(250);
+    let (mut quiet, mut busy, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut updates = 0u32;
-    for _ in 0..5 {
+    for _ in 0..PAIRS {
         let v0 = verified_total(&mut sys);
         let t = Instant::now();
         std::thread::sleep(window);
-        quiet.push((verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64());
+        let q = (verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64();
 
         let v0 = verified_total(&mut sys);
         let t = Instant::now();
@@ -214,13 +218,15 @@ fn throughput() {
             k += 1;
         }
         updates += k;
-        busy.push((verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64());
+        let b = (verified_total(&mut sys) - v0) as f64 / t.elapsed().as_secs_f64();
+        quiet.push(q);
+        busy.push(b);
+        ratios.push(b / q.max(1.0));
     }
-    let (q, b) = (median(&mut quiet), median(&mut busy));
-    println!("client_replies_per_s_quiet: {q:.0}");
-    println!("client_replies_per_s_updating: {b:.0}");
-    println!("updates_per_s: {:.0}", updates as f64 / 5.0 / window.as_secs_f64());
-    println!("throughput_during_updates_ratio: {:.3}", b / q);
+    println!("client_replies_per_s_quiet: {:.0}", median(&mut quiet));
+    println!("client_replies_per_s_updating: {:.0}", median(&mut busy));
+    println!("updates_per_s: {:.0}", updates as f64 / (PAIRS as f64 * window.as_secs_f64()));
+    println!("throughput_during_updates_ratio: {:.3}", median(&mut ratios));
     assert_eq!(sys.shutdown(), 0);
 }
 

@@ -15,15 +15,22 @@
 //!   a *cold* one (`_cold`: nothing has touched it since 64 MiB of other
 //!   memory were written, which empties the per-core caches though not an
 //!   L3 larger than that; compared with a memcpy after the same eviction);
-//!   `phases_us@N` splits the blackout; `blackout_first_us@N` is the first
-//!   update's, into a freshly built slot;
+//!   `phases_us@N` splits the blackout; `xproc_copy_us@N` is the floor of
+//!   the two copies: N bytes streamed from one process through shared
+//!   memory into another, both spinning, no protocol (`support/xproc.rs`),
+//!   and `blackout_over_xproc_copy@N` the warm blackout against it;
+//!   `blackout_first_us@N` is the first update's, into a freshly built slot;
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates: 16 pairs of adjacent 250 ms windows,
 //!   the median of the pairs' ratios (goal >= 0.90).
+#[path = "support/xproc.rs"]
+mod xproc;
+
 use std::time::{Duration, Instant};
 use system_tests::systems::{one_instance_system as system, wait_log, warm_generation};
 use system_tests::{clients, System};
+use xproc::CrossProcessCopy;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -92,6 +99,9 @@ fn blackout(size: u64) {
             .replace("{size}", &size.to_string())
             .as_str(),
     );
+    // Forked before the system's threads start.
+    let mut xproc = CrossProcessCopy::new(size as usize);
+    let mut xproc_us = Vec::new();
     let mut sys = System::boot(Some(&sys_xml));
     wait_log(&sys, &format!("FILLED {size}"), Duration::from_secs(60));
     // The baseline copies into the same kind of memory the transfer region
@@ -119,6 +129,9 @@ fn blackout(size: u64) {
             *r = t.elapsed().as_secs_f64() * 1e6;
         }
         let hot_copy = median(&mut reps);
+        // The two copies of a transfer with nothing else: from this (warm)
+        // memory, through shared memory, into another process.
+        xproc_us.push(xproc.run(&src));
         // The same copy with cold caches, as a cold update's copies are.
         evict.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(1));
         std::hint::black_box(&evict);
@@ -144,6 +157,9 @@ fn blackout(size: u64) {
     let (bc, cc) = cold.report(size, "_cold");
     println!("blackout_budget_ratio@{size}: {:.2}", bw / (100.0 + 2.0 * cw));
     println!("blackout_budget_ratio_cold@{size}: {:.2}", bc / (100.0 + 2.0 * cc));
+    let x = median(&mut xproc_us);
+    println!("xproc_copy_us@{size}: {x:.1}");
+    println!("blackout_over_xproc_copy@{size}: {:.2}", bw / x);
     println!("blackout_first_us@{size}: {first:.0} (into a freshly built slot)");
     assert_eq!(sys.shutdown(), 0);
 }

@@ -7,8 +7,8 @@
 //!   <= 1.02);
 //! - `blackout_us@N`, `memcpy_us@N`, `blackout_budget_ratio@N`: the time a
 //!   blob service of N bytes of state is unavailable during an update (from
-//!   the call that exports its state to the new slot's activation after
-//!   the capability-map commit), a plain copy of N bytes into shared memory,
+//!   the moment the old slot stops serving to the moment the new one
+//!   starts, as the slots stamp them), a plain copy of N bytes into shared memory,
 //!   and blackout / (100 us + 2 x memcpy) (goal <= 1). Rounds alternate,
 //!   two by two, between a *warm* state (a PD reads it every millisecond,
 //!   as a service in use is read; compared with a repeated, hot memcpy) and
@@ -121,24 +121,14 @@ fn blackout(size: u64) {
         let out = sys.command(cmd);
         assert!(out.contains("done:"), "{out}");
         let generation = generation_of(&out);
-        let mut reps = [0f64; 3];
-        for r in &mut reps {
-            let t = Instant::now();
-            dst.bytes().copy_from_slice(std::hint::black_box(&src));
-            std::hint::black_box(dst.bytes().as_ptr());
-            *r = t.elapsed().as_secs_f64() * 1e6;
-        }
-        let hot_copy = median(&mut reps);
+        let hot_copy = median(&mut [0; 3].map(|_| dst.timed_copy(&src)));
         // The two copies of a transfer with nothing else: from this (warm)
         // memory, through shared memory, into another process.
         xproc_us.push(xproc.run(&src));
         // The same copy with cold caches, as a cold update's copies are.
         evict.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(1));
         std::hint::black_box(&evict);
-        let t = Instant::now();
-        dst.bytes().copy_from_slice(std::hint::black_box(&src));
-        std::hint::black_box(dst.bytes().as_ptr());
-        let cold_copy = t.elapsed().as_secs_f64() * 1e6;
+        let cold_copy = dst.timed_copy(&src);
         if round == 0 {
             // The first update goes into a freshly built slot b.
             first = blackout_of(&out);
@@ -153,13 +143,11 @@ fn blackout(size: u64) {
             v.push(number_after(&out, p));
         }
     }
-    let (bw, cw) = warm.report(size, "");
-    let (bc, cc) = cold.report(size, "_cold");
-    println!("blackout_budget_ratio@{size}: {:.2}", bw / (100.0 + 2.0 * cw));
-    println!("blackout_budget_ratio_cold@{size}: {:.2}", bc / (100.0 + 2.0 * cc));
+    let warm_blackout = warm.report(size, "");
+    cold.report(size, "_cold");
     let x = median(&mut xproc_us);
     println!("xproc_copy_us@{size}: {x:.1}");
-    println!("blackout_over_xproc_copy@{size}: {:.2}", bw / x);
+    println!("blackout_over_xproc_copy@{size}: {:.2}", warm_blackout / x);
     println!("blackout_first_us@{size}: {first:.0} (into a freshly built slot)");
     assert_eq!(sys.shutdown(), 0);
 }
@@ -174,14 +162,16 @@ struct Samples {
 }
 
 impl Samples {
-    /// Prints the medians; returns (blackout, memcpy).
-    fn report(&mut self, size: u64, kind: &str) -> (f64, f64) {
+    /// Prints the medians and the blackout against its budget (100 us + 2
+    /// x memcpy); returns the blackout.
+    fn report(&mut self, size: u64, kind: &str) -> f64 {
         let (b, c) = (median(&mut self.blackout), median(&mut self.memcpy));
         println!("blackout{kind}_us@{size}: {b:.0}");
         println!("memcpy{kind}_us@{size}: {c:.1}");
         let [q, t, m] = self.phases.each_mut().map(|v| median(v));
         println!("phases{kind}_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
-        (b, c)
+        println!("blackout_budget_ratio{kind}@{size}: {:.2}", b / (100.0 + 2.0 * c));
+        b
     }
 }
 
@@ -197,6 +187,14 @@ impl SharedBuf {
     fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: the mapping is ours alone and lives as long as `self`.
         unsafe { std::slice::from_raw_parts_mut(self.0.base, self.0.size) }
+    }
+
+    /// Copies `src` in; returns the microseconds it took.
+    fn timed_copy(&mut self, src: &[u8]) -> f64 {
+        let t = Instant::now();
+        self.bytes().copy_from_slice(std::hint::black_box(src));
+        std::hint::black_box(self.bytes().as_ptr());
+        t.elapsed().as_secs_f64() * 1e6
     }
 }
 

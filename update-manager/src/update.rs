@@ -113,10 +113,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             let asked = self.pd.now_ns();
             match self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
                 Ok(msg) => {
-                    // When the new slot started serving, as for `stopped`.
                     let now = self.pd.now_ns();
-                    let started = Some(msg.word(0)).filter(|t| msg.count >= 1 && (asked..=now).contains(t));
-                    blackout_end = blackout_end.max(started.unwrap_or(now));
+                    blackout_end = blackout_end.max(slot_time(&msg, asked, now).unwrap_or(now));
                 }
                 // Only a slot that died can refuse; the fault handler
                 // reloads it (its state is lost, and the console says so).
@@ -229,12 +227,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64, s.token]);
                 match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {
                     Ok(()) if msg.label == reply::OK => {
-                        // The slot says when it stopped serving; a time
-                        // outside the call (a slot that lies or cannot
-                        // tell) counts from when it was asked.
-                        let stopped =
-                            Some(msg.word(0)).filter(|t| msg.count >= 1 && (asked..=self.pd.now_ns()).contains(t));
-                        *blackout_start = (*blackout_start).min(stopped.unwrap_or(asked));
+                        let stopped = slot_time(&msg, asked, self.pd.now_ns()).unwrap_or(asked);
+                        *blackout_start = (*blackout_start).min(stopped);
                         break;
                     }
                     Ok(()) if msg.label == reply::NOT_READY => {
@@ -276,6 +270,13 @@ impl Step {
     fn to_owned_key(&self) -> (usize, Slot) {
         (self.inst, self.to)
     }
+}
+
+/// The time a slot stamped in word 0 of its reply (when it stopped or
+/// started serving), if it lies within the call, `asked..=answered`: a
+/// slot that cannot tell, or lies, is timed by the manager's clock instead.
+fn slot_time(msg: &interfaces::Message, asked: u64, answered: u64) -> Option<u64> {
+    Some(msg.word(0)).filter(|t| msg.count >= 1 && (asked..=answered).contains(t))
 }
 
 fn incompatible(from: &ModuleDescriptor, to: &ModuleDescriptor) -> String {

@@ -1,5 +1,7 @@
-//! The control protocol: protected calls from the update manager to a
-//! domain shell, and the labels a shell answers with on a service channel.
+//! The control protocol: commands from the update manager to a domain
+//! shell (posted on the slot's control page, see `control_page`: the
+//! manager never calls a slot), and the labels a shell answers with on a
+//! service channel.
 
 /// The update manager's PD name: a shell's control channel is the one to it.
 pub const MANAGER_PD: &str = "update_manager";
@@ -11,9 +13,13 @@ pub mod region {
     pub const TRANSFER: &str = "transfer";
     /// The capability map, read-only.
     pub const CAPMAP: &str = "capmap";
+    /// The slot's control page (see `control_page`), shared with the manager.
+    pub const CONTROL: &str = "control";
+    /// The probation journal (see `journal`), shared by both slots.
+    pub const JOURNAL: &str = "journal";
 }
 
-/// Labels of manager -> shell calls (on the shell's channel to its parent).
+/// Labels of manager -> shell commands (on the slot's control page).
 pub mod op {
     /// Load the module whose image is in the code region; word 0 = length.
     pub const LOAD: u64 = 0x4c00_0001;
@@ -22,8 +28,6 @@ pub mod op {
     /// Start dispatching service calls to the module. Answers OK with word
     /// 0 = when it started (the slot's `now_ns`).
     pub const ACTIVATE: u64 = 0x4c00_0003;
-    /// Report counters: see [`super::ShellStatus`].
-    pub const STATUS: u64 = 0x4c00_0004;
     /// Quiesce: word 0 = the schema to export in, word 1 = the export's
     /// token (see `transfer`). The shell asks its module
     /// to prepare; once ready (now or after a later event) the state is
@@ -40,6 +44,20 @@ pub mod op {
     /// After commit: a moved slot keeps its module (for a rollback) and
     /// answers `MOVED` to every call.
     pub const RETIRE: u64 = 0x4c00_0008;
+    /// Run the export a ready slot announced (see `PREPARE`); answers once
+    /// it is sealed or failed.
+    pub const EXPORT: u64 = 0x4c00_0009;
+    /// Probation: word 0 = the probation's token: journal every completed
+    /// call under it from now on; 0 = probation is over, stop journaling.
+    pub const PROBATION: u64 = 0x4c00_000a;
+    /// A hot rollback is coming: a live slot on probation stops serving at
+    /// once (calls are answered `MOVED`) without asking its module, whose
+    /// state is about to be discarded.
+    pub const FREEZE: u64 = 0x4c00_000b;
+    /// A retired slot takes over: replays the journal of probation word 0
+    /// on top of the state it kept; answers OK with word 0 = entries
+    /// replayed. The slot is then ready to be activated.
+    pub const REPLAY: u64 = 0x4c00_000c;
 }
 
 /// Labels of shell replies to control calls.
@@ -92,7 +110,7 @@ impl SlotState {
     }
 }
 
-/// The reply to `op::STATUS`, in words 0..4.
+/// A slot's counters, as the manager reads them off its control page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShellStatus {
     pub state: SlotState,
@@ -102,17 +120,19 @@ pub struct ShellStatus {
 }
 
 impl ShellStatus {
-    pub fn to_words(self) -> [u64; 4] {
-        [self.state as u64, self.module_version as u64, self.calls_served, self.calls_bounced]
-    }
-
-    pub fn from_words(w: &[u64]) -> Option<ShellStatus> {
-        let [s, v, c, b] = *w.get(..4)?.first_chunk::<4>()?;
+    /// What the slot last published on its control page; `None` while the
+    /// page is not set up or holds a state no slot could be in.
+    pub fn read(page: &crate::control_page::ControlPage) -> Option<ShellStatus> {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed};
+        if page.magic.load(Acquire) != crate::control_page::CONTROL_MAGIC {
+            return None;
+        }
+        let c = &page.counters;
         Some(ShellStatus {
-            state: SlotState::from_word(s)?,
-            module_version: u32::try_from(v).ok()?,
-            calls_served: c,
-            calls_bounced: b,
+            state: SlotState::from_word(c.state.load(Relaxed))?,
+            module_version: u32::try_from(c.module_version.load(Relaxed)).ok()?,
+            calls_served: c.calls_served.load(Relaxed),
+            calls_bounced: c.calls_bounced.load(Relaxed),
         })
     }
 }

@@ -31,7 +31,9 @@ macro_rules! wire_enum {
 pub mod abi;
 pub mod capmap;
 pub mod control;
+pub mod control_page;
 pub mod elf;
+pub mod journal;
 pub mod kv;
 pub mod message;
 pub mod name;

@@ -104,6 +104,8 @@ fn blackout(size: u64) {
     let mut xproc_us = Vec::new();
     let mut sys = System::boot(Some(&sys_xml));
     wait_log(&sys, &format!("FILLED {size}"), Duration::from_secs(60));
+    // Every switch moves the state (a rollback on probation would not).
+    assert!(sys.command("probation 0").contains("0 ms"));
     // The baseline copies into the same kind of memory the transfer region
     // is (a shared memfd mapping, 4 KiB pages), from ordinary memory.
     let src = vec![0x5au8; size as usize];

@@ -297,3 +297,46 @@ impl upload::send::Line for System {
         }
     }
 }
+
+pub fn client_totals(rows: &[Row]) -> Vec<(String, u64, u64, u64, u64)> {
+    clients(rows)
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r.detail_num(k).unwrap_or_else(|| panic!("{} has no {k}: {r:?}", r.pd));
+            (r.pd.clone(), n("verified"), n("wrong"), n("failed"), n("audits"))
+        })
+        .collect()
+}
+
+/// Every client makes progress after `before`, including at least one
+/// full audit of its keyspace against its model (polled: on a loaded
+/// machine a client may not have run for a while, so only a client that
+/// stays stuck for 10 s fails), and none saw a wrong reply or a failed
+/// call. Returns the status it judged.
+pub fn assert_clean_progress(sys: &mut System, before: &[Row]) -> Vec<Row> {
+    let b = client_totals(before);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let after = sys.status();
+        let a = client_totals(&after);
+        assert_eq!(a.len(), 4, "four clients");
+        for ((name, _, _, _, au0), (_, _, wrong, failed, au1)) in b.iter().zip(&a) {
+            assert!(au1 >= au0, "{name}: audits");
+            assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
+        }
+        let stuck: Vec<_> = b
+            .iter()
+            .zip(&a)
+            .filter(|(x, y)| y.1 <= x.1 || y.4 <= x.4)
+            .map(|(x, y)| (&x.0, (x.1, y.1), (x.4, y.4)))
+            .collect();
+        if stuck.is_empty() {
+            return after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "verified replies and audits must grow; for 10 s they did not (client, verified, audits): {stuck:?}"
+        );
+    }
+}

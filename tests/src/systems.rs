@@ -26,8 +26,11 @@ pub fn one_instance_system(
     <memory_region name="{inst}_a_code" size="0x200000" />
     <memory_region name="{inst}_b_code" size="0x200000" />
     <memory_region name="{inst}_transfer" size="{transfer:#x}" />
+    <memory_region name="{inst}_a_control" size="0x1000" />
+    <memory_region name="{inst}_b_control" size="0x1000" />
+    <memory_region name="{inst}_journal" size="0x400000" />
     {regions}
-    <protection_domain name="update_manager" priority="100">
+    <protection_domain name="update_manager" priority="254">
         <program_image path="update_manager.elf" />
         <map mr="image_store" vaddr="0x10000000" perms="r" />
         <map mr="capmap" vaddr="0x20000000" perms="rw" />
@@ -35,6 +38,8 @@ pub fn one_instance_system(
         <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
         <map mr="{inst}_a_code" vaddr="0x30000000" perms="rw" />
         <map mr="{inst}_b_code" vaddr="0x30200000" perms="rw" />
+        <map mr="{inst}_a_control" vaddr="0x60000000" perms="rw" />
+        <map mr="{inst}_b_control" vaddr="0x60001000" perms="rw" />
         <protection_domain name="serial" id="0" priority="250">
             <program_image path="serial_driver.elf" />
             <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
@@ -44,17 +49,21 @@ pub fn one_instance_system(
             <program_image path="domain_shell.elf" />
             <map mr="{inst}_a_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
             <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+            <map mr="{inst}_a_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
         </protection_domain>
         <protection_domain name="{inst}_b" id="2" priority="200">
             <program_image path="domain_shell.elf" />
             <map mr="{inst}_b_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
             <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+            <map mr="{inst}_b_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
         </protection_domain>
         {extra_pds}
     </protection_domain>
     <channel><end pd="update_manager" id="0" /><end pd="serial" id="0" /></channel>
-    <channel><end pd="update_manager" id="1" pp="true" /><end pd="{inst}_a" id="0" /></channel>
-    <channel><end pd="update_manager" id="2" pp="true" /><end pd="{inst}_b" id="0" /></channel>
+    <channel><end pd="update_manager" id="1" /><end pd="{inst}_a" id="0" /></channel>
+    <channel><end pd="update_manager" id="2" /><end pd="{inst}_b" id="0" /></channel>
     {channels}
 </system>"#,
         head = HEAD.replace("STORE", store)

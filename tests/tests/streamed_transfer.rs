@@ -26,8 +26,11 @@ fn boot() -> System {
     <channel><end pd="blobcheck{size}" id="1" pp="true" /><end pd="blob0_b" id="1" /></channel>"#
             .replace("{size}", &STATE.to_string()),
     );
-    let sys = System::boot(Some(&sys_xml));
+    let mut sys = System::boot(Some(&sys_xml));
     wait_log(&sys, &format!("FILLED {STATE}"), Duration::from_secs(60));
+    // Rollbacks here stream the state back (no probation: a rollback on
+    // probation replays a journal instead, tests/tests/misbehaving.rs).
+    assert!(sys.command("probation 0").contains("0 ms"));
     sys
 }
 

@@ -11,9 +11,36 @@ pub enum Command {
     Status,
     Version,
     Images,
-    Update { service: String, image: String, timeout_ms: u64 },
-    Rollback { service: String },
+    Update {
+        service: String,
+        image: String,
+        timeout_ms: u64,
+    },
+    Rollback {
+        service: String,
+    },
     Log,
+    /// Show the probation settings, or set them (window, and calls).
+    Probation {
+        window_ms: Option<u64>,
+        calls: Option<u64>,
+    },
+    /// End the probation of a service's update now: it becomes final.
+    Accept {
+        service: String,
+    },
+}
+
+impl Command {
+    /// Whether the command only reads (it is answered even while an
+    /// update runs; the others wait for it to end).
+    pub fn reads_only(&self) -> bool {
+        match self {
+            Command::Help | Command::Status | Command::Version | Command::Images | Command::Log => true,
+            Command::Probation { window_ms, .. } => window_ms.is_none(),
+            Command::Update { .. } | Command::Rollback { .. } | Command::Accept { .. } => false,
+        }
+    }
 }
 
 pub const HELP: &str = "\
@@ -26,6 +53,10 @@ commands:
                                         replace every instance of <service> with <image>, state and all
                                         (quiescence timeout: default 2000 ms)
   rollback <service>                    return every instance of <service> to its previous version
+                                        (during probation: the calls the new version served are replayed)
+  probation [<ms> [<calls>]]            show or set how long a new version stays on probation
+                                        (default 5000 ms; 0 ms: no probation; calls 0: no limit)
+  accept <service>                      end the probation of <service>'s update now: it becomes final
   log                                   the update history with per-phase times
 ";
 
@@ -64,6 +95,26 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             };
             Ok(Some(Command::Update { service, image, timeout_ms }))
         }
+        "probation" => {
+            let usage = "usage: probation [<ms> [<calls>]]";
+            let num = |v: &str, what: &str, max: u64| match v.parse::<u64>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(format!("bad {what} '{}': a whole number up to {max}; {usage}", truncate(v, 16))),
+            };
+            match args {
+                [] => Ok(Some(Command::Probation { window_ms: None, calls: None })),
+                [ms] => Ok(Some(Command::Probation { window_ms: Some(num(ms, "window", 3_600_000)?), calls: None })),
+                [ms, calls] => Ok(Some(Command::Probation {
+                    window_ms: Some(num(ms, "window", 3_600_000)?),
+                    calls: Some(num(calls, "call count", 1 << 40)?),
+                })),
+                _ => Err(usage.into()),
+            }
+        }
+        "accept" => match args {
+            [s] => Ok(Some(Command::Accept { service: name_arg("service", Some(s))?.into() })),
+            _ => Err("usage: accept <service>".into()),
+        },
         "rollback" => match args {
             [s] => Ok(Some(Command::Rollback { service: name_arg("service", Some(s))?.into() })),
             _ => Err("usage: rollback <service>".into()),
@@ -103,5 +154,15 @@ mod tests {
         assert!(parse("update k$v kv-v2").unwrap_err().starts_with("bad service"));
         assert_eq!(parse("rollback kv"), Ok(Some(Command::Rollback { service: "kv".into() })));
         assert_eq!(parse("rollback").unwrap_err(), "usage: rollback <service>");
+        assert_eq!(parse("probation"), Ok(Some(Command::Probation { window_ms: None, calls: None })));
+        assert_eq!(
+            parse("probation 250 1000"),
+            Ok(Some(Command::Probation { window_ms: Some(250), calls: Some(1000) }))
+        );
+        assert!(parse("probation -1").unwrap_err().starts_with("bad window"));
+        assert!(parse("probation 1 2 3").unwrap_err().starts_with("usage"));
+        assert_eq!(parse("accept kv"), Ok(Some(Command::Accept { service: "kv".into() })));
+        assert!(parse("status").unwrap().unwrap().reads_only());
+        assert!(!parse("update kv kv-v2").unwrap().unwrap().reads_only());
     }
 }

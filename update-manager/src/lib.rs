@@ -14,8 +14,10 @@ pub mod history;
 pub mod image;
 pub mod manager;
 mod placer;
+mod probation;
 mod session;
 mod status;
+mod supervise;
 mod update;
 pub mod uploads;
 

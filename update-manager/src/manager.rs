@@ -7,11 +7,11 @@ use crate::update::Target;
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use interfaces::abi::ModuleDescriptor;
 use interfaces::capmap::{CapMap, Slot};
-use interfaces::control::{self, reply};
+use interfaces::control;
+use interfaces::control_page::ControlPage;
 use interfaces::queue::{Consumer, Producer};
 use interfaces::store::Store;
-use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError, Region};
+use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, Region};
 
 /// A module held by a slot (live or retired), and where it came from.
 #[derive(Clone, Copy)]
@@ -26,10 +26,17 @@ pub(crate) struct SlotRef {
     pub child: ChildId,
     pub channel: ChannelId,
     pub code: Region,
+    /// Where the manager posts commands and reads the slot's progress.
+    pub page: &'static ControlPage,
+    /// The sequence number of the last command posted.
+    pub seq: u64,
     /// The module loaded in this slot, if any.
     pub held: Option<Held>,
     /// Loaded since its last (re)start: must be restarted before a build.
     pub dirty: bool,
+    /// The watchdog's view: the event the slot was inside when last looked
+    /// at, and since when.
+    pub watch: Option<(u64, u64)>,
 }
 
 pub(crate) struct Instance {
@@ -39,6 +46,10 @@ pub(crate) struct Instance {
     pub slots: [SlotRef; 2],
     pub live: Option<Slot>,
     pub generation: u64,
+    /// The live version's probation, until the update is final.
+    pub probation: Option<crate::probation::Probation>,
+    /// Faults of the live version since it became final, for the backoff.
+    pub restarts: crate::faults::Restarts,
 }
 
 pub(crate) struct Image {
@@ -46,6 +57,9 @@ pub(crate) struct Image {
     pub bytes: &'static [u8],
     pub descriptor: Result<ModuleDescriptor, String>,
 }
+
+/// Console output kept while the line does not drain, at most.
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
 /// Where the console's queues lead.
 enum SerialPeer {
@@ -80,6 +94,20 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) started_ns: u64,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
+    /// Every child's incarnation, as the manager counts its restarts: a
+    /// fault is about the incarnation it was taken under, never a later one.
+    pub(crate) incarnations: Vec<u32>,
+    /// Inside an operation (an update, a rollback, a recovery): events
+    /// that arrive meanwhile are noted here, not acted on.
+    pub(crate) busy: bool,
+    /// Faults and hangs noted while busy, handled once the operation ends.
+    pub(crate) troubles: Vec<crate::supervise::Trouble>,
+    /// Command lines typed while busy that change something: run after.
+    pub(crate) deferred_lines: alloc::collections::VecDeque<String>,
+    /// Probation settings for the next updates.
+    pub(crate) probation_policy: crate::probation::Policy,
+    /// The input ended at this time: halt once the output is out.
+    pub(crate) halt_requested: Option<u64>,
 }
 
 fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
@@ -125,13 +153,22 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
             let slot = |suffix: &str| -> Result<SlotRef, String> {
                 let pd_name = format!("{inst}_{suffix}");
+                let control = region(pd, &format!("{pd_name}_control"), true)?;
+                // SAFETY: mapped read/write for the manager's life, shared
+                // only with this slot, accessed only through atomics.
+                let page = unsafe { ControlPage::at(control.base, control.size) }
+                    .ok_or_else(|| format!("region '{pd_name}_control' is too small or misaligned"))?;
+                page.reset();
                 Ok(SlotRef {
                     child: pd.child(&pd_name).ok_or_else(|| format!("'{pd_name}' is not a child of the manager"))?,
                     channel: pd.channel(&pd_name).ok_or_else(|| format!("no channel to '{pd_name}'"))?,
                     code: region(pd, &format!("{pd_name}_code"), true)?,
+                    page,
+                    seq: 0,
                     pd_name,
                     held: None,
                     dirty: false,
+                    watch: None,
                 })
             };
             instances.push(Instance {
@@ -141,6 +178,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 slots: [slot("a")?, slot("b")?],
                 live: None,
                 generation: 0,
+                probation: None,
+                restarts: Default::default(),
             });
         }
         let serial = match pd.channel("serial") {
@@ -157,6 +196,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         // SAFETY: boot: no client reads the map before the magic is set.
         unsafe { capmap.format(&names) };
         let started_ns = pd.now_ns();
+        let children_len = children.len();
         let mut m = Manager {
             pd,
             placer,
@@ -170,6 +210,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             uploads: pd.region("upload").and_then(crate::uploads::Uploads::new),
             started_ns,
             verbose: false,
+            incarnations: alloc::vec![0; children_len],
+            busy: false,
+            troubles: Vec::new(),
+            deferred_lines: Default::default(),
+            probation_policy: Default::default(),
+            halt_requested: None,
         };
         m.say(&format!(
             "update manager {} (module ABI v{})\n",
@@ -183,10 +229,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         m.verbose = true;
         m.say(PROMPT);
         m.flush();
+        m.schedule_tick();
         Ok(m)
     }
 
-    /// Writes console output, waiting (bounded) for the driver to drain.
     /// Queues console output; [`Manager::flush`] sends it. Output is sent
     /// in a few large writes rather than a line at a time: each write wakes
     /// the serial driver, and during an update that time is the clients'.
@@ -196,35 +242,44 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     /// Queues raw bytes for the line (upload answers are binary frames).
     pub(crate) fn send_bytes(&mut self, bytes: &[u8]) {
+        if self.pending.len() + bytes.len() > MAX_PENDING_OUTPUT {
+            // The line is not draining (a serial service that hangs, say):
+            // keep the newest output, say what was dropped.
+            let marker = b"\n[console output dropped: the line is not draining]\n";
+            let keep = MAX_PENDING_OUTPUT / 2;
+            let cut = self.pending.len().saturating_sub(keep);
+            self.pending.drain(..cut);
+            self.pending.splice(0..0, marker.iter().copied());
+        }
         self.pending.extend_from_slice(bytes);
         if self.pending.len() >= 1024 {
             self.flush();
         }
     }
 
-    /// Sends the queued console output, waiting (bounded) for the driver
-    /// to drain the queue when it is full.
+    /// Sends as much queued console output as the queue takes now. What
+    /// does not fit waits for the next event or tick (a millisecond while
+    /// output waits): the manager never waits on the serial service.
     pub(crate) fn flush(&mut self) {
-        let text = core::mem::take(&mut self.pending);
-        let mut bytes = &text[..];
-        let deadline = self.pd.now_ns() + 2_000_000_000;
-        while !bytes.is_empty() {
-            match self.console.tx.push(bytes) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(_) => {
-                    self.pd.log(format_args!("serial driver corrupted the tx queue; output dropped"));
-                    return;
-                }
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.console.tx.push(&self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
             }
-            self.notify_serial();
-            if !bytes.is_empty() {
-                if self.pd.now_ns() > deadline {
-                    self.pd.log(format_args!("console output stalled; {} bytes dropped", bytes.len()));
-                    return;
-                }
-                self.pd.yield_now();
+            Err(_) => {
+                self.pd.log(format_args!("serial driver corrupted the tx queue; output dropped"));
+                self.pending.clear();
+                return;
             }
         }
+        self.notify_serial();
+    }
+
+    /// Console output still waiting for room in the queue.
+    pub(crate) fn output_waiting(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     fn notify_serial(&self) {
@@ -278,38 +333,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn slot(&self, inst: usize, s: Slot) -> &SlotRef {
         &self.instances[inst].slots[s.index()]
     }
-
-    pub(crate) fn control(&self, slot: &SlotRef, label: u64, words: &[u64]) -> Result<Message, String> {
-        let mut msg = Message::with_words(label, words);
-        match self.pd.ppcall(slot.channel, &mut msg) {
-            Ok(()) if msg.label == reply::OK => Ok(msg),
-            Ok(()) => Err(msg.text().unwrap_or("slot gave an unreadable error").to_owned()),
-            Err(PpcError::CalleeFaulted) => Err(format!("slot {} faulted", slot.pd_name)),
-            Err(PpcError::NotDelivered) => Err(format!("slot {} is down", slot.pd_name)),
-            Err(PpcError::NoSuchChannel) => Err(format!("no channel to slot {}", slot.pd_name)),
-        }
-    }
-
-    /// Makes a slot empty: restarts it if anything was loaded into it
-    /// since it last started (a module is never unloaded in place).
-    pub(crate) fn reset_slot(&mut self, inst: usize, s: Slot) -> Result<(), String> {
-        let slot = &mut self.instances[inst].slots[s.index()];
-        slot.held = None;
-        if slot.dirty {
-            if !self.pd.restart_child(slot.child) {
-                return Err(format!("slot {} did not restart", slot.pd_name));
-            }
-            slot.dirty = false;
-        }
-        Ok(())
-    }
 }
 
-impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
-    fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if !self.is_serial_channel(ch) {
-            return;
-        }
+impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
+    /// Console input from the serial peer: bytes through the frame decoder
+    /// and the line editor. Safe to run while busy (see `session`).
+    pub(crate) fn console_input(&mut self) {
         let mut buf = [0u8; 256];
         loop {
             let n = match self.console.rx.pop(&mut buf) {
@@ -335,7 +364,27 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
         }
     }
 
-    fn fault(&mut self, pd: &P, child: ChildId, fault: Fault) -> FaultAction {
-        self.on_fault(pd, child, fault)
+    pub(crate) fn is_console_channel(&self, ch: ChannelId) -> bool {
+        self.is_serial_channel(ch)
+    }
+}
+
+impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
+    fn notified(&mut self, _pd: &P, ch: ChannelId) {
+        if self.is_serial_channel(ch) {
+            self.console_input();
+        }
+        self.after_event();
+    }
+
+    fn fault(&mut self, _pd: &P, child: ChildId, fault: Fault) -> FaultAction {
+        let action = self.on_fault_event(child, fault);
+        self.after_event();
+        action
+    }
+
+    fn tick(&mut self, _pd: &P) {
+        self.on_tick();
+        self.after_event();
     }
 }

@@ -6,10 +6,13 @@ use crate::history::{Phase, Record, PHASES};
 use crate::manager::Manager;
 use crate::placer::ImagePlacer;
 use crate::status;
-use crate::update::{describe, Target};
+use crate::update::Target;
 use alloc::{format, string::String, vec::Vec};
-use core::fmt::Write;
 use pd_api::Pd;
+
+/// Stands for the end of input among deferred lines (no typed line holds
+/// a control character).
+const END_OF_INPUT: &str = "\u{4}";
 
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn record_upload(&mut self, outcome: String, admitted: bool) {
@@ -44,21 +47,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         match self.switch(&insts, target, timeout_ms * 1_000_000) {
             Ok((times, blackout_us)) => {
                 self.say(&format!("  blackout  {blackout_us:>11} us\n"));
-                let mut summary = String::new();
-                for &i in &insts {
-                    let inst = &self.instances[i];
-                    let live = inst.live.expect("committed");
-                    let held = inst.slots[live.index()].held.expect("committed");
-                    let _ = write!(
-                        summary,
-                        "{}{} runs {} in slot {} (generation {})",
-                        if summary.is_empty() { "" } else { "; " },
-                        inst.name,
-                        describe(&held),
-                        live.letter(),
-                        inst.generation
-                    );
-                }
+                let summary = self.runs_summary(&insts);
                 self.say(&format!("done: {summary}\n"));
                 self.record(command, times.map(Some), Ok(summary));
             }
@@ -106,8 +95,57 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
             }
             Command::Rollback { service } => {
+                let on_probation = self.instances.iter().any(|i| i.service == service && i.probation.is_some());
+                if on_probation {
+                    self.say(&format!(
+                        "rollback {service}: on probation: the old version replays the new one's calls\n"
+                    ));
+                    let text = self.hot_rollback(&service, None, "operator's rollback");
+                    return self.say(&text);
+                }
                 self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
             }
+            Command::Probation { window_ms: None, .. } => {
+                let p = self.probation_policy;
+                let calls =
+                    if p.calls == 0 { String::from("no call limit") } else { format!("at most {} calls", p.calls) };
+                self.say(&format!("probation: {} ms, {calls} (and while the journal has room)\n", p.window_ms));
+            }
+            Command::Probation { window_ms: Some(ms), calls } => {
+                self.probation_policy.window_ms = ms;
+                if let Some(c) = calls {
+                    self.probation_policy.calls = c;
+                }
+                self.say(&format!("probation for the next updates: {ms} ms, calls {}\n", self.probation_policy.calls));
+            }
+            Command::Accept { service } => {
+                if !self.instances.iter().any(|i| i.service == service && i.probation.is_some()) {
+                    return self.say(&format!("error: '{service}' has no update on probation\n"));
+                }
+                self.make_final(&service, "accepted by the operator");
+            }
+        }
+    }
+
+    /// Runs one command line (typed, or deferred while an update ran).
+    pub(crate) fn run_line(&mut self, line: &str) {
+        if line == END_OF_INPUT {
+            return self.on_event(Event::EndOfInput);
+        }
+        match command::parse(line) {
+            Ok(Some(cmd)) => self.run(cmd),
+            Ok(None) => {}
+            Err(msg) => self.say(&format!("error: {msg}\n")),
+        }
+        self.say(PROMPT);
+    }
+
+    /// Halts once the console output is out (after end of input), or
+    /// after two seconds if the line does not drain.
+    pub(crate) fn maybe_halt(&mut self) {
+        let Some(since) = self.halt_requested else { return };
+        if !self.output_waiting() || self.pd.now_ns().saturating_sub(since) > 2_000_000_000 {
+            self.pd.shutdown();
         }
     }
 
@@ -125,20 +163,32 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     fn on_event(&mut self, e: Event) {
         match e {
-            Event::Line(line) => match command::parse(&line) {
-                Ok(Some(cmd)) => self.run(cmd),
+            // While an update runs, a command that changes something waits
+            // for it to end; one that only reads is answered now.
+            Event::Line(line) if self.busy || !self.deferred_lines.is_empty() => match command::parse(&line) {
+                Ok(Some(cmd)) if cmd.reads_only() && self.deferred_lines.is_empty() => self.run(cmd),
                 Ok(None) => {}
                 Err(msg) => self.say(&format!("error: {msg}\n")),
+                Ok(Some(_)) => {
+                    self.deferred_lines.push_back(line);
+                    return;
+                }
             },
+            Event::Line(line) => return self.run_line(&line),
             Event::TooLong => {
                 self.say(&format!("error: line too long (at most {} characters)\n", crate::console::MAX_LINE))
             }
             Event::Garbage => self.say("error: line holds bytes that are not printable text\n"),
             Event::Cancelled => {}
             Event::EndOfInput => {
+                if self.busy || !self.deferred_lines.is_empty() {
+                    // Halt after the commands typed before the end.
+                    self.deferred_lines.push_back(String::from(END_OF_INPUT));
+                    return;
+                }
                 self.say("end of input: halting\n");
                 self.flush();
-                self.pd.shutdown();
+                self.halt_requested = Some(self.pd.now_ns());
                 return;
             }
         }

@@ -3,8 +3,9 @@ use crate::manager::Manager;
 use crate::placer::ImagePlacer;
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use core::fmt::Write;
+use core::sync::atomic::Ordering::Relaxed;
 use interfaces::capmap::Slot;
-use interfaces::control::{op, ShellStatus, SlotState};
+use interfaces::control::{ShellStatus, SlotState};
 use interfaces::stats::ClientStats;
 use pd_api::Pd;
 
@@ -119,11 +120,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             if let Some((inst, k)) = slot_of {
                 row.service = inst.service.clone();
                 row.slot = String::from(if k == 0 { "a" } else { "b" });
-                match self
-                    .control(&inst.slots[k], op::STATUS, &[])
-                    .ok()
-                    .and_then(|m| ShellStatus::from_words(m.used_words()))
-                {
+                match ShellStatus::read(inst.slots[k].page) {
                     Some(s) => {
                         row.state = s.state.as_str().into();
                         if s.state != SlotState::Empty {
@@ -131,10 +128,25 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                         }
                         row.calls = format!("{}", s.calls_served);
                         let image = inst.slots[k].held.map_or("-", |h| h.image);
+                        let now = self.pd.now_ns();
                         row.detail = if inst.live.map(Slot::index) == Some(k) {
-                            format!("gen {} image {image}", inst.generation)
+                            let mut d = format!("gen {} image {image}", inst.generation);
+                            if let Some(p) = inst.probation {
+                                let journaled = inst.slots[k].page.counters.journaled.load(Relaxed);
+                                let _ = write!(
+                                    d,
+                                    " on probation: {} ms left, {journaled} call(s) journaled",
+                                    p.until_ns.saturating_sub(now) / 1_000_000
+                                );
+                                if p.calls > 0 {
+                                    let _ = write!(d, " of {}", p.calls);
+                                }
+                            }
+                            d
                         } else if inst.slots[k].held.is_some() {
                             format!("image {image} kept for rollback")
+                        } else if inst.restarts.held {
+                            String::from("held: faulted too often")
                         } else {
                             String::new()
                         };

@@ -11,10 +11,11 @@
 use crate::history::{Phase, PHASES};
 use crate::manager::{Held, Manager};
 use crate::placer::{ImagePlacer, SlotCode};
+use crate::supervise::{CommandError, Trouble, STEP_NS, TRANSFER_NS};
 use alloc::{format, string::String, vec::Vec};
 use interfaces::abi::ModuleDescriptor;
 use interfaces::capmap::{Binding, Slot};
-use interfaces::control::{op, reply};
+use interfaces::control::op;
 use pd_api::Pd;
 
 /// What an instance is switched to.
@@ -54,6 +55,19 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         target: Target,
         timeout_ns: u64,
     ) -> Result<([u64; 5], u64), Failure> {
+        let was_busy = core::mem::replace(&mut self.busy, true);
+        let result = self.switch_inner(insts, target, timeout_ns);
+        self.busy = was_busy;
+        result
+    }
+
+    fn switch_inner(&mut self, insts: &[usize], target: Target, timeout_ns: u64) -> Result<([u64; 5], u64), Failure> {
+        if let (Target::Image(_), Some(&i)) = (target, insts.first()) {
+            // The version on probation is the one this update leaves: its
+            // slot pair is needed for the new one.
+            let service = self.instances[i].service.clone();
+            self.make_final(&service, "made final by a new update");
+        }
         let mut times = [0u64; 5];
         let t = self.pd.now_ns();
         let steps = self.admit(insts, target).map_err(|e| (Phase::Admit, e))?;
@@ -84,13 +98,23 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         let t = self.pd.now_ns();
         for s in steps.iter() {
             let Some(from) = s.from else { continue };
-            // The kick starts the old slot's export; the import streams
-            // behind it (on one core the export, at the slot's higher
-            // priority, runs to its end first).
-            self.pd.notify(self.slot(s.inst, from).channel);
-            if let Err(e) = self.control(self.slot(s.inst, s.to), op::IMPORT, &[s.token]) {
+            // The export and the import run together: the import streams
+            // behind the export (on one core the export, posted first, runs
+            // to its end first).
+            let export = self.post(s.inst, from, op::EXPORT, &[]);
+            let import = self.post(s.inst, s.to, op::IMPORT, &[s.token]);
+            let deadline = self.pd.now_ns() + TRANSFER_NS;
+            let imported = self.await_reply(s.inst, s.to, import, deadline);
+            let exported = self.await_reply(s.inst, from, export, deadline);
+            let name = &self.instances[s.inst].name;
+            let failure = match (imported, exported) {
+                (Ok(_), Ok(_)) => None,
+                (_, Err(e)) => Some(format!("{name}: the export failed: {e}")),
+                (Err(e), _) => Some(format!("{name}: {e}")),
+            };
+            if let Some(why) = failure {
                 self.abandon(&steps, &built, steps.len());
-                return Err((Phase::Transfer, format!("{}: {e}", self.instances[s.inst].name)));
+                return Err((Phase::Transfer, why));
             }
         }
         self.phase_done(Phase::Transfer, t, &mut times);
@@ -108,16 +132,22 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             inst.slots[s.to.index()].held = Some(s.held);
             self.capmap.commit(inst.capmap_index, Binding { generation: inst.generation, live: Some(s.to) });
         }
+        // Journaling starts before the new slot serves its first call.
+        if matches!(target, Target::Image(_)) {
+            for s in &steps {
+                self.begin_probation(s.inst, s.to, s.from, s.token);
+            }
+        }
         let mut blackout_end = 0;
         for s in &steps {
             let asked = self.pd.now_ns();
-            match self.control(self.slot(s.inst, s.to), op::ACTIVATE, &[]) {
+            match self.command(s.inst, s.to, op::ACTIVATE, &[], STEP_NS) {
                 Ok(msg) => {
                     let now = self.pd.now_ns();
                     blackout_end = blackout_end.max(slot_time(&msg, asked, now).unwrap_or(now));
                 }
-                // Only a slot that died can refuse; the fault handler
-                // reloads it (its state is lost, and the console says so).
+                // Only a slot that failed can refuse; the fault handler
+                // deals with it once this switch is over.
                 Err(e) => {
                     blackout_end = blackout_end.max(self.pd.now_ns());
                     self.say(&format!("  note: activating {}: {e}\n", self.instances[s.inst].name))
@@ -133,7 +163,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         for s in &steps {
             if let Some(from) = s.from {
-                if let Err(e) = self.control(self.slot(s.inst, from), op::RETIRE, &[]) {
+                if let Err(e) = self.command(s.inst, from, op::RETIRE, &[], STEP_NS) {
                     // Committed already; the old slot failing now only costs
                     // the rollback option.
                     self.say(&format!("  note: {}: {e}\n", self.instances[s.inst].name));
@@ -207,9 +237,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         let slot = &self.instances[s.inst].slots[s.to.index()];
         let target = SlotCode { pd_name: &slot.pd_name, code: slot.code };
         let words = self.placer.place(img.bytes, &target)?;
-        let name = &self.instances[s.inst].name;
-        self.control(slot, op::LOAD, &words).map_err(|e| format!("{name}: {e}"))?;
-        self.control(slot, op::INIT, &[]).map_err(|e| format!("{name}: {e}"))?;
+        let name = self.instances[s.inst].name.clone();
+        self.command(s.inst, s.to, op::LOAD, &words, STEP_NS).map_err(|e| format!("{name}: {e}"))?;
+        self.command(s.inst, s.to, op::INIT, &[], STEP_NS).map_err(|e| format!("{name}: {e}"))?;
         Ok(())
     }
 
@@ -221,27 +251,25 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             let Some(from) = s.from else { continue };
             let name = self.instances[s.inst].name.clone();
             loop {
-                // A ready module stops serving while this call runs: calls
-                // to it are bounced from here on, until the commit.
+                // A ready module stops serving while this runs: calls to it
+                // are bounced from here on, until the commit.
                 let asked = self.pd.now_ns();
-                let mut msg = interfaces::Message::with_words(op::PREPARE, &[s.schema as u64, s.token]);
-                match self.pd.ppcall(self.slot(s.inst, from).channel, &mut msg) {
-                    Ok(()) if msg.label == reply::OK => {
+                match self.command(s.inst, from, op::PREPARE, &[s.schema as u64, s.token], STEP_NS) {
+                    Ok(msg) => {
                         let stopped = slot_time(&msg, asked, self.pd.now_ns()).unwrap_or(asked);
                         *blackout_start = (*blackout_start).min(stopped);
                         break;
                     }
-                    Ok(()) if msg.label == reply::NOT_READY => {
+                    Err(CommandError::NotReady) => {
                         if self.pd.now_ns() > deadline {
                             return Err((
                                 n + 1,
                                 format!("{name}: prepare not ready after {} ms", timeout_ns / 1_000_000),
                             ));
                         }
-                        self.pd.yield_now();
+                        self.pause(POLL_NS);
                     }
-                    Ok(()) => return Err((n + 1, format!("{name}: {}", msg.text().unwrap_or("prepare failed")))),
-                    Err(e) => return Err((n + 1, format!("{name}: the live slot failed while preparing ({e:?})"))),
+                    Err(e) => return Err((n + 1, format!("{name}: the live slot failed while preparing: {e}"))),
                 }
             }
         }
@@ -250,12 +278,16 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     /// Undoes a switch that did not commit: the first `asked` old slots are
     /// thawed (their state never left them), the slots built for it reset.
+    /// An old slot that failed is left to the fault handler.
     fn abandon(&mut self, steps: &[Step], built: &[(usize, Slot)], asked: usize) {
         for s in steps.iter().take(asked) {
-            if let Some(from) = s.from {
-                if let Err(e) = self.control(self.slot(s.inst, from), op::THAW, &[]) {
-                    self.say(&format!("  note: thawing {}: {e}\n", self.instances[s.inst].name));
-                }
+            let Some(from) = s.from else { continue };
+            let child = self.slot(s.inst, from).child;
+            if self.troubles.iter().any(|t: &Trouble| t.child() == child) {
+                continue;
+            }
+            if let Err(e) = self.command(s.inst, from, op::THAW, &[], STEP_NS) {
+                self.say(&format!("  note: thawing {}: {e}\n", self.instances[s.inst].name));
             }
         }
         for &(i, slot) in built {
@@ -265,6 +297,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 }
+
+/// How often a not-ready module is asked again.
+const POLL_NS: u64 = 200_000;
 
 impl Step {
     fn to_owned_key(&self) -> (usize, Slot) {
@@ -289,6 +324,23 @@ fn incompatible(from: &ModuleDescriptor, to: &ModuleDescriptor) -> String {
         to.module_version,
         to.state_schema
     )
+}
+
+impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
+    /// "kv0 runs kv-v2 (v2, schema 2) in slot b (generation 2); kv1 ..."
+    pub(crate) fn runs_summary(&self, insts: &[usize]) -> String {
+        let mut parts = Vec::new();
+        for &i in insts {
+            let inst = &self.instances[i];
+            let Some(live) = inst.live else {
+                parts.push(format!("{} runs nothing", inst.name));
+                continue;
+            };
+            let held = inst.slots[live.index()].held.map_or(String::from("-"), |h| describe(&h));
+            parts.push(format!("{} runs {held} in slot {} (generation {})", inst.name, live.letter(), inst.generation));
+        }
+        parts.join("; ")
+    }
 }
 
 pub(crate) fn describe(h: &Held) -> String {

@@ -48,6 +48,7 @@ pub mod request {
     pub const NONE: u32 = 0;
     pub const STOP: u32 = 1;
     pub const RESTART: u32 = 2;
+    pub const RESUME: u32 = 3;
 }
 
 /// Fault kinds reported to a parent.

@@ -181,6 +181,7 @@ impl Board {
             for i in 0..self.sys.pds.len() {
                 match self.kernel().pds[i].request.swap(request::NONE, Ordering::AcqRel) {
                     request::STOP => self.stop(i),
+                    request::RESUME => self.resume(i),
                     request::RESTART => {
                         if let Err(e) = self.restart(i) {
                             eprintln!("host-runtime: {e}");
@@ -289,7 +290,19 @@ impl Board {
         if let Some(c) = &self.procs[i] {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(c.id() as i32, libc::SIGSTOP) };
+            // seL4's suspend is synchronous: once it returns the thread
+            // runs no more instructions. A signal is delivered later, so
+            // wait (bounded) until the kernel shows the process stopped.
+            await_stopped(c.id());
             self.kernel().pds[i].run_state.store(run_state::STOPPED, Ordering::Release);
+        }
+    }
+
+    fn resume(&mut self, i: usize) {
+        if let Some(c) = &self.procs[i] {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            self.kernel().pds[i].run_state.store(run_state::RUNNING, Ordering::Release);
         }
     }
 
@@ -305,6 +318,11 @@ impl Board {
         let b = &self.kernel().pds[i];
         b.notify_pending.store(0, Ordering::Relaxed);
         b.call.state.store(call_state::IDLE, Ordering::Relaxed);
+        // A fault of the old incarnation not yet taken by the parent is
+        // no longer news: the parent asked for this restart.
+        if let Some(p) = self.sys.pds[i].parent {
+            self.kernel().pds[p].fault_pending.fetch_and(!(1 << i), Ordering::AcqRel);
+        }
         self.spawn(i)?;
         // Calls queued on the old incarnation go to the new one.
         let b = &self.kernel().pds[i];
@@ -356,5 +374,20 @@ impl Board {
             let _ = c.kill();
         }
         0
+    }
+}
+
+/// Waits until process `pid` is in the stopped state ('T' in
+/// /proc/PID/stat), for at most a second (a process that died is not
+/// waited for).
+fn await_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return };
+        // The state follows the command name, which is in parentheses.
+        match stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) {
+            Some('T' | 't' | 'Z' | 'X') | None => return,
+            _ => std::thread::sleep(Duration::from_micros(100)),
+        }
     }
 }

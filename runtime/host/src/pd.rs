@@ -5,7 +5,7 @@ use crate::kernel::{call_state, request, run_state, KernelPage, PdBlock};
 use crate::shm::{self, Mapping};
 use interfaces::Message;
 use pd_api::{ChannelId, ChildId, FaultAction, Handler, Pd, PpcError, Region};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub struct HostPd {
@@ -17,6 +17,13 @@ pub struct HostPd {
     callers: [Option<ChannelId>; crate::kernel::MAX_PDS],
     /// See [`CALL_SPIN`].
     is_manager: bool,
+    /// Notifications and faults taken off the kernel page by
+    /// [`Pd::wait_event`] but not yet returned, for the next call (or the
+    /// event loop). A PD is single-threaded; atomics keep it `Sync`.
+    taken_notes: AtomicU64,
+    taken_faults: AtomicU64,
+    /// When [`Handler::tick`] is due (0: not asked for).
+    tick_at: AtomicU64,
 }
 
 /// How long a caller spins on its reply before sleeping: a round trip on an
@@ -57,7 +64,16 @@ impl HostPd {
             }
         }
         let is_manager = cfg.name == interfaces::control::MANAGER_PD;
-        let pd = HostPd { cfg, kernel, maps, callers, is_manager };
+        let pd = HostPd {
+            cfg,
+            kernel,
+            maps,
+            callers,
+            is_manager,
+            taken_notes: AtomicU64::new(0),
+            taken_faults: AtomicU64::new(0),
+            tick_at: AtomicU64::new(0),
+        };
         if !pd.kernel().is_formatted() {
             return Err("kernel page is not formatted".into());
         }
@@ -107,6 +123,21 @@ impl HostPd {
         slot.complete(call_state::TAKEN, call_state::REPLIED);
     }
 
+    /// Pending notifications, including those [`Pd::wait_event`] set aside.
+    fn take_notes(&self) -> u64 {
+        self.me().notify_pending.swap(0, Ordering::Acquire) | self.taken_notes.swap(0, Ordering::Relaxed)
+    }
+
+    fn take_faults(&self) -> u64 {
+        self.me().fault_pending.swap(0, Ordering::Acquire) | self.taken_faults.swap(0, Ordering::Relaxed)
+    }
+
+    /// The fault of child PD `index`, as the parent's `Fault` event.
+    fn fault_event(&self, index: usize) -> Option<pd_api::Event> {
+        let c = self.cfg.children.iter().find(|c| c.index == index)?;
+        Some(pd_api::Event::Fault(c.id, self.kernel().pds[index].fault()))
+    }
+
     fn child_index(&self, child: ChildId) -> Option<usize> {
         self.cfg.children.iter().find(|c| c.id == child).map(|c| c.index)
     }
@@ -126,6 +157,7 @@ impl HostPd {
         while monotonic_ns() < deadline {
             let done = match req {
                 request::RESTART => b.incarnation.load(Ordering::Acquire) != before,
+                request::RESUME => b.run_state.load(Ordering::Acquire) != run_state::STOPPED,
                 _ => b.run_state.load(Ordering::Acquire) != run_state::RUNNING,
             };
             if done && b.request.load(Ordering::Acquire) == request::NONE {
@@ -257,8 +289,42 @@ impl Pd for HostPd {
         self.post_request(child, request::STOP);
     }
 
+    fn resume_child(&self, child: ChildId) {
+        self.post_request(child, request::RESUME);
+    }
+
     fn restart_child(&self, child: ChildId) -> bool {
         self.post_request(child, request::RESTART)
+    }
+
+    fn wait_event(&self, deadline_ns: u64) -> Option<pd_api::Event> {
+        loop {
+            let seen = self.me().event.load(Ordering::SeqCst);
+            let notes = self.take_notes();
+            if notes != 0 {
+                let ch = notes.trailing_zeros();
+                self.taken_notes.fetch_or(notes & (notes - 1), Ordering::Relaxed);
+                return Some(pd_api::Event::Notified(ch));
+            }
+            let faults = self.take_faults();
+            if faults != 0 {
+                let child = faults.trailing_zeros() as usize;
+                self.taken_faults.fetch_or(faults & (faults - 1), Ordering::Relaxed);
+                match self.fault_event(child) {
+                    Some(e) => return Some(e),
+                    None => continue,
+                }
+            }
+            let now = monotonic_ns();
+            if now >= deadline_ns {
+                return None;
+            }
+            self.me().wait(seen, Some(Duration::from_nanos(deadline_ns - now)));
+        }
+    }
+
+    fn set_tick(&self, at_ns: u64) {
+        self.tick_at.store(at_ns.max(1), Ordering::Relaxed);
     }
 
     fn halting(&self) -> bool {
@@ -321,9 +387,9 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
     let mut quiet_since: Option<u64> = None;
     loop {
         let seen = me.event.load(Ordering::SeqCst);
-        let notes = me.notify_pending.swap(0, Ordering::Acquire);
+        let notes = pd.take_notes();
         let calls = me.call_pending.swap(0, Ordering::Acquire);
-        let faults = me.fault_pending.swap(0, Ordering::Acquire);
+        let faults = pd.take_faults();
         for ch in bits(notes) {
             handler.notified(pd, ch as ChannelId);
         }
@@ -331,13 +397,19 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
             pd.serve_call(handler, caller);
         }
         for child in bits(faults) {
-            let Some(c) = pd.cfg.children.iter().find(|c| c.index == child) else { continue };
-            let fault = pd.kernel().pds[child].fault();
-            if handler.fault(pd, c.id, fault) == FaultAction::Restart {
-                pd.restart_child(c.id);
+            let Some(pd_api::Event::Fault(id, fault)) = pd.fault_event(child) else { continue };
+            if handler.fault(pd, id, fault) == FaultAction::Restart {
+                pd.restart_child(id);
             }
         }
-        if notes | calls | faults != 0 {
+        let tick_at = pd.tick_at.load(Ordering::Relaxed);
+        let now = monotonic_ns();
+        let ticked = tick_at != 0 && now >= tick_at;
+        if ticked {
+            pd.tick_at.store(0, Ordering::Relaxed);
+            handler.tick(pd);
+        }
+        if notes | calls | faults != 0 || ticked {
             quiet_since = None;
             continue;
         }
@@ -350,6 +422,9 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
             me.wait(seen, Some(HALT_QUIET));
             continue;
         }
-        me.wait(seen, Some(Duration::from_secs(1)));
+        let tick_at = pd.tick_at.load(Ordering::Relaxed);
+        let sleep =
+            if tick_at == 0 { 1_000_000_000 } else { tick_at.saturating_sub(monotonic_ns()).min(1_000_000_000) };
+        me.wait(seen, Some(Duration::from_nanos(sleep.max(1))));
     }
 }

@@ -72,6 +72,14 @@ impl core::fmt::Display for Fault {
     }
 }
 
+/// An event a supervising PD takes off its endpoint itself (see
+/// [`Pd::wait_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Notified(ChannelId),
+    Fault(ChildId, Fault),
+}
+
 /// The kernel interface of a PD.
 pub trait Pd {
     fn name(&self) -> &str;
@@ -91,8 +99,11 @@ pub trait Pd {
     fn child(&self, name: &str) -> Option<ChildId>;
     /// Calls `f` with each child's id and PD name.
     fn for_each_child(&self, f: &mut dyn FnMut(ChildId, &str));
-    /// Suspends a child (Microkit: TCB suspend).
+    /// Suspends a child (Microkit: TCB suspend); once this returns the
+    /// child runs no more instructions until resumed or restarted.
     fn stop_child(&self, child: ChildId);
+    /// Lets a stopped child go on where it stopped (TCB resume).
+    fn resume_child(&self, child: ChildId);
     /// Starts a child again from its entry point, with fresh state, and
     /// returns once it runs (false if that did not happen).
     fn restart_child(&self, child: ChildId) -> bool;
@@ -110,6 +121,15 @@ pub trait Pd {
     fn halting(&self) -> bool {
         false
     }
+    /// For a supervisor that serves no protected calls (the update
+    /// manager): takes the next notification or child fault off its
+    /// endpoint, waiting at most until `deadline_ns` (`None` then). The
+    /// event loop does not see what this returns. A supervisor never waits
+    /// on a child any other way.
+    fn wait_event(&self, deadline_ns: u64) -> Option<Event>;
+    /// Asks for one [`Handler::tick`] at `at_ns` (or soon after),
+    /// replacing any earlier request.
+    fn set_tick(&self, at_ns: u64);
 }
 
 /// What to do with a child that faulted.
@@ -132,5 +152,9 @@ pub trait Handler<P: Pd + ?Sized> {
     fn fault(&mut self, pd: &P, child: ChildId, fault: Fault) -> FaultAction {
         pd.log(format_args!("child {child} faulted: {fault}"));
         FaultAction::Stop
+    }
+    /// The time asked for with [`Pd::set_tick`] has come.
+    fn tick(&mut self, pd: &P) {
+        let _ = pd;
     }
 }

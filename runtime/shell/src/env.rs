@@ -1,6 +1,7 @@
 //! The [`ShellEnv`] a module calls back through: extern "C" trampolines
 //! into the PD, limited to the channels and regions the module declared.
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use interfaces::abi::{features, RegionInfo, ShellEnv, ABI_VERSION, STATE_COMPLETE};
 use interfaces::transfer::{Progress, Transfer};
 use interfaces::{abi::ModuleDescriptor, Message};
@@ -138,8 +139,37 @@ unsafe extern "C" fn region<P: Pd + 'static>(c: *mut c_void, name: *const u8, le
     }
 }
 
+/// A module's log is rate-limited: at most [`LOG_LINES_PER_WINDOW`] lines
+/// per [`LOG_WINDOW_NS`]; the rest are counted and the count is logged once
+/// the window ends. A module that floods its log costs its own slot the
+/// time of a counter, never the console or the debug line.
+pub const LOG_LINES_PER_WINDOW: u32 = 20;
+pub const LOG_WINDOW_NS: u64 = 100_000_000;
+
+/// The log budget of this PD's module (one shell per PD; the PD is
+/// single-threaded, so Relaxed is enough).
+static LOG_WINDOW_START: AtomicU64 = AtomicU64::new(0);
+static LOG_LINES: AtomicU32 = AtomicU32::new(0);
+static LOG_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 unsafe extern "C" fn log<P: Pd + 'static>(c: *mut c_void, t: *const u8, len: usize) {
     let c = unsafe { ctx::<P>(c) };
+    let now = c.pd.now_ns();
+    if now.saturating_sub(LOG_WINDOW_START.load(Relaxed)) >= LOG_WINDOW_NS {
+        LOG_WINDOW_START.store(now, Relaxed);
+        LOG_LINES.store(0, Relaxed);
+        let dropped = LOG_DROPPED.swap(0, Relaxed);
+        if dropped > 0 {
+            c.pd.log(format_args!(
+                "module log: {dropped} line(s) dropped (more than {LOG_LINES_PER_WINDOW} in {} ms)",
+                LOG_WINDOW_NS / 1_000_000
+            ));
+        }
+    }
+    if LOG_LINES.fetch_add(1, Relaxed) >= LOG_LINES_PER_WINDOW {
+        LOG_DROPPED.fetch_add(1, Relaxed);
+        return;
+    }
     if let Some(t) = unsafe { text(t, len) } {
         c.pd.log(format_args!("{t}"));
     }

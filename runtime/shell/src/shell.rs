@@ -1,10 +1,14 @@
-//! The shell's event handling: control calls from the manager (the update
-//! protocol's steps in this slot), service calls dispatched to the live
-//! module or bounced.
+//! The shell's event handling: commands from the manager on the control
+//! page (the update protocol's steps in this slot), service calls
+//! dispatched to the live module or bounced, and, during a probation, the
+//! journal of the calls the module completed.
 use crate::env::{shell_env, wait_for_export, EnvCtx, Stream};
 use alloc::{boxed::Box, format, string::String};
+use core::sync::atomic::Ordering::Relaxed;
 use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
-use interfaces::control::{self, op, reply, shell_label, ShellStatus, SlotState};
+use interfaces::control::{self, op, reply, shell_label, SlotState};
+use interfaces::control_page::ControlPage;
+use interfaces::journal::Journal;
 use interfaces::transfer::{Progress, Transfer};
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
@@ -28,8 +32,8 @@ enum Quiesce {
     /// with.
     Waiting(u32, u64),
     /// Quiescent, calls bounced since `stopped_ns`: the export (schema,
-    /// token) runs when the manager kicks the control channel, so that the
-    /// importer can start reading while it goes on.
+    /// token) runs on the manager's `EXPORT` command, sent with the
+    /// importer's `IMPORT`, so that the importer can read while it goes on.
     Ready { schema: u32, token: u64, stopped_ns: u64 },
     /// Exported (calls bounced since `stopped_ns`), or why the export
     /// failed.
@@ -47,6 +51,14 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     quiesce: Quiesce,
     calls_served: u64,
     calls_bounced: u64,
+    /// Where the manager posts commands and this slot publishes its
+    /// progress and counters.
+    page: Option<&'static ControlPage>,
+    /// The sequence number of the last command run.
+    last_command: u64,
+    journal: Option<Journal>,
+    /// The probation being journaled (0: none).
+    probation: u64,
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
@@ -57,7 +69,25 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         if control.is_none() {
             pd.log(format_args!("no channel to '{}': nothing can load a module here", control::MANAGER_PD));
         }
-        Shell {
+        let page = pd.region(control::region::CONTROL).filter(|r| r.writable).and_then(|r| {
+            // SAFETY: the control region is mapped read/write for the PD's
+            // life and shared only with the manager; it is accessed only
+            // through atomics.
+            unsafe { ControlPage::at(r.base, r.size) }
+        });
+        if page.is_none() {
+            pd.log(format_args!(
+                "no writable '{}' region: the manager cannot command this slot",
+                control::region::CONTROL
+            ));
+        }
+        let journal = pd.region(control::region::JOURNAL).filter(|r| r.writable).and_then(|r| {
+            // SAFETY: mapped for the PD's life, shared only with the other
+            // slot of this instance, written by one slot at a time (the one
+            // on probation).
+            unsafe { Journal::new(r.base, r.size) }
+        });
+        let mut shell = Shell {
             pd,
             loader,
             control,
@@ -68,6 +98,46 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             quiesce: Quiesce::Idle,
             calls_served: 0,
             calls_bounced: 0,
+            page,
+            last_command: 0,
+            journal,
+            probation: 0,
+        };
+        if let Some(p) = page {
+            p.shell_starts.fetch_add(1, Relaxed);
+            shell.publish_state();
+        }
+        // A command posted before this incarnation ran (the notification
+        // that announced it went to the old one).
+        shell.run_command();
+        shell
+    }
+
+    fn set_state(&mut self, state: SlotState) {
+        self.state = state;
+        self.publish_state();
+    }
+
+    fn publish_state(&self) {
+        if let Some(p) = self.page {
+            p.counters.state.store(self.state as u64, Relaxed);
+            p.counters.module_version.store(self.ctx.descriptor.map_or(0, |d| d.module_version) as u64, Relaxed);
+        }
+    }
+
+    /// Runs the command the manager posted, if it is new, and answers it.
+    fn run_command(&mut self) {
+        let Some(page) = self.page else { return };
+        let seq = page.command.seq();
+        if seq == 0 || seq == self.last_command {
+            return;
+        }
+        let Some(mut msg) = page.command.read(seq) else { return };
+        self.last_command = seq;
+        self.control_call(&mut msg);
+        page.reply.post(seq, &msg);
+        if let Some(ch) = self.control {
+            self.pd.notify(ch);
         }
     }
 
@@ -97,17 +167,48 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 self.quiesce = Quiesce::Idle;
                 self.step(&[SlotState::Quiescing, SlotState::Moved, SlotState::Live], SlotState::Live, "thaw")
             }
-            op::RETIRE => self.step(&[SlotState::Moved, SlotState::Retired], SlotState::Retired, "retire"),
-            op::STATUS => {
-                let s = ShellStatus {
-                    state: self.state,
-                    module_version: self.ctx.descriptor.map_or(0, |d| d.module_version),
-                    calls_served: self.calls_served,
-                    calls_bounced: self.calls_bounced,
-                };
-                *msg = Message::with_words(reply::OK, &s.to_words());
-                return;
+            op::RETIRE => {
+                self.probation = 0;
+                self.step(&[SlotState::Moved, SlotState::Retired], SlotState::Retired, "retire")
             }
+            op::EXPORT => match self.quiesce {
+                Quiesce::Ready { schema, token, stopped_ns } => {
+                    self.export(schema, token, stopped_ns);
+                    match &self.quiesce {
+                        Quiesce::Done { result: Err(why), .. } => Err(why.clone()),
+                        _ => Ok(()),
+                    }
+                }
+                _ => Err(format!("cannot export: slot {} announced no export", self.pd.name())),
+            },
+            op::PROBATION => {
+                self.probation = msg.word(0);
+                if let Some(p) = self.page {
+                    p.counters.journaled.store(0, Relaxed);
+                    p.counters.journal_overflow.store(0, Relaxed);
+                }
+                if let (Some(j), true) = (&self.journal, self.probation != 0) {
+                    j.start(self.probation);
+                }
+                Ok(())
+            }
+            op::FREEZE => {
+                let result = self.step(&[SlotState::Live, SlotState::Quiescing], SlotState::Moved, "freeze");
+                if result.is_ok() {
+                    self.probation = 0;
+                    self.quiesce = Quiesce::Idle;
+                    *msg = Message::with_words(reply::OK, &[self.pd.now_ns()]);
+                    return;
+                }
+                result
+            }
+            op::REPLAY => match self.replay(msg.word(0)) {
+                Ok(n) => {
+                    *msg = Message::with_words(reply::OK, &[n as u64]);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
             other => Err(format!("unknown control operation {other:#x}")),
         };
         match result {
@@ -118,7 +219,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
     fn step(&mut self, from: &[SlotState], to: SlotState, what: &str) -> Result<(), String> {
         if from.contains(&self.state) {
-            self.state = to;
+            self.set_state(to);
             Ok(())
         } else {
             Err(format!("cannot {what}: slot {} is {}", self.pd.name(), self.state.as_str()))
@@ -171,7 +272,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         self.ctx.allowed_channels = allowed;
         self.ctx.descriptor = Some(d);
         self.entry = Some(entry);
-        self.state = SlotState::Loaded;
+        self.set_state(SlotState::Loaded);
         Ok(())
     }
 
@@ -184,8 +285,34 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         if rc != status::OK {
             return Err(format!("module init failed with status {rc}"));
         }
-        self.state = SlotState::Initialised;
+        self.set_state(SlotState::Initialised);
         Ok(())
+    }
+
+    /// A retired slot takes over from the slot that replaced it: the calls
+    /// that one completed during probation `token` run again here, in
+    /// order, on the state this slot kept (their replies went out already
+    /// and are dropped). Then the slot is ready to be activated.
+    fn replay(&mut self, token: u64) -> Result<usize, String> {
+        self.step(&[SlotState::Retired, SlotState::Moved], self.state, "replay")?;
+        let entry = self.entry.ok_or("no module")?;
+        let n = match &self.journal {
+            Some(j) => {
+                let mut scratch = Message::default();
+                j.replay(token, |ch, request| {
+                    scratch = *request;
+                    // SAFETY: a hosted module's entry table; one call at a
+                    // time; the message is ours.
+                    unsafe { (entry.protected)(ch, &mut scratch) };
+                })
+                .map_err(|e| format!("{e}"))?
+            }
+            None if token == 0 => 0,
+            None => return Err(format!("slot {} has no journal to replay", self.pd.name())),
+        };
+        self.quiesce = Quiesce::Idle;
+        self.set_state(SlotState::Initialised);
+        Ok(n)
     }
 
     fn transfer(&self) -> Result<Transfer, String> {
@@ -208,7 +335,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         // SAFETY: a live module's entry table; one call at a time.
         if unsafe { (entry.prepare)() } != status::OK {
             self.quiesce = Quiesce::Waiting(schema, token);
-            self.state = SlotState::Quiescing;
+            self.set_state(SlotState::Quiescing);
             return;
         }
         let stopped_ns = self.pd.now_ns();
@@ -216,11 +343,11 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             Ok(t) => {
                 t.begin(schema, token);
                 self.quiesce = Quiesce::Ready { schema, token, stopped_ns };
-                self.state = SlotState::Moved;
+                self.set_state(SlotState::Moved);
             }
             Err(why) => {
                 self.quiesce = Quiesce::Done { stopped_ns, result: Err(why) };
-                self.state = SlotState::Live;
+                self.set_state(SlotState::Live);
             }
         }
     }
@@ -308,17 +435,42 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             return Err(format!("module import failed with status {rc}"));
         }
         self.quiesce = Quiesce::Idle;
-        self.state = SlotState::Initialised;
+        self.set_state(SlotState::Initialised);
         Ok(())
+    }
+
+    /// Counts a call answered without the module.
+    fn bounce(&mut self, msg: &mut Message, label: u64) {
+        self.calls_bounced += 1;
+        if let Some(p) = self.page {
+            p.counters.calls_bounced.store(self.calls_bounced, Relaxed);
+        }
+        *msg = Message::new(label, 0);
+    }
+
+    /// During probation: the module completed `request` on channel `ch`;
+    /// journal it before the reply leaves (see `interfaces::journal`).
+    fn journal_call(&self, ch: ChannelId, request: &Message) {
+        let Some(page) = self.page else { return };
+        let c = &page.counters;
+        let kept =
+            c.journal_overflow.load(Relaxed) == 0 && self.journal.as_ref().is_some_and(|j| j.append(ch, request));
+        if kept {
+            c.journaled.store(c.journaled.load(Relaxed) + 1, Relaxed);
+        } else {
+            c.journal_overflow.store(1, Relaxed);
+        }
     }
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
-        if let (true, &Quiesce::Ready { schema, token, stopped_ns }) = (Some(ch) == self.control, &self.quiesce) {
-            // The manager's kick: the importer is about to read.
-            return self.export(schema, token, stopped_ns);
+        let event = self.page.map(|p| (p, p.begin_event()));
+        if Some(ch) == self.control {
+            self.run_command();
         }
+        // The manager's notification may be news for the module too (the
+        // serial service: console output waits).
         if let (SlotState::Live | SlotState::Quiescing, Some(entry)) = (self.state, self.entry) {
             // SAFETY: a live module's entry table; one call at a time.
             unsafe { (entry.notified)(ch) };
@@ -326,30 +478,42 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
         if let Quiesce::Waiting(schema, token) = self.quiesce {
             self.try_quiesce(schema, token);
         }
+        if let Some((p, n)) = event {
+            p.end_event(n);
+        }
     }
 
     fn protected(&mut self, _pd: &P, ch: ChannelId, msg: &mut Message) {
         if Some(ch) == self.control {
-            return self.control_call(msg);
+            // The manager commands through the control page only.
+            return msg.set_text(reply::ERROR, "control operations go through the control page");
         }
         match (self.state, self.entry) {
             (SlotState::Live | SlotState::Quiescing, Some(entry)) => {
                 self.calls_served += 1;
+                let journaling = self.probation != 0;
+                let request = if journaling { Some(*msg) } else { None };
+                let event = self.page.map(|p| (p, p.begin_event()));
                 // SAFETY: as in `notified`; `msg` is ours for the call.
                 unsafe { (entry.protected)(ch, msg) };
-                // Between two events: ask a quiescing module again.
+                // Between two events: ask a quiescing module again (never
+                // during a probation: an update ends the probation first).
                 if let Quiesce::Waiting(schema, token) = self.quiesce {
                     self.try_quiesce(schema, token);
                 }
+                if let Some((p, n)) = event {
+                    // Ended before the journal entry: a slot stopped while
+                    // inside the module has journaled nothing of this call
+                    // (and sent no reply), so the call's retry runs once.
+                    p.end_event(n);
+                    p.counters.calls_served.store(self.calls_served, Relaxed);
+                }
+                if let Some(request) = &request {
+                    self.journal_call(ch, request);
+                }
             }
-            (SlotState::Moved | SlotState::Retired, _) => {
-                self.calls_bounced += 1;
-                *msg = Message::new(shell_label::MOVED, 0);
-            }
-            _ => {
-                self.calls_bounced += 1;
-                *msg = Message::new(shell_label::NO_SERVICE, 0);
-            }
+            (SlotState::Moved | SlotState::Retired, _) => self.bounce(msg, shell_label::MOVED),
+            _ => self.bounce(msg, shell_label::NO_SERVICE),
         }
     }
 }

@@ -6,6 +6,7 @@
 use domain_shell::{host_loader::SharedObjectLoader, Shell};
 use interfaces::abi::{ModuleDescriptor, DESCRIPTOR_MAGIC};
 use interfaces::control::{op, reply, shell_label, ShellStatus, SlotState};
+use interfaces::control_page::ControlPage;
 use interfaces::kv::{KvReply, KvRequest, KvStatus};
 use interfaces::{Message, Name};
 use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
@@ -19,6 +20,10 @@ const CLIENT: ChannelId = 1;
 struct FakePd {
     code: Region,
     transfer: Region,
+    control: Region,
+    journal: Region,
+    /// The last command's sequence number.
+    seq: AtomicU64,
     /// A clock that moves 1 us at every reading.
     clock: AtomicU64,
 }
@@ -46,6 +51,8 @@ impl Pd for FakePd {
         match name {
             "module_code" => Some(self.code),
             "transfer" => Some(self.transfer),
+            "control" => Some(self.control),
+            "journal" => Some(self.journal),
             _ => None,
         }
     }
@@ -57,6 +64,11 @@ impl Pd for FakePd {
     }
     fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
     fn stop_child(&self, _child: ChildId) {}
+    fn resume_child(&self, _child: ChildId) {}
+    fn wait_event(&self, _deadline_ns: u64) -> Option<pd_api::Event> {
+        None
+    }
+    fn set_tick(&self, _at_ns: u64) {}
     fn restart_child(&self, _child: ChildId) -> bool {
         false
     }
@@ -71,27 +83,58 @@ fn kv_v1() -> &'static [u8] {
     IMAGE.get_or_init(|| xtask::build_module("kv-v1").expect("build kv-v1"))
 }
 
+/// A zeroed, 64-byte aligned, leaked region of `size` bytes.
+fn region(size: usize) -> Region {
+    let mem = Box::leak(vec![0u64; size / 8 + 8].into_boxed_slice());
+    let base: *mut u8 = mem.as_mut_ptr().cast();
+    let base = base.wrapping_add(base.align_offset(64));
+    Region { base, size, writable: true }
+}
+
 /// A fresh slot whose code region holds `image`.
 fn slot(image: &[u8]) -> (&'static FakePd, Shell<FakePd, SharedObjectLoader>) {
+    slot_sharing(image, region(0x10000), region(0x10000))
+}
+
+/// A fresh slot sharing a transfer region and a journal with another.
+fn slot_sharing(
+    image: &[u8],
+    transfer: Region,
+    journal: Region,
+) -> (&'static FakePd, Shell<FakePd, SharedObjectLoader>) {
     let code = Box::leak(vec![0u8; 2 << 20].into_boxed_slice());
     code[..image.len()].copy_from_slice(image);
-    let transfer = Box::leak(vec![0u64; 0x10000 / 8].into_boxed_slice());
+    let control = region(4096);
+    // SAFETY: a fresh, aligned 4 KiB region.
+    unsafe { ControlPage::at(control.base, control.size) }.unwrap().reset();
     let pd: &'static FakePd = Box::leak(Box::new(FakePd {
         code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
-        transfer: Region { base: transfer.as_mut_ptr().cast(), size: 0x10000, writable: true },
+        transfer,
+        control,
+        journal,
+        seq: AtomicU64::new(0),
         clock: AtomicU64::new(0),
     }));
     (pd, Shell::new(pd, SharedObjectLoader))
 }
 
+fn page(pd: &FakePd) -> &'static ControlPage {
+    // SAFETY: set up in `slot_sharing`, leaked.
+    unsafe { ControlPage::at(pd.control.base, pd.control.size) }.unwrap()
+}
+
+/// Posts a command on the slot's control page, as the manager does, and
+/// reads the answer the shell posted back.
 fn control(
     pd: &'static FakePd,
     shell: &mut Shell<FakePd, SharedObjectLoader>,
     label: u64,
     words: &[u64],
 ) -> Result<Message, String> {
-    let mut msg = Message::with_words(label, words);
-    shell.protected(pd, CONTROL, &mut msg);
+    let seq = pd.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    page(pd).command.post(seq, &Message::with_words(label, words));
+    shell.notified(pd, CONTROL);
+    let msg = page(pd).reply.read(seq).expect("the shell answered the command");
     match msg.label {
         reply::OK => Ok(msg),
         _ => Err(msg.text().unwrap_or("<unreadable>").to_owned()),
@@ -134,9 +177,14 @@ fn good_module_loads_initialises_and_serves() {
     KvRequest::Get { key: b"k" }.encode(&mut msg).unwrap();
     shell.protected(pd, CLIENT, &mut msg);
     assert_eq!(KvReply::parse(&msg).unwrap().data, b"v1");
-    let status = control(pd, &mut shell, op::STATUS, &[]).unwrap();
-    let s = ShellStatus::from_words(status.used_words()).unwrap();
+    let s = ShellStatus::read(page(pd)).unwrap();
     assert_eq!((s.state, s.module_version, s.calls_served, s.calls_bounced), (SlotState::Live, 1, 2, 1));
+    // A protected call on the control channel is not how the manager
+    // commands a slot: refused, nothing run.
+    let mut call = Message::with_words(op::RETIRE, &[]);
+    shell.protected(pd, CONTROL, &mut call);
+    assert_eq!(call.label, reply::ERROR);
+    assert_eq!(shell.state(), SlotState::Live);
     // A client sending a control operation on its own channel reaches only
     // the service (which does not know it): control is the manager's alone.
     let mut forged = Message::with_words(op::RETIRE, &[]);
@@ -229,4 +277,62 @@ fn images_that_are_not_modules_are_refused() {
     assert!(load(&kv_v1()[..4096]).unwrap_err().contains("lies outside the image"), "truncated image");
     let (pd, mut shell) = slot(kv_v1());
     assert!(control(pd, &mut shell, op::LOAD, &[3 << 20]).unwrap_err().contains("does not fit the code region"));
+}
+
+fn kv_call(pd: &'static FakePd, shell: &mut Shell<FakePd, SharedObjectLoader>, req: KvRequest) -> Message {
+    let mut msg = Message::default();
+    req.encode(&mut msg).unwrap();
+    shell.protected(pd, CLIENT, &mut msg);
+    msg
+}
+
+/// Probation: the new slot journals each call its module completed; on a
+/// rollback the old slot, which kept the state it exported, replays them
+/// and ends in the state the new one had.
+#[test]
+fn the_old_slot_replays_the_calls_the_new_one_journaled_on_probation() {
+    let image = kv_v1();
+    let (transfer, journal) = (region(0x10000), region(0x10000));
+    let (a, mut old) = slot_sharing(image, transfer, journal);
+    let (b, mut new) = slot_sharing(image, transfer, journal);
+    for (pd, shell) in [(a, &mut old), (b, &mut new)] {
+        control(pd, shell, op::LOAD, &[image.len() as u64]).unwrap();
+        control(pd, shell, op::INIT, &[]).unwrap();
+    }
+    control(a, &mut old, op::ACTIVATE, &[]).unwrap();
+    kv_call(a, &mut old, KvRequest::Put { key: b"a", value: b"1" });
+    // Update a -> b: prepare, export, import, probation, activate, retire.
+    control(a, &mut old, op::PREPARE, &[1, 42]).unwrap();
+    control(a, &mut old, op::EXPORT, &[]).unwrap();
+    control(b, &mut new, op::IMPORT, &[42]).unwrap();
+    control(b, &mut new, op::PROBATION, &[77]).unwrap();
+    control(b, &mut new, op::ACTIVATE, &[]).unwrap();
+    control(a, &mut old, op::RETIRE, &[]).unwrap();
+    kv_call(b, &mut new, KvRequest::Put { key: b"b", value: b"2" });
+    kv_call(b, &mut new, KvRequest::Delete { key: b"a" });
+    kv_call(b, &mut new, KvRequest::Get { key: b"b" });
+    assert_eq!(page(b).counters.journaled.load(Ordering::Relaxed), 3);
+    assert_eq!(page(b).counters.journal_overflow.load(Ordering::Relaxed), 0);
+    // Hot rollback: b stops serving, a replays and takes over.
+    control(b, &mut new, op::FREEZE, &[]).unwrap();
+    assert_eq!(kv_call(b, &mut new, KvRequest::Get { key: b"b" }).label, shell_label::MOVED);
+    assert!(control(a, &mut old, op::REPLAY, &[78]).unwrap_err().contains("another probation"));
+    assert_eq!(control(a, &mut old, op::REPLAY, &[77]).unwrap().word(0), 3);
+    control(a, &mut old, op::ACTIVATE, &[]).unwrap();
+    assert_eq!(KvReply::parse(&kv_call(a, &mut old, KvRequest::Get { key: b"b" })).unwrap().data, b"2");
+    let gone = kv_call(a, &mut old, KvRequest::Get { key: b"a" });
+    assert_eq!(KvReply::parse(&gone).unwrap().status, KvStatus::NotFound, "the delete was replayed");
+}
+
+/// The progress counters the manager's watchdog reads: an event in
+/// progress shows, a finished one does not.
+#[test]
+fn a_slot_counts_the_events_it_begins_and_ends() {
+    let image = kv_v1();
+    let (pd, mut shell) = slot(image);
+    let p = page(pd);
+    let before = p.counters.events_begun.load(Ordering::Relaxed);
+    control(pd, &mut shell, op::LOAD, &[image.len() as u64]).unwrap();
+    assert_eq!(p.busy_in(), None);
+    assert!(p.counters.events_begun.load(Ordering::Relaxed) > before);
 }

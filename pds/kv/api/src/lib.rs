@@ -23,7 +23,7 @@ pub const MOVED_PATIENCE: u32 = 200;
 pub enum KvError {
     /// The service answered with an error status.
     Status(KvStatus),
-    /// The slot failed while running the call: it may or may not have run.
+    /// The service answered that the call failed.
     Failed,
     /// No slot became live within [`UNAVAILABLE_AFTER_NS`].
     Unavailable,
@@ -97,10 +97,20 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
                             self.retried += 1;
                             self.await_new_binding(binding.map_or(0, |b| b.generation));
                         }
-                        shell_label::FAILED => return Err(KvError::Failed),
+                        // The slot failed in the call: it was not
+                        // journaled, so if the service goes back to its
+                        // previous version (probation) it never ran; retry
+                        // once the manager has dealt with the slot.
+                        shell_label::FAILED => {
+                            self.retried += 1;
+                            self.await_new_binding(binding.map_or(0, |b| b.generation));
+                        }
                         _ => return KvReply::parse(&self.msg).ok_or(KvError::BadReply),
                     },
-                    Err(PpcError::CalleeFaulted) => return Err(KvError::Failed),
+                    Err(PpcError::CalleeFaulted) => {
+                        self.retried += 1;
+                        self.await_new_binding(binding.map_or(0, |b| b.generation));
+                    }
                     // The slot went away before it took the call, which so
                     // did not run: look the service up again.
                     Err(PpcError::NotDelivered) => self.retried += 1,

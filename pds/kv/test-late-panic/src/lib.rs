@@ -1,0 +1,4 @@
+//! Test module: kv whose a call panics after a few thousand calls.
+#![no_std]
+
+module_rt::export_module!(kv_faulty::Faulty<{ kv_faulty::mode::LATE_PANIC }>);

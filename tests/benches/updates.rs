@@ -23,7 +23,15 @@
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates: 16 pairs of adjacent 250 ms windows,
-//!   the median of the pairs' ratios (goal >= 0.90).
+//!   the median of the pairs' ratios (goal >= 0.90);
+//! - `probation_ppc_ratio`: a kv put while the update is on probation (the
+//!   new slot journals it) against one after the update was accepted:
+//!   alternating 40 ms phases, batches of 5,000 puts from one client, the
+//!   median batch of each kind (goal <= 1.05);
+//! - `hang_recovery_ms`: a new version that spins in a call after 2,000
+//!   calls: from the start of the call that hung to its answer, served by
+//!   the old version after the hot rollback (the client's retry), as the
+//!   client measures it; 5 rounds.
 #[path = "support/xproc.rs"]
 mod xproc;
 
@@ -246,6 +254,93 @@ fn throughput() {
     assert_eq!(sys.shutdown(), 0);
 }
 
+/// A one-instance kv system with one bench client PD named `client`.
+fn kv_with_client(store: &str, client: &str) -> std::path::PathBuf {
+    system(
+        store,
+        "kv0",
+        0x20000,
+        "",
+        &format!(
+            r#"<protection_domain name="{client}" id="3" priority="50">
+            <program_image path="bench_pd.elf" />
+            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
+        </protection_domain>"#
+        ),
+        &format!(
+            r#"<channel><end pd="{client}" id="0" pp="true" /><end pd="kv0_a" id="1" /></channel>
+    <channel><end pd="{client}" id="1" pp="true" /><end pd="kv0_b" id="1" /></channel>"#
+        ),
+    )
+}
+
+fn probation_ppc() {
+    let mut sys = System::boot(Some(&kv_with_client("images.bin", "probclient")));
+    assert!(sys.command("probation 600000").contains("probation for the next updates"));
+    wait_log(&sys, "BATCH ", Duration::from_secs(60));
+    let now = host_runtime::pd::monotonic_ns;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for cycle in 0..12 {
+        let image = if cycle % 2 == 0 { "kv-v2" } else { "kv-v3" };
+        assert!(sys.command(&format!("update kv {image}")).contains("done:"));
+        let t = now();
+        std::thread::sleep(Duration::from_millis(40));
+        on.push((t, now()));
+        assert!(sys.command("accept kv").contains("for good"));
+        let t = now();
+        std::thread::sleep(Duration::from_millis(40));
+        off.push((t, now()));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let lines = sys.log.lock().unwrap().clone();
+    let batches: Vec<(u64, u64, f64)> = lines
+        .iter()
+        .filter_map(|l| l.split("BATCH ").nth(1))
+        .filter_map(|b| {
+            let v: Vec<&str> = b.split_whitespace().collect();
+            Some((v.first()?.parse().ok()?, v.get(1)?.parse().ok()?, v.get(2)?.parse().ok()?))
+        })
+        .collect();
+    let within = |phases: &[(u64, u64)]| -> Vec<f64> {
+        batches.iter().filter(|(s, e, _)| phases.iter().any(|(a, b)| a <= s && e <= b)).map(|b| b.2).collect()
+    };
+    let (mut a, mut b) = (within(&on), within(&off));
+    assert!(a.len() >= 5 && b.len() >= 5, "too few batches inside the phases: {} on, {} off", a.len(), b.len());
+    let (a, b) = (median(&mut a), median(&mut b));
+    println!("probation_put_ns: {a:.0}");
+    println!("final_put_ns: {b:.0}");
+    println!("probation_ppc_ratio: {:.3}", a / b);
+    assert_eq!(sys.shutdown(), 0);
+}
+
+fn hang_recovery() {
+    let mut sys = System::boot(Some(&kv_with_client("test-images.bin", "hangclient")));
+    let mut ms = Vec::new();
+    for round in 1..=5 {
+        assert!(sys.command("update kv kv-late-spin").contains("done:"));
+        sys.wait_for("rolled back on probation", Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let value = loop {
+            let lines = sys.log.lock().unwrap().clone();
+            let found: Vec<f64> = lines
+                .iter()
+                .filter_map(|l| l.split("BENCH hang_recovery_ms: ").nth(1))
+                .filter_map(|v| v.trim().parse().ok())
+                .collect();
+            if found.len() >= round {
+                break found[round - 1];
+            }
+            assert!(Instant::now() < deadline, "the hung call was never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        ms.push(value);
+    }
+    assert!(!sys.log.lock().unwrap().iter().any(|l| l.contains("hang_client_wrong_reply")));
+    println!("hang_recovery_ms_rounds: {ms:?}");
+    println!("hang_recovery_ms: {:.0}", median(&mut ms));
+    assert_eq!(sys.shutdown(), 0);
+}
+
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
@@ -259,5 +354,11 @@ fn main() {
     }
     if run("throughput") {
         throughput();
+    }
+    if run("probation_ppc") {
+        probation_ppc();
+    }
+    if run("hang_recovery") {
+        hang_recovery();
     }
 }

@@ -88,7 +88,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.say(&format!("\nfault: {name}: {what}\n"));
         if live && self.instances[i].probation.is_some() && !self.journal_overflowed(i) {
             let service = self.instances[i].service.clone();
-            let text = self.hot_rollback(&service, Some((i, k)), &format!("{name} {what}"));
+            let mut text = self.hot_rollback(&service, Some((i, k)), &format!("{name} {what}"));
+            if let Some(began) = t.hang_began() {
+                let ms = self.pd.now_ns().saturating_sub(began) / 1_000_000;
+                text.push_str(&format!("recovered: serving again {ms} ms after the hang began\n"));
+            }
             self.say(&text);
             return;
         }

@@ -80,7 +80,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         for i in 0..self.instances.len() {
             if self.probation_over(i, now) {
                 let service = self.instances[i].service.clone();
+                self.say("\n");
                 self.make_final(&service, "probation over");
+                self.say(crate::console::PROMPT);
             }
         }
     }
@@ -108,7 +110,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
         }
         if let Some((image, v)) = version {
-            self.say(&format!("\n{why}: {service} runs {image} (v{v}) for good\n{}", crate::console::PROMPT));
+            self.say(&format!("{why}: {service} runs {image} (v{v}) for good\n"));
             self.record(format!("final {service}"), [None; 5], Ok(format!("{image} final ({why})")));
         }
     }

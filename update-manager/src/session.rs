@@ -163,18 +163,24 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     fn on_event(&mut self, e: Event) {
         match e {
-            // While an update runs, a command that changes something waits
-            // for it to end; one that only reads is answered now.
-            Event::Line(line) if self.busy || !self.deferred_lines.is_empty() => match command::parse(&line) {
-                Ok(Some(cmd)) if cmd.reads_only() && self.deferred_lines.is_empty() => self.run(cmd),
-                Ok(None) => {}
-                Err(msg) => self.say(&format!("error: {msg}\n")),
-                Ok(Some(_)) => {
-                    self.deferred_lines.push_back(line);
-                    return;
+            // Lines run in the order typed, from `after_event`, never in the
+            // middle of the input being decoded (a command that runs an
+            // update takes console input meanwhile). While an update runs,
+            // a command that only reads is answered at once, if no line
+            // waits before it.
+            Event::Line(line) => {
+                if self.busy && self.deferred_lines.is_empty() {
+                    if let Ok(Some(cmd)) = command::parse(&line) {
+                        if cmd.reads_only() {
+                            self.run(cmd);
+                            self.say(PROMPT);
+                            return;
+                        }
+                    }
                 }
-            },
-            Event::Line(line) => return self.run_line(&line),
+                self.deferred_lines.push_back(line);
+                return;
+            }
             Event::TooLong => {
                 self.say(&format!("error: line too long (at most {} characters)\n", crate::console::MAX_LINE))
             }

@@ -17,9 +17,9 @@ use interfaces::Message;
 use pd_api::{ChildId, Event, Fault, Pd};
 
 /// Deadline of one control step (load, init, activate, ...).
-pub const STEP_NS: u64 = 2_000_000_000;
+pub const STEP_NS: u64 = 1_000_000_000;
 /// Deadline of an export or an import (they copy the state).
-pub const TRANSFER_NS: u64 = 10_000_000_000;
+pub const TRANSFER_NS: u64 = 2_000_000_000;
 /// A slot inside one event for this long hangs.
 pub const HANG_NS: u64 = 1_000_000_000;
 /// How often the watchdog looks.
@@ -35,10 +35,13 @@ pub enum Trouble {
         incarnation: u32,
         fault: Fault,
     },
-    /// Stopped by the watchdog: inside one event past [`HANG_NS`].
+    /// Stopped: inside one event past [`HANG_NS`] (the watchdog), or no
+    /// answer to a command by its deadline. `since_ns`: when the watchdog
+    /// first saw the slot inside that event (0: not known).
     Hang {
         child: ChildId,
         incarnation: u32,
+        since_ns: u64,
     },
 }
 
@@ -51,6 +54,13 @@ impl Trouble {
     pub fn incarnation(&self) -> u32 {
         match *self {
             Trouble::Fault { incarnation, .. } | Trouble::Hang { incarnation, .. } => incarnation,
+        }
+    }
+    /// When a hang began, as far as the watchdog saw it.
+    pub fn hang_began(&self) -> Option<u64> {
+        match *self {
+            Trouble::Hang { since_ns, .. } if since_ns != 0 => Some(since_ns),
+            _ => None,
         }
     }
     pub fn describe(&self) -> String {
@@ -147,7 +157,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     if let Some(c) = self.child_index(child) {
                         self.children[c].2 += 1;
                     }
-                    self.troubles.push(Trouble::Hang { child, incarnation });
+                    self.troubles.push(Trouble::Hang { child, incarnation, since_ns: 0 });
                 }
                 return Err(CommandError::Hung);
             }
@@ -240,15 +250,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     continue;
                 }
                 let busy = slot.page.busy_in();
-                let hung = match (busy, slot.watch) {
+                let (hung, since) = match (busy, slot.watch) {
                     (None, _) => {
                         slot.watch = None;
-                        false
+                        (false, 0)
                     }
-                    (Some(n), Some((seen, since))) if n == seen => now.saturating_sub(since) >= HANG_NS,
+                    (Some(n), Some((seen, since))) if n == seen => (now.saturating_sub(since) >= HANG_NS, since),
                     (Some(n), _) => {
                         slot.watch = Some((n, now));
-                        false
+                        (false, 0)
                     }
                 };
                 if !hung {
@@ -268,7 +278,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 if let Some(c) = self.child_index(child) {
                     self.children[c].2 += 1;
                 }
-                self.troubles.push(Trouble::Hang { child, incarnation });
+                self.troubles.push(Trouble::Hang { child, incarnation, since_ns: since });
             }
         }
     }

@@ -128,6 +128,9 @@ pub struct PdBlock {
     pub request: AtomicU32,
     /// Bumped on every (re)start, so a caller can tell a restarted callee.
     pub incarnation: AtomicU32,
+    /// The incarnation whose death `fault_kind` describes: a report about
+    /// an incarnation that was restarted since is stale.
+    pub fault_incarnation: AtomicU32,
     pub fault_kind: AtomicU32,
     pub fault_code: AtomicI64,
     pub call: CallSlot,

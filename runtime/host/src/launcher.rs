@@ -241,6 +241,7 @@ impl Board {
         }
         let name = self.sys.pds[i].name.clone();
         let b = &self.kernel().pds[i];
+        b.fault_incarnation.store(b.incarnation.load(Ordering::Acquire), Ordering::Release);
         b.fault_kind.store(kind, Ordering::Release);
         b.fault_code.store(code, Ordering::Release);
         self.mark_dead(i, false);

@@ -132,10 +132,16 @@ impl HostPd {
         self.me().fault_pending.swap(0, Ordering::Acquire) | self.taken_faults.swap(0, Ordering::Relaxed)
     }
 
-    /// The fault of child PD `index`, as the parent's `Fault` event.
+    /// The fault of child PD `index`, as the parent's `Fault` event; `None`
+    /// if it is about an incarnation that was restarted since (a report
+    /// taken off the kernel page before the restart, not yet delivered).
     fn fault_event(&self, index: usize) -> Option<pd_api::Event> {
         let c = self.cfg.children.iter().find(|c| c.index == index)?;
-        Some(pd_api::Event::Fault(c.id, self.kernel().pds[index].fault()))
+        let b = &self.kernel().pds[index];
+        if b.fault_incarnation.load(Ordering::Acquire) != b.incarnation.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(pd_api::Event::Fault(c.id, b.fault()))
     }
 
     fn child_index(&self, child: ChildId) -> Option<usize> {

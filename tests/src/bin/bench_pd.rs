@@ -9,6 +9,12 @@
 //!   it in the caches while a "warm" generation is live.
 //! - `blobcheck<N>`: fills the state and checks its checksum for ever.
 //! - `capwriter`: a hostile client that writes the capability map.
+//! - `probclient`: kv puts in batches, each logged with its start, end and
+//!   cost per call (`BATCH start_ns end_ns ns_per_call`): the benchmark
+//!   sorts them by whether a probation was on.
+//! - `hangclient`: kv puts and gets, each checked; a call that took over
+//!   200 ms (it hit a slot that hung, and was answered after the rollback)
+//!   is logged as `BENCH hang_recovery_ms: N`.
 use domain_shell::{host_loader::SharedObjectLoader, ModuleLoader};
 use host_runtime::HostPd;
 use interfaces::abi::{ModuleEntry, RegionInfo, ShellEnv, ABI_VERSION};
@@ -229,6 +235,44 @@ impl Handler<HostPd> for Role {
     }
 }
 
+fn prob_client(pd: &HostPd) {
+    let mut kv = kv_api::KvClient::connect(pd, "kv").expect("kv instance");
+    const BATCH: u32 = 5_000;
+    loop {
+        let start = pd.now_ns();
+        for i in 0..BATCH {
+            kv.put(b"bench", &i.to_le_bytes()).expect("put");
+        }
+        let end = pd.now_ns();
+        pd.log(format_args!("BATCH {start} {end} {:.1}", (end - start) as f64 / BATCH as f64));
+        if pd.halting() {
+            return;
+        }
+    }
+}
+
+fn hang_client(pd: &HostPd) {
+    let mut kv = kv_api::KvClient::connect(pd, "kv").expect("kv instance");
+    let mut out = [0u8; 16];
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let t = pd.now_ns();
+        kv.put(b"hang", &n.to_le_bytes()).expect("put");
+        let took = pd.now_ns() - t;
+        let got = kv.get(b"hang", &mut out).expect("get");
+        if got != Some(8) || out[..8] != n.to_le_bytes() {
+            pd.log(format_args!("BENCH hang_client_wrong_reply: {n}"));
+        }
+        if took > 200_000_000 {
+            pd.log(format_args!("BENCH hang_recovery_ms: {}", took / 1_000_000));
+        }
+        if pd.halting() {
+            return;
+        }
+    }
+}
+
 fn main() {
     host_runtime::run(|pd| {
         let name = pd.name();
@@ -237,6 +281,10 @@ fn main() {
         }
         if name == "benchclient" {
             bench_client(pd);
+        } else if name == "probclient" {
+            prob_client(pd);
+        } else if name == "hangclient" {
+            hang_client(pd);
         } else if name.starts_with("capwriter") {
             // A hostile client: tries to point kv0 at another slot by
             // writing the capability map, which is mapped read-only here.

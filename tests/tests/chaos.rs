@@ -1,0 +1,239 @@
+//! The chaos soak: thousands of random operator events under four clients
+//! that check every reply: updates, rollbacks (on probation and after),
+//! acceptances, every way a new version can misbehave (before its commit,
+//! and after it: spinning, faulting, panicking), refused uploads, and
+//! commands typed ahead of each other. Nothing may be lost: 0 wrong and
+//! 0 failed calls, and full audits at the end. It reports the number of
+//! events, the console's worst answer time and the recoveries from hangs.
+//!
+//! `CHAOS_EVENTS` (default 2000) and `CHAOS_SEED` change the run.
+use bundle::Target;
+use std::time::{Duration, Instant};
+use system_tests::{assert_clean_progress, client_totals, system_with_store, System};
+use upload::send::send_bundle;
+
+/// xorshift64*: a fixed sequence per seed, so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What an event expects of the console's answer.
+enum Expect {
+    /// Committed: a `done:` line.
+    Done,
+    /// Refused or failed before the commit, rolled back.
+    RolledBack,
+    /// Committed, then rolled back on probation when the new version
+    /// misbehaved (a hang: the watchdog's report names the recovery).
+    CommittedThenRolledBack { hang: bool },
+    /// Anything but an `error:` (status, accept, rollback with nothing to
+    /// go back to, ...).
+    Answer,
+}
+
+/// The failures before a commit, each with what the update prints.
+const FAIL_BEFORE_COMMIT: &[&str] =
+    &["kv-fault-init", "kv-abort-init", "kv-bad-import", "kv-fault-import", "kv-abort-import", "kv-needs-timer"];
+
+fn signed(package: &str, key: &std::path::Path) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("chaos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join(format!("{package}.so"));
+    std::fs::write(&image, xtask::build_module(package).unwrap()).unwrap();
+    let out = dir.join(format!("{package}.bundle"));
+    xtask::keys::sign(key, Target::Host, &image, &out).unwrap();
+    std::fs::read(out).unwrap()
+}
+
+/// A random event; `late`: may be a version that misbehaves after its
+/// commit (not in type-ahead, where the next line could roll it back
+/// before it misbehaves).
+fn pick(rng: &mut Rng, late: bool) -> (String, Expect) {
+    let r = rng.below(if late { 100 } else { 75 });
+    let line = |s: String, e| (s, e);
+    match r {
+        0..=29 => line(format!("update kv kv-v{}", 2 + rng.below(2)), Expect::Done),
+        30..=49 => line("rollback kv".into(), Expect::Answer),
+        50..=54 => line("accept kv".into(), Expect::Answer),
+        // A spin costs the watchdog's deadline (a second or two): rarer.
+        55..=56 => {
+            let img = ["kv-spin-init", "kv-spin-import"][rng.below(2) as usize];
+            line(format!("update kv {img}"), Expect::RolledBack)
+        }
+        57..=74 => {
+            let img = FAIL_BEFORE_COMMIT[rng.below(FAIL_BEFORE_COMMIT.len() as u64) as usize];
+            line(format!("update kv {img}"), Expect::RolledBack)
+        }
+        75..=84 => {
+            let img = ["kv-late-fault", "kv-late-panic"][rng.below(2) as usize];
+            line(format!("update kv {img}"), Expect::CommittedThenRolledBack { hang: false })
+        }
+        85..=86 => {
+            let img = ["kv-late-spin", "kv-spin-notified"][rng.below(2) as usize];
+            line(format!("update kv {img}"), Expect::CommittedThenRolledBack { hang: true })
+        }
+        _ => line("status".into(), Expect::Answer),
+    }
+}
+
+#[test]
+fn chaos_soak_under_load_loses_nothing() {
+    let events: usize = std::env::var("CHAOS_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_c4a0_5);
+    eprintln!("chaos: {events} events, seed {seed} (CHAOS_SEED to replay)");
+    let dev_key = xtask::workspace_root().join("keys/dev.key");
+    let stranger_dir = std::env::temp_dir().join(format!("chaos-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&stranger_dir).unwrap();
+    let (stranger, _) = xtask::keys::keygen(&stranger_dir.join("stranger")).unwrap();
+    let forged = signed("kv-v4", &stranger);
+    let mut corrupt = signed("kv-v4", &dev_key);
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0x40;
+
+    let mut sys = System::boot(Some(&system_with_store("test-images.bin")));
+    // A window long enough that every misbehaving version misbehaves while
+    // on probation, whatever the load (the journal's room bounds it too).
+    assert!(sys.command("probation 60000").contains("probation for the next updates"));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sys.status();
+    let mut rng = Rng(seed | 1);
+    let (mut worst_answer, mut hang_recoveries, mut counts) = (Duration::ZERO, Vec::new(), [0usize; 6]);
+    let start = Instant::now();
+    let mut done = 0;
+    while done < events {
+        match rng.below(40) {
+            // Refused uploads: a stranger's signature, a damaged bundle.
+            0 => {
+                let bundle = if rng.below(2) == 0 { &forged } else { &corrupt };
+                let t = Instant::now();
+                let out = send_bundle(&mut sys, bundle, |_, _| {}).unwrap();
+                worst_answer = worst_answer.max(t.elapsed());
+                assert!(!out.admitted, "event {done}: a bad bundle was admitted: {out:?}");
+                // Late answers to resent frames may follow: read past them.
+                assert!(sys.command("version").contains("update manager"));
+                counts[5] += 1;
+                done += 1;
+                continue;
+            }
+            // Type-ahead: three lines at once, answered in order.
+            1..=4 => {
+                let picks: Vec<(String, Expect)> = (0..3).map(|_| pick(&mut rng, false)).collect();
+                let text: String = picks.iter().map(|(l, _)| format!("{l}\n")).collect();
+                sys.type_bytes(text.as_bytes());
+                for (line, expect) in &picks {
+                    let mut out = sys.next_output(Duration::from_secs(60));
+                    // A probation that ended on its own says so between two
+                    // answers.
+                    while out.trim_start().starts_with("probation over") {
+                        out = sys.next_output(Duration::from_secs(60));
+                    }
+                    check(done, line, expect, &out, &mut sys, &mut hang_recoveries, &mut counts);
+                    done += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let (line, expect) = pick(&mut rng, true);
+        let t = Instant::now();
+        let out = sys.command(&line);
+        if matches!(expect, Expect::Answer) {
+            worst_answer = worst_answer.max(t.elapsed());
+        }
+        check(done, &line, &expect, &out, &mut sys, &mut hang_recoveries, &mut counts);
+        done += 1;
+        if done % 200 == 0 {
+            let t = Instant::now();
+            let rows = sys.status();
+            worst_answer = worst_answer.max(t.elapsed());
+            for (name, _, wrong, failed, _) in client_totals(&rows) {
+                assert_eq!((wrong, failed), (0, 0), "after event {done}: {name}");
+            }
+        }
+    }
+    let end = sys.status();
+    let after = assert_clean_progress(&mut sys, &end);
+    for ((name, v0, ..), (_, v1, ..)) in client_totals(&before).iter().zip(&client_totals(&after)) {
+        assert!(v1 > v0, "{name}: verified replies grew ({v0} -> {v1})");
+    }
+    hang_recoveries.sort();
+    eprintln!(
+        "chaos: {done} events in {:.1?}: {} committed, {} refused or failed before the commit, {} rolled back on probation \
+         ({} hangs), {} other commands, {} refused uploads; console's worst answer {worst_answer:?}; \
+         hang recovery (ms from the hang's start to serving again): {:?}",
+        start.elapsed(),
+        counts[0],
+        counts[1],
+        counts[2],
+        hang_recoveries.len(),
+        counts[3],
+        counts[5],
+        hang_recoveries,
+    );
+    assert!(counts[2] > 0 && !hang_recoveries.is_empty(), "the run covered misbehaviour after the commit");
+    assert_eq!(sys.shutdown(), 0);
+}
+
+fn check(
+    k: usize,
+    line: &str,
+    expect: &Expect,
+    out: &str,
+    sys: &mut System,
+    recoveries: &mut Vec<u64>,
+    counts: &mut [usize; 6],
+) {
+    let tail: String = sys.transcript.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect();
+    let ctx = || format!("event {k}: '{line}':\n{out}\n--- console's last output ---\n{tail}");
+    if std::env::var_os("CHAOS_TRACE").is_some() {
+        eprintln!("--- event {k}: {line}\n{out}");
+    }
+    assert!(!out.lines().any(|l| l.starts_with("error:")) || matches!(expect, Expect::Answer), "{}", ctx());
+    match expect {
+        Expect::Done if out.contains("already runs") => counts[3] += 1,
+        Expect::Done => {
+            assert!(out.contains("done: kv0 runs") && out.contains("kv1 runs"), "{}", ctx());
+            counts[0] += 1;
+        }
+        Expect::RolledBack => {
+            assert!(out.contains("FAILED") && out.contains("nothing was lost"), "{}", ctx());
+            counts[1] += 1;
+        }
+        Expect::CommittedThenRolledBack { hang } => {
+            assert!(out.contains("done: kv0 runs"), "{}", ctx());
+            // The misbehaviour comes after a few thousand calls (or the
+            // first notification); the report follows on its own.
+            let report = sys.wait_for("rolled back on probation", Duration::from_secs(60));
+            // Up to the end of the report's lines; its prompt stays for the
+            // next command.
+            let mut rest = sys.wait_for("\ndone: ", Duration::from_secs(30));
+            rest.push_str(&sys.wait_for("\n", Duration::from_secs(10)));
+            if std::env::var_os("CHAOS_TRACE").is_some() {
+                eprintln!("--- report:\n{report}{rest}");
+            }
+            assert!(!report.contains("state was lost") && !rest.contains("state was lost"), "{report}{rest}");
+            if *hang {
+                let tail = sys.wait_for("after the hang began\n", Duration::from_secs(10));
+                let ms = tail
+                    .rsplit("serving again ")
+                    .next()
+                    .and_then(|t| t.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no recovery time in: {tail}"));
+                recoveries.push(ms);
+            }
+            counts[2] += 1;
+        }
+        Expect::Answer => counts[3] += 1,
+    }
+}

@@ -10,7 +10,26 @@
 use bundle::Target;
 use std::time::{Duration, Instant};
 use system_tests::{assert_clean_progress, client_totals, system_with_store, System};
-use upload::send::send_bundle;
+use upload::send::{send_bundle, Line};
+
+/// A line that is cut after `left` sends: a broken-off upload.
+struct CutLine<'a> {
+    sys: &'a mut System,
+    left: usize,
+}
+
+impl Line for CutLine<'_> {
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("the line was cut"));
+        }
+        self.left -= 1;
+        self.sys.send(bytes)
+    }
+    fn recv_frame(&mut self, timeout: Duration) -> std::io::Result<Option<(upload::Kind, u16, Vec<u8>)>> {
+        self.sys.recv_frame(timeout)
+    }
+}
 
 /// xorshift64*: a fixed sequence per seed, so a failure can be replayed.
 struct Rng(u64);
@@ -96,7 +115,8 @@ fn chaos_soak_under_load_loses_nothing() {
     std::fs::create_dir_all(&stranger_dir).unwrap();
     let (stranger, _) = xtask::keys::keygen(&stranger_dir.join("stranger")).unwrap();
     let forged = signed("kv-v4", &stranger);
-    let mut corrupt = signed("kv-v4", &dev_key);
+    let genuine = signed("kv-v4", &dev_key);
+    let mut corrupt = genuine.clone();
     let mid = corrupt.len() / 2;
     corrupt[mid] ^= 0x40;
 
@@ -106,19 +126,30 @@ fn chaos_soak_under_load_loses_nothing() {
     assert!(sys.command("probation 60000").contains("probation for the next updates"));
     std::thread::sleep(Duration::from_millis(300));
     let before = sys.status();
+    let images = sys.command("images");
     let mut rng = Rng(seed | 1);
     let (mut worst_answer, mut hang_recoveries, mut counts) = (Duration::ZERO, Vec::new(), [0usize; 6]);
     let start = Instant::now();
     let mut done = 0;
     while done < events {
         match rng.below(40) {
-            // Refused uploads: a stranger's signature, a damaged bundle.
+            // Refused uploads (a stranger's signature, a damaged bundle),
+            // and a genuine one broken off half way: none changes anything.
             0 => {
-                let bundle = if rng.below(2) == 0 { &forged } else { &corrupt };
                 let t = Instant::now();
-                let out = send_bundle(&mut sys, bundle, |_, _| {}).unwrap();
+                match rng.below(3) {
+                    2 => {
+                        let left = 1 + rng.below(40) as usize;
+                        let cut = send_bundle(&mut CutLine { sys: &mut sys, left }, &genuine, |_, _| {});
+                        assert!(cut.is_err(), "event {done}: the cut upload finished: {cut:?}");
+                    }
+                    k => {
+                        let bundle = if k == 0 { &forged } else { &corrupt };
+                        let out = send_bundle(&mut sys, bundle, |_, _| {}).unwrap();
+                        assert!(!out.admitted, "event {done}: a bad bundle was admitted: {out:?}");
+                    }
+                }
                 worst_answer = worst_answer.max(t.elapsed());
-                assert!(!out.admitted, "event {done}: a bad bundle was admitted: {out:?}");
                 // Late answers to resent frames may follow: read past them.
                 assert!(sys.command("version").contains("update manager"));
                 counts[5] += 1;
@@ -161,6 +192,7 @@ fn chaos_soak_under_load_loses_nothing() {
             }
         }
     }
+    assert_eq!(sys.command("images"), images, "no upload, refused or broken off, changed the images");
     let end = sys.status();
     let after = assert_clean_progress(&mut sys, &end);
     for ((name, v0, ..), (_, v1, ..)) in client_totals(&before).iter().zip(&client_totals(&after)) {
@@ -169,7 +201,7 @@ fn chaos_soak_under_load_loses_nothing() {
     hang_recoveries.sort();
     eprintln!(
         "chaos: {done} events in {:.1?}: {} committed, {} refused or failed before the commit, {} rolled back on probation \
-         ({} hangs), {} other commands, {} refused uploads; console's worst answer {worst_answer:?}; \
+         ({} hangs), {} other commands, {} refused or broken-off uploads; console's worst answer {worst_answer:?}; \
          hang recovery (ms from the hang's start to serving again): {:?}",
         start.elapsed(),
         counts[0],

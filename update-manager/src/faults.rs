@@ -58,7 +58,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 continue; // a restart since dealt with it
             }
             self.handle_trouble(t, c);
-            self.say(PROMPT);
+            // Input typed meanwhile brings its own prompt.
+            if self.deferred.is_empty() {
+                self.say(PROMPT);
+            }
         }
     }
 

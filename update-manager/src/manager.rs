@@ -102,8 +102,16 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) busy: bool,
     /// Faults and hangs noted while busy, handled once the operation ends.
     pub(crate) troubles: Vec<crate::supervise::Trouble>,
-    /// Command lines typed while busy that change something: run after.
-    pub(crate) deferred_lines: alloc::collections::VecDeque<String>,
+    /// Console input taken off the queue and not yet decoded: shared by
+    /// the event loop and the waits inside an update, so that bytes are
+    /// decoded in the order they came, whoever takes them.
+    pub(crate) input: alloc::collections::VecDeque<u8>,
+    /// What was typed while busy that waits for the operation to end: each
+    /// line with its echo (held back, so that every command's echo stands
+    /// right before its answer).
+    pub(crate) deferred: alloc::collections::VecDeque<crate::session::Deferred>,
+    /// The echo of the line being typed while busy.
+    pub(crate) held_echo: String,
     /// Probation settings for the next updates.
     pub(crate) probation_policy: crate::probation::Policy,
     /// The input ended at this time: halt once the output is out.
@@ -213,7 +221,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             incarnations: alloc::vec![0; children_len],
             busy: false,
             troubles: Vec::new(),
-            deferred_lines: Default::default(),
+            input: Default::default(),
+            deferred: Default::default(),
+            held_echo: String::new(),
             probation_policy: Default::default(),
             halt_requested: None,
         };
@@ -341,15 +351,17 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn console_input(&mut self) {
         let mut buf = [0u8; 256];
         loop {
-            let n = match self.console.rx.pop(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => n,
+            match self.console.rx.pop(&mut buf) {
+                Ok(0) if self.input.is_empty() => return,
+                Ok(n) => self.input.extend(&buf[..n]),
                 Err(_) => {
                     self.pd.log(format_args!("serial driver wrote an impossible rx index; input dropped"));
                     return;
                 }
-            };
-            for &b in &buf[..n] {
+            }
+            // One byte at a time from the shared queue: a command run from
+            // here may wait for a slot, and the waits take input too.
+            while let Some(b) = self.input.pop_front() {
                 match self.demux(b) {
                     crate::uploads::Input::Console(c) => self.console_byte(c),
                     crate::uploads::Input::Console2(a, c) => {

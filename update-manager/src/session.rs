@@ -10,9 +10,18 @@ use crate::update::Target;
 use alloc::{format, string::String, vec::Vec};
 use pd_api::Pd;
 
-/// Stands for the end of input among deferred lines (no typed line holds
-/// a control character).
-const END_OF_INPUT: &str = "\u{4}";
+/// Console input that waits for an operation to end, with its echo.
+pub(crate) struct Deferred {
+    echo: String,
+    what: Typed,
+}
+
+enum Typed {
+    Line(String),
+    /// A line that was refused as typed (too long, garbage): its error.
+    Refused(String),
+    EndOfInput,
+}
 
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn record_upload(&mut self, outcome: String, admitted: bool) {
@@ -127,17 +136,32 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    /// Runs one command line (typed, or deferred while an update ran).
+    /// Runs one command line and prompts again.
     pub(crate) fn run_line(&mut self, line: &str) {
-        if line == END_OF_INPUT {
-            return self.on_event(Event::EndOfInput);
-        }
         match command::parse(line) {
             Ok(Some(cmd)) => self.run(cmd),
             Ok(None) => {}
             Err(msg) => self.say(&format!("error: {msg}\n")),
         }
         self.say(PROMPT);
+    }
+
+    /// Runs what was typed while an operation ran, in order, until one of
+    /// them starts another (whose waits may defer more).
+    pub(crate) fn run_deferred(&mut self) {
+        while !self.busy {
+            let Some(d) = self.deferred.pop_front() else { return };
+            self.say(&d.echo);
+            match d.what {
+                Typed::Line(line) => self.run_line(&line),
+                Typed::Refused(why) => {
+                    self.say(&why);
+                    self.say(PROMPT);
+                }
+                Typed::EndOfInput => self.on_event(Event::EndOfInput),
+            }
+            self.handle_troubles();
+        }
     }
 
     /// Halts once the console output is out (after end of input), or
@@ -149,49 +173,56 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    /// One byte of typed input through the line editor.
+    /// One byte of typed input through the line editor. While an operation
+    /// runs (or input typed during one waits), the echo is held back and
+    /// the line queued with it.
     pub(crate) fn console_byte(&mut self, b: u8) {
         let mut echo = String::new();
         let ev = self.console.editor.feed(b, &mut |s| echo.push_str(s));
-        if !echo.is_empty() {
+        let holding = self.busy || !self.deferred.is_empty();
+        if holding {
+            self.held_echo.push_str(&echo);
+        } else {
+            let held = core::mem::take(&mut self.held_echo);
+            self.say(&held);
             self.say(&echo);
         }
-        if let Some(ev) = ev {
-            self.on_event(ev);
+        let Some(ev) = ev else { return };
+        if !holding {
+            return self.on_event(ev);
         }
-    }
-
-    fn on_event(&mut self, e: Event) {
-        match e {
-            // Lines run in the order typed, from `after_event`, never in the
-            // middle of the input being decoded (a command that runs an
-            // update takes console input meanwhile). While an update runs,
-            // a command that only reads is answered at once, if no line
-            // waits before it.
+        let echo = core::mem::take(&mut self.held_echo);
+        let what = match ev {
             Event::Line(line) => {
-                if self.busy && self.deferred_lines.is_empty() {
+                // A command that only reads is answered at once, unless
+                // something typed before it still waits.
+                if self.deferred.is_empty() {
                     if let Ok(Some(cmd)) = command::parse(&line) {
                         if cmd.reads_only() {
+                            self.say(&echo);
                             self.run(cmd);
                             self.say(PROMPT);
                             return;
                         }
                     }
                 }
-                self.deferred_lines.push_back(line);
-                return;
+                Typed::Line(line)
             }
-            Event::TooLong => {
-                self.say(&format!("error: line too long (at most {} characters)\n", crate::console::MAX_LINE))
-            }
-            Event::Garbage => self.say("error: line holds bytes that are not printable text\n"),
+            Event::TooLong => Typed::Refused(too_long()),
+            Event::Garbage => Typed::Refused(String::from(GARBAGE)),
+            Event::Cancelled => return self.say(&echo),
+            Event::EndOfInput => Typed::EndOfInput,
+        };
+        self.deferred.push_back(Deferred { echo, what });
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Line(line) => return self.run_line(&line),
+            Event::TooLong => self.say(&too_long()),
+            Event::Garbage => self.say(GARBAGE),
             Event::Cancelled => {}
             Event::EndOfInput => {
-                if self.busy || !self.deferred_lines.is_empty() {
-                    // Halt after the commands typed before the end.
-                    self.deferred_lines.push_back(String::from(END_OF_INPUT));
-                    return;
-                }
                 self.say("end of input: halting\n");
                 self.flush();
                 self.halt_requested = Some(self.pd.now_ns());
@@ -200,4 +231,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         self.say(PROMPT);
     }
+}
+
+const GARBAGE: &str = "error: line holds bytes that are not printable text\n";
+
+fn too_long() -> String {
+    format!("error: line too long (at most {} characters)\n", crate::console::MAX_LINE)
 }

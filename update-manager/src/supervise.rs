@@ -308,10 +308,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         self.handle_troubles();
         self.timed_work();
-        while let Some(line) = self.deferred_lines.pop_front() {
-            self.run_line(&line);
-            self.handle_troubles();
-        }
+        self.run_deferred();
         self.flush();
         self.maybe_halt();
         self.schedule_tick();

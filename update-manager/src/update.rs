@@ -62,15 +62,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     }
 
     fn switch_inner(&mut self, insts: &[usize], target: Target, timeout_ns: u64) -> Result<([u64; 5], u64), Failure> {
+        let mut times = [0u64; 5];
+        let t = self.pd.now_ns();
+        let steps = self.admit(insts, target).map_err(|e| (Phase::Admit, e))?;
         if let (Target::Image(_), Some(&i)) = (target, insts.first()) {
             // The version on probation is the one this update leaves: its
             // slot pair is needed for the new one.
             let service = self.instances[i].service.clone();
             self.make_final(&service, "made final by a new update");
         }
-        let mut times = [0u64; 5];
-        let t = self.pd.now_ns();
-        let steps = self.admit(insts, target).map_err(|e| (Phase::Admit, e))?;
         self.phase_done(Phase::Admit, t, &mut times);
 
         let t = self.pd.now_ns();

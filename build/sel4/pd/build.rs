@@ -1,7 +1,8 @@
 //! Generates the PD table from the system description: for every PD its
-//! channels (by peer name), mappings (by local name), children and extra
-//! VSpace caps, keyed by PD name at run time; and one `.data` symbol per
-//! `setvar_vaddr` name, for the microkit tool to patch.
+//! channels (by peer name), IRQs (channel id and interrupt number),
+//! mappings (by local name), children and extra VSpace caps, keyed by PD
+//! name at run time; and one `.data` symbol per `setvar_vaddr` name, for
+//! the microkit tool to patch.
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -33,7 +34,7 @@ fn main() {
         }
         out.push_str("],\n        irqs: &[");
         for irq in &pd.irqs {
-            write!(out, "{}, ", irq.id).unwrap();
+            write!(out, "IrqInfo {{ id: {}, irq: {} }}, ", irq.id, irq.irq).unwrap();
         }
         out.push_str("],\n        maps: &[");
         for m in &pd.maps {

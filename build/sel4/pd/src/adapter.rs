@@ -1,12 +1,10 @@
-//! The Microkit event loop around a [`Handler`], and what keeps a
-//! parent from waiting for ever on a child that faults: split calls,
-//! events set aside while a fault report is awaited, and the panic hook
-//! that answers a pending caller.
-use crate::Sel4Pd;
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
-use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, PpcError};
+//! The Microkit event loop around a [`Handler`], and a supervisor's own
+//! way of taking events: [`wait_event`] (a notification, a child's fault,
+//! or the deadline passing) and the timer behind [`Handler::tick`]; plus
+//! the panic hook that answers a pending caller.
+use crate::{timer, Sel4Pd};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use pd_api::{ChannelId, Event, Fault, FaultAction, Handler, Pd};
 use sel4_microkit::{debug_println, Channel, ChannelSet, Child, MessageInfo};
 
 use crate::{get_message, put_message};
@@ -33,106 +31,160 @@ fn decode_fault(info: &MessageInfo) -> Fault {
     Fault::Exception { code: label as i64 }
 }
 
+/// The reply a dying shell sends its pending caller (seL4 label, no
+/// words): a real reply always carries the label word, so it cannot be
+/// mistaken for one. Sent by the panic hook, and by the recovery entry a
+/// parent restarts a faulted or hung child at (`reset::__upd_recover`).
+pub const FAULTED_LABEL: u64 = 0xfa_17ed;
+
+// The PD's event state, shared by `wait_event`, `set_tick` and the event
+// loop. A PD is single-threaded: atomics only make the statics `Sync`.
+// They live in `.bss`, so a restarted PD starts with none.
+
+/// Notification bits [`wait_event`] took off the endpoint but has not
+/// returned yet: for its next call, or for the event loop.
+static KEPT_NOTES: AtomicU64 = AtomicU64::new(0);
+/// When [`Handler::tick`] is due (0: not asked for).
+static TICK_AT: AtomicU64 = AtomicU64::new(0);
+/// The timer's IRQ has been acknowledged once (it starts masked).
+static TIMER_LIVE: AtomicBool = AtomicBool::new(false);
+/// A wait without a timer has been reported once.
+static NO_TIMER_SAID: AtomicBool = AtomicBool::new(false);
+
+/// Microkit's cap of the PD's endpoint (its notification is bound to it).
+const INPUT_CAP: u64 = 1;
+const IS_ENDPOINT_BADGE: u64 = 1 << 63;
+const IS_FAULT_BADGE: u64 = 1 << 62;
+
+fn ack(pd: &Sel4Pd, ch: ChannelId) {
+    if let Err(e) = Channel::new(ch as usize).irq_ack() {
+        pd.log(format_args!("timer irq_ack on channel {ch}: {e}"));
+    }
+}
+
+/// The timer's interrupt arrived: lower it, then unmask the IRQ.
+fn timer_fired(pd: &Sel4Pd, ch: ChannelId) {
+    timer::silence();
+    ack(pd, ch);
+}
+
+/// Sets the timer to fire at `at_ns` (0: disables it).
+fn program(pd: &Sel4Pd, ch: ChannelId, at_ns: u64) {
+    if !TIMER_LIVE.swap(true, Relaxed) {
+        // The kernel hands out an IRQ masked until its first
+        // acknowledgement (rust-sel4's loop acks every IRQ when it starts,
+        // after `init`; the manager's waits begin in `init`).
+        timer_fired(pd, ch);
+    }
+    if at_ns == 0 {
+        timer::silence();
+    } else {
+        timer::arm(at_ns);
+    }
+}
+
+/// [`Pd::set_tick`]: the timer is programmed for the tick now; the event
+/// loop delivers it (see [`Adapter::after_event`]).
+pub(crate) fn set_tick(pd: &Sel4Pd, at_ns: u64) {
+    TICK_AT.store(at_ns.max(1), Relaxed);
+    match pd.timer_channel() {
+        Some(ch) => program(pd, ch, at_ns.max(1)),
+        None => pd.log(format_args!("set_tick: no <irq irq=\"{}\"> in this PD: no tick", timer::TIMER_IRQ)),
+    }
+}
+
+/// [`Pd::wait_event`]: takes the next event off the PD's endpoint with
+/// `seL4_Wait`, which has no reply object. So a faulted child's message
+/// is taken without a reply (the child stays stopped until it is
+/// restarted), and this PD's reply object, which may hold nothing here
+/// anyway, is left alone. Only a PD that serves no protected calls may
+/// wait this way (a call taken without a reply object would leave its
+/// caller stopped): the update manager, which nobody calls.
+///
+/// While it waits, the timer is set for `deadline_ns` (a pending tick
+/// waits for the event loop, which sets the timer for it again).
+pub(crate) fn wait_event(pd: &Sel4Pd, deadline_ns: u64) -> Option<Event> {
+    let timer = pd.timer_channel();
+    loop {
+        let kept = KEPT_NOTES.load(Relaxed);
+        if kept != 0 {
+            KEPT_NOTES.store(kept & (kept - 1), Relaxed);
+            return Some(Event::Notified(kept.trailing_zeros()));
+        }
+        if timer::now_ns() >= deadline_ns {
+            return None;
+        }
+        match timer {
+            Some(ch) => program(pd, ch, deadline_ns),
+            None if !NO_TIMER_SAID.swap(true, Relaxed) => {
+                pd.log(format_args!("wait_event: no timer interrupt: deadlines wait for the next event"))
+            }
+            None => {}
+        }
+        let (info, badge) = sel4::with_ipc_buffer_mut(|b| b.inner_mut().seL4_Wait(INPUT_CAP));
+        if badge & IS_ENDPOINT_BADGE != 0 {
+            pd.log(format_args!("a protected call arrived at a PD that serves none: its caller is left stopped"));
+        } else if badge & IS_FAULT_BADGE != 0 {
+            // Decoded before anything else touches the message registers.
+            let info = MessageInfo::from_inner(sel4::MessageInfo::from_inner(info));
+            let fault = decode_fault(&info);
+            return Some(Event::Fault((badge & !IS_FAULT_BADGE) as u32, fault));
+        } else {
+            let mut bits = badge;
+            if let Some(ch) = timer.filter(|&ch| bits & (1 << ch) != 0) {
+                bits &= !(1 << ch);
+                timer_fired(pd, ch);
+            }
+            KEPT_NOTES.fetch_or(bits, Relaxed);
+        }
+    }
+}
+
 /// Drives `handler` with Microkit's event loop.
 pub struct Adapter<H: Handler<Sel4Pd>> {
     pd: &'static Sel4Pd,
     handler: H,
+    /// The channel of the timer's IRQ, if this PD has it.
+    timer: Option<ChannelId>,
 }
 
 impl<H: Handler<Sel4Pd>> Adapter<H> {
     pub fn new(pd: &'static Sel4Pd, handler: H) -> Self {
         sel4_microkit::panicking::set_hook(&panic_hook);
-        Adapter { pd, handler }
+        Adapter { pd, handler, timer: pd.timer_channel() }
     }
 
-    fn dispatch_fault(&mut self, id: u32, fault: Fault) {
-        if self.handler.fault(self.pd, id, fault) == FaultAction::Restart {
-            self.pd.restart_child(id);
-        }
-    }
-
-    /// Delivers what [`take_events`] set aside during the last event.
-    fn drain_deferred(&mut self) {
+    /// After every event: the notifications [`wait_event`] kept, a tick
+    /// that is due, then the timer set for the next tick (or off). Returns
+    /// whether a handler ran.
+    fn after_event(&mut self) -> bool {
+        let mut ran = false;
         loop {
-            // SAFETY: single-threaded PD; no borrow outlives the statement.
-            let next = unsafe { (*DEFERRED.0.get()).take() };
-            let Some(d) = next else { return };
-            for (id, fault) in d.faults[..d.n_faults].iter().copied() {
-                self.dispatch_fault(id, fault);
-            }
-            let mut bits = d.notified;
+            let notes = KEPT_NOTES.swap(0, Relaxed);
+            let mut bits = notes;
             while bits != 0 {
                 let ch = bits.trailing_zeros();
                 bits &= bits - 1;
                 self.handler.notified(self.pd, ch);
             }
+            let tick_at = TICK_AT.load(Relaxed);
+            if tick_at != 0 && timer::now_ns() >= tick_at {
+                TICK_AT.store(0, Relaxed);
+                self.handler.tick(self.pd);
+                ran = true;
+                continue;
+            }
+            if notes == 0 {
+                break;
+            }
+            ran = true;
         }
+        if let Some(ch) = self.timer {
+            program(self.pd, ch, TICK_AT.load(Relaxed));
+        }
+        ran
     }
 }
-
-/// The reply a dying shell sends its pending caller (seL4 label, no
-/// words): a real reply always carries the label word, so it cannot be
-/// mistaken for one.
-pub const FAULTED_LABEL: u64 = 0xfa_17ed;
-
-/// The seL4 label (MessageInfo, not the message's own label word) of a
-/// parent's call to its child that is split in two: the child acknowledges
-/// it at once with [`SPLIT_ACK_LABEL`], then runs it; the parent fetches the
-/// result with a second call labelled [`SPLIT_FETCH_LABEL`].
-///
-/// Why: a child's fault goes to its parent's endpoint, and a parent blocked
-/// in `seL4_Call` on that child cannot receive it (only a reply wakes it,
-/// and only the faulted child could send one): a hardware fault in module
-/// code run for the manager (init, import, ...) would deadlock both. A
-/// panic does not (the shell replies before aborting), a data abort does.
-/// With the call split, the manager is never blocked on the reply of code
-/// that can fault.
-pub const SPLIT_CALL_LABEL: u64 = 0x5b11;
-/// The child's immediate answer to a [`SPLIT_CALL_LABEL`] call (no words).
-pub const SPLIT_ACK_LABEL: u64 = 0x5b12;
-/// The parent's second call (no words): the child replies the stored result
-/// (or [`FAULTED_LABEL`] if it has none: it was restarted since).
-pub const SPLIT_FETCH_LABEL: u64 = 0x5b13;
-
-/// A parent's call to child `child` on channel `ch` (see [`SPLIT_CALL_LABEL`]).
-///
-/// After the acknowledgement, this PD runs again only once the child is
-/// blocked: Microkit allows protected calls only to strictly higher
-/// priorities, so the child outranks us, and the kernel here is
-/// single-core. Blocked means: waiting for its next call (the result is
-/// stored), or stopped by a fault whose report is queued on our endpoint
-/// (taken here without blocking), or, rarely, in a call of its own.
-pub(crate) fn split_call(ch: ChannelId, child: ChildId, msg: &mut Message) -> Result<(), PpcError> {
-    let c = Channel::new(ch as usize);
-    let words = put_message(msg);
-    let ack = c.pp_call(MessageInfo::new(SPLIT_CALL_LABEL, words.count()));
-    if ack.count() == 0 && ack.label() == FAULTED_LABEL {
-        // It died before acknowledging (a panic in its shell): its fault
-        // report follows at once.
-        take_events(Some(child), true);
-        return Err(PpcError::CalleeFaulted);
-    }
-    if !(ack.count() == 0 && ack.label() == SPLIT_ACK_LABEL) {
-        // A callee that answers in one go.
-        *msg = get_message(&ack);
-        return Ok(());
-    }
-    if take_events(Some(child), false) {
-        return Err(PpcError::CalleeFaulted);
-    }
-    let reply = c.pp_call(MessageInfo::new(SPLIT_FETCH_LABEL, 0));
-    if reply.count() == 0 && reply.label() == FAULTED_LABEL {
-        return Err(PpcError::CalleeFaulted);
-    }
-    *msg = get_message(&reply);
-    Ok(())
-}
-
-/// The result of the split call being served, for the fetch.
-struct ResultCell(UnsafeCell<Option<Message>>);
-// SAFETY: a PD is single-threaded.
-unsafe impl Sync for ResultCell {}
-static SPLIT_RESULT: ResultCell = ResultCell(UnsafeCell::new(None));
 
 /// A protected call is being served: a panic must answer its caller.
 static IN_PROTECTED: AtomicBool = AtomicBool::new(false);
@@ -145,75 +197,8 @@ static IN_PROTECTED: AtomicBool = AtomicBool::new(false);
 /// is then reported to the parent as a fault, as on the host.
 fn panic_hook(info: &core::panic::PanicInfo) {
     debug_println!("{}: {}", sel4_microkit::pd_name().unwrap_or("?"), info);
-    if IN_PROTECTED.swap(false, Ordering::Relaxed) {
+    if IN_PROTECTED.swap(false, Relaxed) {
         sel4_microkit::ipc::reply(MessageInfo::new(FAULTED_LABEL, 0));
-    }
-}
-
-/// Events taken off the endpoint while waiting for a child's fault report,
-/// for the event loop to deliver after the current event.
-#[derive(Clone, Copy)]
-struct Deferred {
-    notified: u64,
-    faults: [(u32, Fault); 8],
-    n_faults: usize,
-}
-
-struct DeferredCell(UnsafeCell<Option<Deferred>>);
-// SAFETY: a PD is single-threaded.
-unsafe impl Sync for DeferredCell {}
-static DEFERRED: DeferredCell = DeferredCell(UnsafeCell::new(None));
-
-fn defer(f: impl FnOnce(&mut Deferred)) {
-    // SAFETY: single-threaded PD; the borrow ends here.
-    let d = unsafe { &mut *DEFERRED.0.get() };
-    f(d.get_or_insert(Deferred { notified: 0, faults: [(0, Fault::Abort); 8], n_faults: 0 }))
-}
-
-/// Takes events off the endpoint, setting each aside for the event loop,
-/// until child `child`'s fault report arrives (returns true) or, if not
-/// `blocking`, until none is pending (returns false). Received without a
-/// reply object (`seL4_Wait`, `seL4_NBWait`): a faulted child stays stopped
-/// until restarted, and our reply object stays free. Only a PD that nobody
-/// calls may do this (a call received without a reply object would stop
-/// its caller): the parents here are the update manager, which serves no
-/// protected calls.
-fn take_events(child: Option<u32>, blocking: bool) -> bool {
-    const INPUT_CAP: u64 = 1;
-    const IS_ENDPOINT_BADGE: u64 = 1 << 63;
-    const IS_FAULT_BADGE: u64 = 1 << 62;
-    loop {
-        let (info, badge) = sel4::with_ipc_buffer_mut(|b| {
-            let b = b.inner_mut();
-            if blocking {
-                b.seL4_Wait(INPUT_CAP)
-            } else {
-                b.seL4_NBWait(INPUT_CAP)
-            }
-        });
-        let info = MessageInfo::from_inner(sel4::MessageInfo::from_inner(info));
-        if badge == 0 {
-            // Nothing pending (a non-blocking wait).
-            if !blocking {
-                return false;
-            }
-        } else if badge & IS_ENDPOINT_BADGE != 0 {
-            debug_println!("{}: a protected call arrived while waiting for a fault: dropped", Sel4Pd::current().name());
-        } else if badge & IS_FAULT_BADGE != 0 {
-            let id = (badge & !IS_FAULT_BADGE) as u32;
-            let fault = decode_fault(&info);
-            defer(|d| {
-                if d.n_faults < d.faults.len() {
-                    d.faults[d.n_faults] = (id, fault);
-                    d.n_faults += 1;
-                }
-            });
-            if Some(id) == child {
-                return true;
-            }
-        } else {
-            defer(|d| d.notified |= badge);
-        }
     }
 }
 
@@ -222,43 +207,27 @@ impl<H: Handler<Sel4Pd>> sel4_microkit::Handler for Adapter<H> {
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
         for ch in channels.iter() {
-            self.handler.notified(self.pd, ch.index() as u32);
+            let ch = ch.index() as ChannelId;
+            if Some(ch) == self.timer {
+                // Due or not, the tick is looked at below.
+                timer_fired(self.pd, ch);
+            } else {
+                self.handler.notified(self.pd, ch);
+            }
         }
-        self.drain_deferred();
+        self.after_event();
         Ok(())
     }
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
-        if msg_info.label() == SPLIT_FETCH_LABEL && msg_info.count() == 0 {
-            // SAFETY: single-threaded PD; the borrow ends here.
-            let result = unsafe { (*SPLIT_RESULT.0.get()).take() };
-            return Ok(match result {
-                Some(m) => put_message(&m),
-                None => MessageInfo::new(FAULTED_LABEL, 0),
-            });
-        }
         let mut msg = get_message(&msg_info);
-        if msg_info.label() == SPLIT_CALL_LABEL {
-            // Acknowledge first: the caller (our parent) must not wait on
-            // our reply while the call runs (see SPLIT_CALL_LABEL).
-            sel4_microkit::ipc::reply(MessageInfo::new(SPLIT_ACK_LABEL, 0));
-            self.handler.protected(self.pd, channel.index() as u32, &mut msg);
-            // SAFETY: single-threaded PD; the borrow ends here.
-            unsafe { *SPLIT_RESULT.0.get() = Some(msg) };
-            self.drain_deferred();
-            // Nobody waits on our reply object: this reply goes nowhere.
-            return Ok(MessageInfo::new(0, 0));
-        }
-        IN_PROTECTED.store(true, Ordering::Relaxed);
+        IN_PROTECTED.store(true, Relaxed);
         self.handler.protected(self.pd, channel.index() as u32, &mut msg);
-        IN_PROTECTED.store(false, Ordering::Relaxed);
+        IN_PROTECTED.store(false, Relaxed);
         let reply = put_message(&msg);
-        // Deferred events run before the reply goes out; they never touch
-        // the message registers the reply is in (faults were decoded
-        // when they were set aside), but their handlers may: keep a copy.
-        // SAFETY: single-threaded PD.
-        if unsafe { (*DEFERRED.0.get()).is_some() } {
-            self.drain_deferred();
+        // What runs after the event may use the message registers the
+        // reply is in: write them again if anything ran.
+        if self.after_event() {
             return Ok(put_message(&msg));
         }
         Ok(reply)
@@ -267,8 +236,11 @@ impl<H: Handler<Sel4Pd>> sel4_microkit::Handler for Adapter<H> {
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         // Decode the fault before anything else touches the message registers.
         let fault = decode_fault(&msg_info);
-        self.dispatch_fault(child.index() as u32, fault);
-        self.drain_deferred();
+        let id = child.index() as u32;
+        if self.handler.fault(self.pd, id, fault) == FaultAction::Restart {
+            self.pd.restart_child(id);
+        }
+        self.after_event();
         Ok(None)
     }
 }

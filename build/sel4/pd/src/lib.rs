@@ -12,21 +12,28 @@
 
 use core::fmt;
 use interfaces::{Message, MSG_WORDS};
-use pd_api::{ChannelId, ChildId, Pd, PpcError, Region};
+use pd_api::{ChannelId, ChildId, Event, Pd, PpcError, Region};
 use sel4_microkit::{debug_println, with_msg_regs, with_msg_regs_mut, Channel, Child, MessageInfo};
 
 mod adapter;
 pub mod load;
 pub mod reset;
+pub mod timer;
 
-use adapter::split_call;
-pub use adapter::{Adapter, FAULTED_LABEL, SPLIT_ACK_LABEL, SPLIT_CALL_LABEL, SPLIT_FETCH_LABEL};
+pub use adapter::{Adapter, FAULTED_LABEL};
+pub use timer::counter;
 
 pub struct ChannelInfo {
     pub id: u32,
     pub peer: &'static str,
     pub pp: bool,
     pub notify: bool,
+}
+
+/// An `<irq irq=".." id=".."/>` of the PD: its channel id and interrupt.
+pub struct IrqInfo {
+    pub id: u32,
+    pub irq: u64,
 }
 
 pub struct MapInfo {
@@ -48,7 +55,7 @@ pub struct PdInfo {
     pub name: &'static str,
     pub program: &'static str,
     pub channels: &'static [ChannelInfo],
-    pub irqs: &'static [u32],
+    pub irqs: &'static [IrqInfo],
     pub maps: &'static [MapInfo],
     pub children: &'static [ChildInfo],
     /// `<cspace><cap_vspace slot pd/>`: (PD whose VSpace, slot).
@@ -95,6 +102,12 @@ impl Sel4Pd {
         self.info().channels.iter().find(|c| c.id == ch)
     }
 
+    /// The channel of the supervisor's timer interrupt (see [`timer`]), if
+    /// the system description gives this PD one.
+    pub fn timer_channel(&self) -> Option<ChannelId> {
+        self.info().irqs.iter().find(|i| i.irq == timer::TIMER_IRQ).map(|i| i.id)
+    }
+
     /// The capability pointer of the VSpace of PD `pd`, if this PD holds it.
     pub fn vspace_cap(&self, pd: &str) -> Option<u64> {
         self.info().vspaces.iter().find(|(n, _)| *n == pd).map(|(_, slot)| cspace_slot_cptr(*slot))
@@ -126,19 +139,6 @@ pub fn get_message(info: &MessageInfo) -> Message {
     })
 }
 
-/// Monotonic counter ticks and their frequency (the generic timer's
-/// physical counter: this kernel config exports CNTPCT to EL0).
-#[inline]
-pub fn counter() -> (u64, u64) {
-    let (cnt, frq): (u64, u64);
-    // SAFETY: reading EL0-accessible system registers.
-    unsafe {
-        core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) cnt, options(nomem, nostack));
-        core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frq, options(nomem, nostack));
-    }
-    (cnt, frq)
-}
-
 impl Pd for Sel4Pd {
     fn name(&self) -> &str {
         self.0.name
@@ -156,9 +156,6 @@ impl Pd for Sel4Pd {
             Some(c) if c.pp => {}
             _ => return Err(PpcError::NoSuchChannel),
         }
-        if let Some(child) = self.peer_name(ch).and_then(|p| self.child(p)) {
-            return split_call(ch, child, msg);
-        }
         let reply = Channel::new(ch as usize).pp_call(put_message(msg));
         if reply.count() == 0 && reply.label() == FAULTED_LABEL {
             // The callee's shell answered for it as it died (see
@@ -170,7 +167,7 @@ impl Pd for Sel4Pd {
     }
 
     fn irq_ack(&self, ch: ChannelId) {
-        if self.0.irqs.contains(&ch) {
+        if self.0.irqs.iter().any(|i| i.id == ch) {
             if let Err(e) = Channel::new(ch as usize).irq_ack() {
                 self.log(format_args!("irq_ack on channel {ch}: {e}"));
             }
@@ -211,6 +208,12 @@ impl Pd for Sel4Pd {
         }
     }
 
+    fn resume_child(&self, child: ChildId) {
+        if let Err(e) = Child::new(child as usize).tcb().tcb_resume() {
+            self.log(format_args!("resuming child {child}: {e:?}"));
+        }
+    }
+
     fn restart_child(&self, child: ChildId) -> bool {
         let Some(c) = self.0.children.iter().find(|c| c.id == child) else { return false };
         let Some(entry) = pd_info(c.name).and_then(|p| program_entry(p.program)) else {
@@ -232,17 +235,21 @@ impl Pd for Sel4Pd {
     }
 
     fn now_ns(&self) -> u64 {
-        let (cnt, frq) = counter();
-        if frq == 0 {
-            return 0;
-        }
-        ((cnt as u128 * 1_000_000_000) / frq as u128) as u64
+        timer::now_ns()
     }
 
     fn shutdown(&self) {}
 
     fn yield_now(&self) {
         sel4::r#yield();
+    }
+
+    fn wait_event(&self, deadline_ns: u64) -> Option<Event> {
+        adapter::wait_event(self, deadline_ns)
+    }
+
+    fn set_tick(&self, at_ns: u64) {
+        adapter::set_tick(self, at_ns)
     }
 }
 

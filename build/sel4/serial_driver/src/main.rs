@@ -96,7 +96,7 @@ fn init() -> Adapter<Driver> {
     let pd = Sel4Pd::current();
     let q = Queues::attach(pd, interfaces::control::MANAGER_PD).unwrap_or_else(|e| panic!("serial: {e}"));
     let irq = match pd.info().irqs {
-        [irq] => *irq,
+        [irq] => irq.id,
         irqs => panic!("serial: one <irq> expected, the system gives {}", irqs.len()),
     };
     let uart_region = pd.region("uart_base").unwrap_or_else(|| panic!("serial: no 'uart_base' mapping"));

@@ -320,6 +320,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Handler<P> for Manager<P, L> {
                     return;
                 }
             };
+            // The queue has room again: say so. The serial side holds back
+            // what did not fit, and nothing else may ever wake it (an
+            // over-long line is not echoed, so no output would).
+            self.notify_serial();
             for &b in &buf[..n] {
                 match self.demux(b) {
                     crate::uploads::Input::Console(c) => self.console_byte(c),

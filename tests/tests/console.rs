@@ -65,6 +65,70 @@ fn a_line_of_any_length_is_refused_and_the_console_answers_the_next_command() {
     assert_eq!(sys.shutdown(), 0, "a clean halt");
 }
 
+/// Many commands typed faster than they are answered, with the clients
+/// running: every one is echoed and answered, in order. Prints the worst
+/// time from typing a command to its answer.
+#[test]
+fn two_thousand_commands_typed_fast_under_load_are_all_answered() {
+    const TOTAL: usize = 2_000;
+    /// Commands typed in one write, before the first answer is read.
+    const BATCH: usize = 100;
+    let mut sys = System::boot(None);
+    let _watchdog = Watchdog::new(&sys, Duration::from_secs(900));
+    let pds = sys.status().len();
+    // A full history first, so that `log all` prints more than the
+    // console's queues hold (64 entries, about 10 KB).
+    let mut updates = String::new();
+    for k in 0..70 {
+        updates.push_str(if k % 2 == 0 { "update kv kv-v2\n" } else { "rollback kv\n" });
+    }
+    sys.type_bytes(updates.as_bytes());
+    for k in 0..70 {
+        let out = sys.next_output(Duration::from_secs(60));
+        assert!(out.contains("done: kv0 runs"), "update {k}: {out}");
+    }
+    let commands = ["status", "log", "images", "frobnicate", "log all", "status now", "log 3", "version"];
+    let start = Instant::now();
+    let (mut worst, mut worst_at) = (Duration::ZERO, 0);
+    let mut k = 0;
+    while k < TOTAL {
+        let batch: Vec<&str> = (k..(k + BATCH).min(TOTAL)).map(|i| commands[i % commands.len()]).collect();
+        let typed = Instant::now();
+        sys.type_bytes(batch.iter().map(|c| format!("{c}\n")).collect::<String>().as_bytes());
+        for cmd in batch {
+            let out = sys.next_output(Duration::from_secs(60));
+            let took = typed.elapsed();
+            if took > worst {
+                (worst, worst_at) = (took, k);
+            }
+            let (echo, answer) = out.split_once('\n').unwrap_or((&out, ""));
+            assert_eq!(echo, cmd, "command {k} echoed");
+            let ok = match cmd {
+                "status" => parse_status(answer).len() == pds,
+                "log" => answer.lines().count() == 22 && answer.contains("the last 20 of 64 kept"),
+                "log 3" => answer.lines().count() == 5 && answer.contains("73 update(s) in all)"),
+                "log all" => answer.lines().count() == 66 && answer.ends_with("73 update(s) in all)\n"),
+                "images" => answer.starts_with("IMAGE ") && answer.contains("kv-v2"),
+                "version" => answer.starts_with("update manager"),
+                "frobnicate" => answer == "error: unknown command 'frobnicate' (try 'help')\n",
+                _ => answer == "error: 'status' takes no arguments (got 'now')\n",
+            };
+            assert!(ok, "command {k} '{cmd}' answered:\n{answer}");
+            k += 1;
+        }
+    }
+    let rows = sys.status();
+    eprintln!(
+        "{TOTAL} commands in {:.1?}; worst answer {worst:.1?} (command {worst_at}, {BATCH} typed at once)",
+        start.elapsed()
+    );
+    assert!(worst < Duration::from_secs(30), "an answer took {worst:?}");
+    for c in rows.iter().filter(|r| r.service == "client") {
+        assert_eq!((c.detail_num("wrong"), c.detail_num("failed")), (Some(0), Some(0)), "{c:?}");
+    }
+    assert_eq!(sys.shutdown(), 0);
+}
+
 /// What `printf '<2500 x a>\nstatus\n' | cargo xtask run` does: the input
 /// is all there before the console reads it, so the queues between the
 /// terminal and the manager fill up while the system boots, and the

@@ -102,6 +102,8 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     assert!(text(&bad).contains("no image named 'kv-v9'"));
     let log = umctl(&socket, &["log"]);
     assert!(text(&log).contains("update kv kv-v4") && log.status.success());
+    let last = text(&umctl(&socket, &["log", "1"]));
+    assert!(last.contains("the last 1 of ") && last.lines().count() == 3, "one entry: {last}");
     // No console: exit code 3, and bad usage: 2.
     assert_eq!(umctl(&dir.join("nothing.sock"), &["status"]).status.code(), Some(3));
     assert_eq!(umctl(&socket, &["frobnicate"]).status.code(), Some(2));

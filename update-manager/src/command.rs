@@ -4,6 +4,8 @@ use alloc::{format, string::String, vec::Vec};
 
 /// Default quiescence timeout of `update`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// History entries `log` shows by default (the last ones).
+pub const LOG_DEFAULT: usize = 20;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -11,9 +13,18 @@ pub enum Command {
     Status,
     Version,
     Images,
-    Update { service: String, image: String, timeout_ms: u64 },
-    Rollback { service: String },
-    Log,
+    Update {
+        service: String,
+        image: String,
+        timeout_ms: u64,
+    },
+    Rollback {
+        service: String,
+    },
+    /// The last `last` history entries (`None`: every entry kept).
+    Log {
+        last: Option<usize>,
+    },
 }
 
 pub const HELP: &str = "\
@@ -26,7 +37,8 @@ commands:
                                         replace every instance of <service> with <image>, state and all
                                         (quiescence timeout: default 2000 ms)
   rollback <service>                    return every instance of <service> to its previous version
-  log                                   the update history with per-phase times
+  log [N|all]                           the update history with per-phase times: the last 20 entries,
+                                        the last N, or all it keeps
 ";
 
 fn name_arg<'a>(what: &str, v: Option<&'a str>) -> Result<&'a str, String> {
@@ -49,7 +61,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "status" => no_args(Command::Status),
         "version" => no_args(Command::Version),
         "images" => no_args(Command::Images),
-        "log" => no_args(Command::Log),
+        "log" => match args {
+            [] => Ok(Some(Command::Log { last: Some(LOG_DEFAULT) })),
+            ["all"] => Ok(Some(Command::Log { last: None })),
+            [n] => match n.parse::<usize>() {
+                Ok(v @ 1..=1_000_000) => Ok(Some(Command::Log { last: Some(v) })),
+                _ => Err(format!("bad count '{}'; usage: log [N|all]", truncate(n, 16))),
+            },
+            _ => Err("usage: log [N|all]".into()),
+        },
         "update" => {
             let usage = "usage: update <service> <image> [--timeout MS]";
             let service = name_arg("service", args.first().copied()).map_err(|e| format!("{e}; {usage}"))?.into();
@@ -103,5 +123,11 @@ mod tests {
         assert!(parse("update k$v kv-v2").unwrap_err().starts_with("bad service"));
         assert_eq!(parse("rollback kv"), Ok(Some(Command::Rollback { service: "kv".into() })));
         assert_eq!(parse("rollback").unwrap_err(), "usage: rollback <service>");
+        assert_eq!(parse("log"), Ok(Some(Command::Log { last: Some(LOG_DEFAULT) })));
+        assert_eq!(parse("log 5"), Ok(Some(Command::Log { last: Some(5) })));
+        assert_eq!(parse("log all"), Ok(Some(Command::Log { last: None })));
+        assert_eq!(parse("log 0").unwrap_err(), "bad count '0'; usage: log [N|all]");
+        assert_eq!(parse("log most").unwrap_err(), "bad count 'most'; usage: log [N|all]");
+        assert_eq!(parse("log 5 6").unwrap_err(), "usage: log [N|all]");
     }
 }

@@ -95,8 +95,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let text = self.images_table();
                 self.say(&text)
             }
-            Command::Log => {
-                let text = self.history.render();
+            Command::Log { last } => {
+                let text = self.history.render(last);
                 self.say(&text)
             }
             Command::Update { service, image, timeout_ms } => {

@@ -35,8 +35,11 @@ enum Command {
     Status,
     /// The module images the manager holds.
     Images,
-    /// The update history with per-phase times.
-    Log,
+    /// The update history with per-phase times (the last 20 entries by default).
+    Log {
+        /// How many of the last entries to show, or `all`.
+        entries: Option<String>,
+    },
     /// The manager's version, ABI, trusted keys.
     Version,
     /// Upload a signed bundle (from `cargo xtask sign`) into the manager's store.
@@ -159,7 +162,8 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
     let line = match &cli.command {
         Command::Status => "status".to_owned(),
         Command::Images => "images".to_owned(),
-        Command::Log => "log".to_owned(),
+        Command::Log { entries: None } => "log".to_owned(),
+        Command::Log { entries: Some(n) } => format!("log {n}"),
         Command::Version => "version".to_owned(),
         Command::Update { service, image, timeout: None } => format!("update {service} {image}"),
         Command::Update { service, image, timeout: Some(ms) } => format!("update {service} {image} --timeout {ms}"),

@@ -86,6 +86,14 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     assert!(text(&upd).contains("done: kv0 runs kv-v4"), "{}", text(&upd));
     let back = umctl(&socket, &["rollback", "kv"]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+    // Neither the image kept for a rollback nor a built-in one can be
+    // forgotten.
+    let kept = umctl(&socket, &["forget", "kv-v4"]);
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
+    assert!(text(&kept).contains("refused: kv-v4 is kept in slot kv0_b for a rollback of kv0"), "{}", text(&kept));
+    let builtin = umctl(&socket, &["forget", "kv-v1"]);
+    assert_eq!(builtin.status.code(), Some(1), "{}", text(&builtin));
+    assert!(text(&builtin).contains("built into the image store"), "{}", text(&builtin));
     std::thread::sleep(Duration::from_millis(300));
     let after = client_counts(&text(&umctl(&socket, &["status"])));
     assert_eq!(after.len(), 4);

@@ -25,6 +25,10 @@ pub enum Command {
     Log {
         last: Option<usize>,
     },
+    /// Drop an uploaded image that no slot holds.
+    Forget {
+        image: String,
+    },
 }
 
 pub const HELP: &str = "\
@@ -37,6 +41,8 @@ commands:
                                         replace every instance of <service> with <image>, state and all
                                         (quiescence timeout: default 2000 ms)
   rollback <service>                    return every instance of <service> to its previous version
+  forget <image>                        drop an uploaded image that is not live or kept for a rollback,
+                                        freeing its upload slot
   log [N|all]                           the update history with per-phase times: the last 20 entries,
                                         the last N, or all it keeps
 ";
@@ -84,6 +90,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             };
             Ok(Some(Command::Update { service, image, timeout_ms }))
         }
+        "forget" => match args {
+            [i] => Ok(Some(Command::Forget { image: name_arg("image", Some(i))?.into() })),
+            _ => Err("usage: forget <image>".into()),
+        },
         "rollback" => match args {
             [s] => Ok(Some(Command::Rollback { service: name_arg("service", Some(s))?.into() })),
             _ => Err("usage: rollback <service>".into()),
@@ -123,6 +133,9 @@ mod tests {
         assert!(parse("update k$v kv-v2").unwrap_err().starts_with("bad service"));
         assert_eq!(parse("rollback kv"), Ok(Some(Command::Rollback { service: "kv".into() })));
         assert_eq!(parse("rollback").unwrap_err(), "usage: rollback <service>");
+        assert_eq!(parse("forget kv-v4"), Ok(Some(Command::Forget { image: "kv-v4".into() })));
+        assert_eq!(parse("forget").unwrap_err(), "usage: forget <image>");
+        assert_eq!(parse("forget a b").unwrap_err(), "usage: forget <image>");
         assert_eq!(parse("log"), Ok(Some(Command::Log { last: Some(LOG_DEFAULT) })));
         assert_eq!(parse("log 5"), Ok(Some(Command::Log { last: Some(5) })));
         assert_eq!(parse("log all"), Ok(Some(Command::Log { last: None })));

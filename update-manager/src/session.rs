@@ -105,6 +105,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 };
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
             }
+            Command::Forget { image } => {
+                let text = match self.forget(&image) {
+                    Ok(t) | Err(t) => t,
+                };
+                self.say(&format!("{text}\n"))
+            }
             Command::Rollback { service } => {
                 self.run_switch(&service, Target::Previous, command::DEFAULT_TIMEOUT_MS, format!("rollback {service}"))
             }

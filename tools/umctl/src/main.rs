@@ -57,6 +57,8 @@ enum Command {
     },
     /// Return every instance of SERVICE to its previous version.
     Rollback { service: String },
+    /// Drop an uploaded IMAGE that is not live or kept for a rollback, freeing its upload slot.
+    Forget { image: String },
 }
 
 struct Console {
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
         Command::Update { service, image, timeout: None } => format!("update {service} {image}"),
         Command::Update { service, image, timeout: Some(ms) } => format!("update {service} {image} --timeout {ms}"),
         Command::Rollback { service } => format!("rollback {service}"),
+        Command::Forget { image } => format!("forget {image}"),
         Command::Upload { bundle } => {
             let bytes = std::fs::read(bundle).map_err(|e| (2, format!("{}: {e}", bundle.display())))?;
             let bar = ProgressBar::new(bytes.len() as u64);

@@ -91,6 +91,11 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     let kept = umctl(&socket, &["forget", "kv-v4"]);
     assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
     assert!(text(&kept).contains("refused: kv-v4 is kept in slot kv0_b for a rollback of kv0"), "{}", text(&kept));
+    let floors = umctl(&socket, &["floor"]);
+    assert!(floors.status.success() && text(&floors).contains("kv               none"), "{}", text(&floors));
+    let low = umctl(&socket, &["floor", "kv", "4"]);
+    assert_eq!(low.status.code(), Some(1), "kv runs v1: {}", text(&low));
+    assert_eq!(umctl(&socket, &["floor", "kv"]).status.code(), Some(2), "a service without a version");
     let builtin = umctl(&socket, &["forget", "kv-v1"]);
     assert_eq!(builtin.status.code(), Some(1), "{}", text(&builtin));
     assert!(text(&builtin).contains("built into the image store"), "{}", text(&builtin));

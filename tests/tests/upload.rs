@@ -175,3 +175,36 @@ fn break_off_upload(sys: &mut System, bundle: &[u8]) {
         assert!(matches!(answer, Some((upload::Kind::Ack, s, _)) if s == 100 + seq as u16), "{answer:?}");
     }
 }
+
+#[test]
+fn uploads_updates_and_rollbacks_below_the_version_floor_are_refused() {
+    let dir = std::env::temp_dir().join(format!("upload-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dev = xtask::workspace_root().join("keys/dev.key");
+    let (v3, v2) = (signed("kv-v3", &dev), signed("kv-v2", &dev));
+    let mut sys = System::boot(Some(&system_with_small_store(&dir)));
+    assert!(send_bundle(&mut sys, &v3, |_, _| {}).unwrap().admitted);
+    update_runs(&mut sys, "kv", "kv-v3", "3");
+    assert_eq!(sys.command("floor kv 3").trim(), "version floor of service kv raised to v3");
+    // A genuine bundle below the floor: refused, nothing stored.
+    let images = sys.command("images");
+    assert!(images.ends_with("version floors: serial none, kv v3\n"), "{images}");
+    let refused = send_bundle(&mut sys, &v2, |_, _| {}).unwrap();
+    assert_eq!(
+        refused,
+        Outcome { admitted: false, text: "refused: kv v2 is below the version floor v3 of service kv".into() }
+    );
+    assert_eq!(sys.command("images"), images);
+    // An update to a built-in image below it, and a cold rollback to the
+    // version kept in the other slot: refused at admission.
+    let why = "  admit     FAILED: kv v1 is below the version floor v3 of service kv";
+    let out = sys.command("update kv kv-v1");
+    assert!(out.contains(why) && out.contains("rolled back"), "{out}");
+    let out = sys.command("rollback kv");
+    assert!(out.contains(why), "{out}");
+    assert_eq!(live_versions(&mut sys, "kv"), ["3", "3"]);
+    // The floor never falls.
+    assert_eq!(sys.command("floor kv 2").trim(), "refused: the version floor of service kv is v3; it only rises");
+    assert_eq!(sys.command("floor"), "SERVICE          FLOOR\nserial           none\nkv               v3\n");
+    assert_eq!(sys.shutdown(), 0);
+}

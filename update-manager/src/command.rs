@@ -29,6 +29,10 @@ pub enum Command {
     Forget {
         image: String,
     },
+    /// List the version floors, or raise one.
+    Floor {
+        raise: Option<(String, u32)>,
+    },
 }
 
 pub const HELP: &str = "\
@@ -41,6 +45,8 @@ commands:
                                         replace every instance of <service> with <image>, state and all
                                         (quiescence timeout: default 2000 ms)
   rollback <service>                    return every instance of <service> to its previous version
+  floor [<service> <version>]           the version floors, or raise one (an image below its service's
+                                        floor is refused; a floor never falls)
   forget <image>                        drop an uploaded image that is not live or kept for a rollback,
                                         freeing its upload slot
   log [N|all]                           the update history with per-phase times: the last 20 entries,
@@ -90,6 +96,20 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             };
             Ok(Some(Command::Update { service, image, timeout_ms }))
         }
+        "floor" => match args {
+            [] => Ok(Some(Command::Floor { raise: None })),
+            [s, v] => {
+                let service = name_arg("service", Some(s))?.into();
+                let digits = v.strip_prefix('v').unwrap_or(v);
+                match digits.parse::<u32>() {
+                    Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                        Ok(Some(Command::Floor { raise: Some((service, n)) }))
+                    }
+                    _ => Err(format!("bad version '{}'; usage: floor [<service> <version>]", truncate(v, 16))),
+                }
+            }
+            _ => Err("usage: floor [<service> <version>]".into()),
+        },
         "forget" => match args {
             [i] => Ok(Some(Command::Forget { image: name_arg("image", Some(i))?.into() })),
             _ => Err("usage: forget <image>".into()),
@@ -133,6 +153,11 @@ mod tests {
         assert!(parse("update k$v kv-v2").unwrap_err().starts_with("bad service"));
         assert_eq!(parse("rollback kv"), Ok(Some(Command::Rollback { service: "kv".into() })));
         assert_eq!(parse("rollback").unwrap_err(), "usage: rollback <service>");
+        assert_eq!(parse("floor"), Ok(Some(Command::Floor { raise: None })));
+        assert_eq!(parse("floor kv 3"), Ok(Some(Command::Floor { raise: Some(("kv".into(), 3)) })));
+        assert_eq!(parse("floor kv v3"), Ok(Some(Command::Floor { raise: Some(("kv".into(), 3)) })));
+        assert_eq!(parse("floor kv").unwrap_err(), "usage: floor [<service> <version>]");
+        assert_eq!(parse("floor kv +3").unwrap_err(), "bad version '+3'; usage: floor [<service> <version>]");
         assert_eq!(parse("forget kv-v4"), Ok(Some(Command::Forget { image: "kv-v4".into() })));
         assert_eq!(parse("forget").unwrap_err(), "usage: forget <image>");
         assert_eq!(parse("forget a b").unwrap_err(), "usage: forget <image>");

@@ -105,6 +105,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 };
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
             }
+            Command::Floor { raise } => {
+                let text = self.floor_command(raise);
+                self.say(&text)
+            }
             Command::Forget { image } => {
                 let text = match self.forget(&image) {
                     Ok(t) | Err(t) => t,

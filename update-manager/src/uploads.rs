@@ -267,6 +267,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
         };
         let d = image::descriptor(v.image).expect("verified above");
+        if let Err(e) = self.check_floor(&d) {
+            let text = format!("refused: {e}");
+            self.record_upload(text.clone(), false);
+            return (false, text);
+        }
         let name = format!("{}-v{}", d.service(), d.module_version);
         if self.images.iter().any(|i| i.name == name) {
             let text = format!("refused: the manager already holds an image named {name}");

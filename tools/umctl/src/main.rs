@@ -59,6 +59,12 @@ enum Command {
     Rollback { service: String },
     /// Drop an uploaded IMAGE that is not live or kept for a rollback, freeing its upload slot.
     Forget { image: String },
+    /// The version floors, or raise SERVICE's floor to VERSION (a floor never falls).
+    Floor {
+        service: Option<String>,
+        #[arg(requires = "service")]
+        version: Option<u32>,
+    },
 }
 
 struct Console {
@@ -171,6 +177,11 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
         Command::Update { service, image, timeout: Some(ms) } => format!("update {service} {image} --timeout {ms}"),
         Command::Rollback { service } => format!("rollback {service}"),
         Command::Forget { image } => format!("forget {image}"),
+        Command::Floor { service: Some(s), version: Some(v) } => format!("floor {s} {v}"),
+        Command::Floor { service: Some(_), version: None } => {
+            return Err((2, "floor: give a service and a version, or neither".into()))
+        }
+        Command::Floor { service: None, .. } => "floor".to_owned(),
         Command::Upload { bundle } => {
             let bytes = std::fs::read(bundle).map_err(|e| (2, format!("{}: {e}", bundle.display())))?;
             let bar = ProgressBar::new(bytes.len() as u64);

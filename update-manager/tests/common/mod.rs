@@ -208,17 +208,24 @@ pub struct Console {
     pub m: Manager<FakePd, FakePlacer>,
     pub input: Producer,
     pub output: Consumer,
+    /// What the manager printed as it booted.
+    pub boot: String,
 }
 
 impl Console {
     pub fn start(pd: &'static FakePd) -> Console {
-        let m = Manager::new(pd, FakePlacer(pd)).expect("manager starts");
+        Console::start_with_floors(pd, &[])
+    }
+
+    /// A manager started with these version floors.
+    pub fn start_with_floors(pd: &'static FakePd, floors: &[(&str, u32)]) -> Console {
+        let m = Manager::with_floors(pd, FakePlacer(pd), floors).expect("manager starts");
         let (rx, tx) = (pd.region("serial_rx").unwrap(), pd.region("serial_tx").unwrap());
         // SAFETY: the test is the queues' other end, on the same thread.
         let (input, output) =
             unsafe { (Producer::new(rx.base, rx.size).unwrap(), Consumer::new(tx.base, tx.size).unwrap()) };
-        let mut c = Console { pd, m, input, output };
-        c.take_output();
+        let mut c = Console { pd, m, input, output, boot: String::new() };
+        c.boot = c.take_output();
         c
     }
 

@@ -1,9 +1,17 @@
 //! The manager's trusted public keys are fixed at build time: the files
 //! named by `UPD_TRUSTED_KEYS` (comma-separated `.pub` files written by
-//! `cargo xtask keygen`), or else the repository's development key.
+//! `cargo xtask keygen`), or else the repository's development key. So
+//! are the initial version floors: `UPD_VERSION_FLOORS`, e.g.
+//! `kv=2,serial=1` (none if unset).
+extern crate alloc;
+
 use std::path::PathBuf;
 
+#[path = "src/floor_spec.rs"]
+mod floor_spec;
+
 fn main() {
+    version_floors();
     println!("cargo:rerun-if-env-changed=UPD_TRUSTED_KEYS");
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
     let files: Vec<PathBuf> = match std::env::var("UPD_TRUSTED_KEYS") {
@@ -25,4 +33,21 @@ fn main() {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("trusted_keys.rs");
     std::fs::write(out, format!("/// Public keys whose bundles the manager admits.\npub const TRUSTED_KEYS: &[bundle::TrustedKey] = &[\n{keys}];\n")).unwrap();
+}
+
+fn version_floors() {
+    println!("cargo:rerun-if-env-changed=UPD_VERSION_FLOORS");
+    let spec = std::env::var("UPD_VERSION_FLOORS").unwrap_or_default();
+    let floors = floor_spec::parse_floors(&spec).unwrap_or_else(|e| panic!("UPD_VERSION_FLOORS: {e}"));
+    let items: Vec<String> = floors.iter().map(|(s, v)| format!("    ({s:?}, {v}),\n")).collect();
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("version_floors.rs");
+    std::fs::write(
+        out,
+        format!(
+            "/// Each service's version floor when the manager starts (`UPD_VERSION_FLOORS`).\n\
+             pub const VERSION_FLOORS: &[(&str, u32)] = &[\n{}];\n",
+            items.concat()
+        ),
+    )
+    .unwrap();
 }

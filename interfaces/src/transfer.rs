@@ -14,6 +14,18 @@
 //! has sealed the state before the importer looks. Every field is written
 //! by one side and read by the other, so each is read once, through an
 //! atomic, and checked against the region's size before use.
+//!
+//! **Invariant: whatever length an importer can observe, the state bytes
+//! below it are visible to it.** The state bytes are plain memory, written
+//! before the length that covers them is stored, so every store of a
+//! length (`published`, by [`Transfer::publish`] and [`Transfer::seal`]) is
+//! a Release store, and every load of it ([`Transfer::poll`]) an Acquire
+//! load: a load that reads a length synchronises with the store that wrote
+//! it, and the byte writes before that store happen before the importer's
+//! reads. The status is stored with Release after the final length, so a
+//! `SEALED` status read with Acquire also makes the final length visible.
+//! (A Relaxed store of the final length, as `seal` once did, let an importer
+//! still seeing `EXPORTING` read that length without the last bytes.)
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -129,6 +141,7 @@ impl Transfer {
     /// finds this export's status and schema.
     pub fn begin(&self, schema: u32, token: u64) {
         self.status().store(export_status::EXPORTING, Ordering::Relaxed);
+        // Publishes no bytes; ordered before the token's Release store.
         self.published().store(0, Ordering::Relaxed);
         self.schema().store(schema, Ordering::Relaxed);
         self.magic().store(TRANSFER_MAGIC, Ordering::Relaxed);
@@ -136,7 +149,7 @@ impl Transfer {
     }
 
     /// The first `n` state bytes are in place (their stores happen before
-    /// an importer's read of this mark).
+    /// an importer's read of this mark: Release, see the module's invariant).
     pub fn publish(&self, n: usize) {
         self.published().store(n.min(self.capacity()) as u64, Ordering::Release);
     }
@@ -147,7 +160,10 @@ impl Transfer {
             self.fail();
             return Err("state does not fit the transfer region");
         }
-        self.published().store(len as u64, Ordering::Relaxed);
+        // Release: this publishes the bytes written since the last
+        // `publish`, to an importer that reads the length before it sees
+        // the status (see the module's invariant).
+        self.published().store(len as u64, Ordering::Release);
         self.status().store(export_status::SEALED, Ordering::Release);
         Ok(())
     }
@@ -168,7 +184,9 @@ impl Transfer {
         }
         let schema = self.schema().load(Ordering::Relaxed);
         // Status before the mark: a SEALED status makes the final length
-        // visible (seal stores it first).
+        // visible (seal stores it first). Both Acquire: whatever length
+        // this reads, the bytes below it are visible (the module's
+        // invariant).
         let status = self.status().load(Ordering::Acquire);
         let published = self.published().load(Ordering::Acquire);
         let n = usize::try_from(published).ok().filter(|&n| n <= self.capacity());
@@ -208,6 +226,91 @@ mod tests {
         assert_eq!(t.poll(77), Ok((2, Progress::Sealed(150))));
         assert!(t.seal(t.capacity() + 1).is_err());
         assert_eq!(t.poll(77), Ok((2, Progress::Failed)), "an oversized seal fails the export");
+    }
+
+    /// The exporter writes the state in chunks, publishing all but the last
+    /// before it seals; the importer polls meanwhile and checks every byte
+    /// below each length it observes. Each round writes a different
+    /// pattern, so a byte not yet visible shows. On x86 the hardware keeps
+    /// stores in order, so the check bites on weakly ordered machines
+    /// (aarch64) and under Miri, whose data-race detector and weak-memory
+    /// emulation reject the read of a byte that no Acquire load ordered
+    /// after its write (`cargo +nightly miri test -p interfaces --lib
+    /// published_bytes`: it failed with a Relaxed store in `seal`).
+    #[test]
+    fn published_bytes_are_visible_below_every_length_an_importer_sees() {
+        extern crate std;
+        use core::sync::atomic::AtomicU32;
+        use std::{boxed::Box, sync::Arc, thread};
+
+        const CAP: usize = 192;
+        const CHUNK: usize = 48;
+        let rounds: u32 = if cfg!(miri) { 40 } else { 2_000 };
+        #[repr(align(64))]
+        struct Mem([u8; TRANSFER_HEADER + CAP]);
+        /// The region's address, handed to the importer's thread.
+        #[derive(Clone, Copy)]
+        struct Base(*mut u8);
+        // SAFETY: the region outlives the importer (joined below); its
+        // shared use is what the test is about.
+        unsafe impl Send for Base {}
+        let mut mem = Box::new(Mem([0; TRANSFER_HEADER + CAP]));
+        let base = Base(mem.0.as_mut_ptr());
+        let pattern = |round: u32, i: usize| (round as usize * 31 + i) as u8;
+        // The importer's "round done" (Release/Acquire): the exporter
+        // writes the next round only after the importer has read this one.
+        let done = Arc::new(AtomicU32::new(0));
+        let d = done.clone();
+        let importer = thread::spawn(move || {
+            let base = base;
+            // SAFETY: the region outlives this thread (joined below).
+            let t = unsafe { Transfer::new(base.0, TRANSFER_HEADER + CAP) }.unwrap();
+            for round in 1..=rounds {
+                let token = round as u64;
+                loop {
+                    let Ok((_, progress)) = t.poll(token) else { continue };
+                    let (n, sealed) = match progress {
+                        Progress::Exporting(n) => (n, false),
+                        Progress::Sealed(n) => (n, true),
+                        Progress::Failed => panic!("round {round}: failed"),
+                    };
+                    for i in 0..n {
+                        // SAFETY: inside the region; below a length this
+                        // thread observed (the invariant under test).
+                        let b = unsafe { t.body().add(i).read() };
+                        assert_eq!(b, pattern(round, i), "round {round}: byte {i} of {n} published");
+                    }
+                    if sealed {
+                        assert_eq!(n, CAP);
+                        break;
+                    }
+                    thread::yield_now();
+                }
+                d.store(round, Ordering::Release);
+            }
+        });
+        // SAFETY: as above.
+        let t = unsafe { Transfer::new(base.0, TRANSFER_HEADER + CAP) }.unwrap();
+        for round in 1..=rounds {
+            while done.load(Ordering::Acquire) != round - 1 {
+                thread::yield_now();
+            }
+            t.begin(1, round as u64);
+            for chunk in 0..CAP / CHUNK {
+                for i in chunk * CHUNK..(chunk + 1) * CHUNK {
+                    // SAFETY: inside the region; not yet published, so the
+                    // importer does not read it.
+                    unsafe { t.body().add(i).write(pattern(round, i)) };
+                }
+                // Every chunk but the last is published; seal publishes it.
+                if chunk + 1 < CAP / CHUNK {
+                    t.publish((chunk + 1) * CHUNK);
+                }
+            }
+            t.seal(CAP).unwrap();
+        }
+        importer.join().unwrap();
+        drop(mem);
     }
 
     #[test]

@@ -202,6 +202,11 @@ impl System {
         }
     }
 
+    /// The host runtime's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Types raw bytes on the console.
     pub fn type_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("console still open");

@@ -86,6 +86,19 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     assert!(text(&upd).contains("done: kv0 runs kv-v4"), "{}", text(&upd));
     let back = umctl(&socket, &["rollback", "kv"]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+    // Neither the image kept for a rollback nor a built-in one can be
+    // forgotten.
+    let kept = umctl(&socket, &["forget", "kv-v4"]);
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
+    assert!(text(&kept).contains("refused: kv-v4 is kept in slot kv0_b for a rollback of kv0"), "{}", text(&kept));
+    let floors = umctl(&socket, &["floor"]);
+    assert!(floors.status.success() && text(&floors).contains("kv               none"), "{}", text(&floors));
+    let low = umctl(&socket, &["floor", "kv", "4"]);
+    assert_eq!(low.status.code(), Some(1), "kv runs v1: {}", text(&low));
+    assert_eq!(umctl(&socket, &["floor", "kv"]).status.code(), Some(2), "a service without a version");
+    let builtin = umctl(&socket, &["forget", "kv-v1"]);
+    assert_eq!(builtin.status.code(), Some(1), "{}", text(&builtin));
+    assert!(text(&builtin).contains("built into the image store"), "{}", text(&builtin));
     std::thread::sleep(Duration::from_millis(300));
     let after = client_counts(&text(&umctl(&socket, &["status"])));
     assert_eq!(after.len(), 4);
@@ -102,6 +115,8 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     assert!(text(&bad).contains("no image named 'kv-v9'"));
     let log = umctl(&socket, &["log"]);
     assert!(text(&log).contains("update kv kv-v4") && log.status.success());
+    let last = text(&umctl(&socket, &["log", "1"]));
+    assert!(last.contains("the last 1 of ") && last.lines().count() == 3, "one entry: {last}");
     // No console: exit code 3, and bad usage: 2.
     assert_eq!(umctl(&dir.join("nothing.sock"), &["status"]).status.code(), Some(3));
     assert_eq!(umctl(&socket, &["frobnicate"]).status.code(), Some(2));

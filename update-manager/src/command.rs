@@ -4,6 +4,8 @@ use alloc::{format, string::String, vec::Vec};
 
 /// Default quiescence timeout of `update`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// History entries `log` shows by default (the last ones).
+pub const LOG_DEFAULT: usize = 20;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -19,7 +21,18 @@ pub enum Command {
     Rollback {
         service: String,
     },
-    Log,
+    /// The last `last` history entries (`None`: every entry kept).
+    Log {
+        last: Option<usize>,
+    },
+    /// Drop an uploaded image that no slot holds.
+    Forget {
+        image: String,
+    },
+    /// List the version floors, or raise one.
+    Floor {
+        raise: Option<(String, u32)>,
+    },
     /// Show the probation settings, or set them (window, and calls).
     Probation {
         window_ms: Option<u64>,
@@ -36,9 +49,12 @@ impl Command {
     /// update runs; the others wait for it to end).
     pub fn reads_only(&self) -> bool {
         match self {
-            Command::Help | Command::Status | Command::Version | Command::Images | Command::Log => true,
+            Command::Help | Command::Status | Command::Version | Command::Images | Command::Log { .. } => true,
+            Command::Floor { raise } => raise.is_none(),
             Command::Probation { window_ms, .. } => window_ms.is_none(),
-            Command::Update { .. } | Command::Rollback { .. } | Command::Accept { .. } => false,
+            Command::Update { .. } | Command::Rollback { .. } | Command::Accept { .. } | Command::Forget { .. } => {
+                false
+            }
         }
     }
 }
@@ -57,7 +73,12 @@ commands:
   probation [<ms> [<calls>]]            show or set how long a new version stays on probation
                                         (default 5000 ms; 0 ms: no probation; calls 0: no limit)
   accept <service>                      end the probation of <service>'s update now: it becomes final
-  log                                   the update history with per-phase times
+  floor [<service> <version>]           the version floors, or raise one (an image below its service's
+                                        floor is refused; a floor never falls)
+  forget <image>                        drop an uploaded image that is not live or kept for a rollback,
+                                        freeing its upload slot
+  log [N|all]                           the update history with per-phase times: the last 20 entries,
+                                        the last N, or all it keeps
 ";
 
 fn name_arg<'a>(what: &str, v: Option<&'a str>) -> Result<&'a str, String> {
@@ -80,7 +101,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "status" => no_args(Command::Status),
         "version" => no_args(Command::Version),
         "images" => no_args(Command::Images),
-        "log" => no_args(Command::Log),
+        "log" => match args {
+            [] => Ok(Some(Command::Log { last: Some(LOG_DEFAULT) })),
+            ["all"] => Ok(Some(Command::Log { last: None })),
+            [n] => match n.parse::<usize>() {
+                Ok(v @ 1..=1_000_000) => Ok(Some(Command::Log { last: Some(v) })),
+                _ => Err(format!("bad count '{}'; usage: log [N|all]", truncate(n, 16))),
+            },
+            _ => Err("usage: log [N|all]".into()),
+        },
         "update" => {
             let usage = "usage: update <service> <image> [--timeout MS]";
             let service = name_arg("service", args.first().copied()).map_err(|e| format!("{e}; {usage}"))?.into();
@@ -114,6 +143,24 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "accept" => match args {
             [s] => Ok(Some(Command::Accept { service: name_arg("service", Some(s))?.into() })),
             _ => Err("usage: accept <service>".into()),
+        },
+        "floor" => match args {
+            [] => Ok(Some(Command::Floor { raise: None })),
+            [s, v] => {
+                let service = name_arg("service", Some(s))?.into();
+                let digits = v.strip_prefix('v').unwrap_or(v);
+                match digits.parse::<u32>() {
+                    Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                        Ok(Some(Command::Floor { raise: Some((service, n)) }))
+                    }
+                    _ => Err(format!("bad version '{}'; usage: floor [<service> <version>]", truncate(v, 16))),
+                }
+            }
+            _ => Err("usage: floor [<service> <version>]".into()),
+        },
+        "forget" => match args {
+            [i] => Ok(Some(Command::Forget { image: name_arg("image", Some(i))?.into() })),
+            _ => Err("usage: forget <image>".into()),
         },
         "rollback" => match args {
             [s] => Ok(Some(Command::Rollback { service: name_arg("service", Some(s))?.into() })),
@@ -164,5 +211,19 @@ mod tests {
         assert_eq!(parse("accept kv"), Ok(Some(Command::Accept { service: "kv".into() })));
         assert!(parse("status").unwrap().unwrap().reads_only());
         assert!(!parse("update kv kv-v2").unwrap().unwrap().reads_only());
+        assert_eq!(parse("floor"), Ok(Some(Command::Floor { raise: None })));
+        assert_eq!(parse("floor kv 3"), Ok(Some(Command::Floor { raise: Some(("kv".into(), 3)) })));
+        assert_eq!(parse("floor kv v3"), Ok(Some(Command::Floor { raise: Some(("kv".into(), 3)) })));
+        assert_eq!(parse("floor kv").unwrap_err(), "usage: floor [<service> <version>]");
+        assert_eq!(parse("floor kv +3").unwrap_err(), "bad version '+3'; usage: floor [<service> <version>]");
+        assert_eq!(parse("forget kv-v4"), Ok(Some(Command::Forget { image: "kv-v4".into() })));
+        assert_eq!(parse("forget").unwrap_err(), "usage: forget <image>");
+        assert_eq!(parse("forget a b").unwrap_err(), "usage: forget <image>");
+        assert_eq!(parse("log"), Ok(Some(Command::Log { last: Some(LOG_DEFAULT) })));
+        assert_eq!(parse("log 5"), Ok(Some(Command::Log { last: Some(5) })));
+        assert_eq!(parse("log all"), Ok(Some(Command::Log { last: None })));
+        assert_eq!(parse("log 0").unwrap_err(), "bad count '0'; usage: log [N|all]");
+        assert_eq!(parse("log most").unwrap_err(), "bad count 'most'; usage: log [N|all]");
+        assert_eq!(parse("log 5 6").unwrap_err(), "usage: log [N|all]");
     }
 }

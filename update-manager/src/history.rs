@@ -50,17 +50,19 @@ impl History {
         self.next_id == 0
     }
 
-    pub fn render(&self) -> String {
+    /// The last `last` records (`None`: every record kept), oldest first.
+    pub fn render(&self, last: Option<usize>) -> String {
         if self.records.is_empty() {
             return "no updates yet\n".into();
         }
+        let shown = last.unwrap_or(usize::MAX).min(self.records.len());
         let mut out = String::new();
         let _ = writeln!(
             out,
             "{:>4}  {:>9}  {:<28}  {:<8}  {:>8} {:>8} {:>8} {:>8} {:>8}  DETAIL",
             "#", "AT_MS", "COMMAND", "OUTCOME", "ADMIT", "BUILD", "QUIESCE", "TRANSFER", "COMMIT"
         );
-        for r in &self.records {
+        for r in &self.records[self.records.len() - shown..] {
             let cell = |t: Option<u64>| t.map_or(String::from("-"), |v| format!("{v}"));
             let (outcome, detail) = match &r.outcome {
                 Ok(d) => ("ok", d.clone()),
@@ -81,7 +83,11 @@ impl History {
                 detail
             );
         }
-        let _ = writeln!(out, "(phase times in microseconds; {} update(s) in all)", self.next_id);
+        let _ = write!(out, "(phase times in microseconds; ");
+        if shown < self.records.len() {
+            let _ = write!(out, "the last {shown} of {} kept ('log all'); ", self.records.len());
+        }
+        let _ = writeln!(out, "{} update(s) in all)", self.next_id);
         out
     }
 }
@@ -102,9 +108,16 @@ mod tests {
                 outcome: Err((Phase::Build, "needs channel 'timer'".into())),
             });
         }
-        let text = h.render();
+        let text = h.render(None);
         assert_eq!(text.lines().count(), 1 + KEEP + 1);
         assert!(text.contains("build failed: needs channel 'timer'; rolled back"));
-        assert!(text.contains("70 update(s)"));
+        assert!(text.ends_with("(phase times in microseconds; 70 update(s) in all)\n"), "{text}");
+        let last = h.render(Some(20));
+        assert_eq!(last.lines().count(), 1 + 20 + 1);
+        let ids: Vec<&str> = last.lines().skip(1).take(20).map(|l| l.split_whitespace().next().unwrap()).collect();
+        assert_eq!(ids.first().zip(ids.last()), Some((&"51", &"70")), "the last 20, oldest first: {last}");
+        assert!(last.ends_with("the last 20 of 64 kept ('log all'); 70 update(s) in all)\n"), "{last}");
+        assert_eq!(h.render(Some(1000)), text, "more than are kept: all of them");
+        assert_eq!(History::default().render(Some(20)), "no updates yet\n");
     }
 }

@@ -10,6 +10,9 @@ extern crate alloc;
 pub mod command;
 pub mod console;
 mod faults;
+#[cfg(test)]
+mod floor_spec;
+mod floors;
 pub mod history;
 pub mod image;
 pub mod manager;
@@ -25,3 +28,4 @@ pub use manager::Manager;
 pub use placer::{ImagePlacer, SharedObjectPlacer, SlotCode};
 
 include!(concat!(env!("OUT_DIR"), "/trusted_keys.rs"));
+include!(concat!(env!("OUT_DIR"), "/version_floors.rs"));

@@ -92,6 +92,8 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     /// manager an `upload` region.
     pub(crate) uploads: Option<crate::uploads::Uploads>,
     pub(crate) started_ns: u64,
+    /// Each service's version floor (0: none), see `floors.rs`.
+    pub(crate) floors: Vec<(String, u32)>,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
     /// Every child's incarnation, as the manager counts its restarts: a
@@ -129,8 +131,14 @@ fn region<P: Pd>(pd: &P, name: &str, writable: bool) -> Result<Region, String> {
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Attaches to the manager's regions and channels, then boots every
     /// service instance with the first version of its service, through the
-    /// same switch an update uses.
+    /// same switch an update uses. The version floors are the trusted
+    /// build's (`UPD_VERSION_FLOORS`).
     pub fn new(pd: &'static P, placer: L) -> Result<Self, String> {
+        Self::with_floors(pd, placer, crate::VERSION_FLOORS)
+    }
+
+    /// [`Manager::new`] with these version floors (`(service, version)`).
+    pub fn with_floors(pd: &'static P, placer: L, floors: &[(&str, u32)]) -> Result<Self, String> {
         let store_region = region(pd, "image_store", false)?;
         // SAFETY: the image store is read-only and never changes.
         let store = Store::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })
@@ -205,6 +213,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         unsafe { capmap.format(&names) };
         let started_ns = pd.now_ns();
         let children_len = children.len();
+        let floors = crate::floors::initial(instances.iter().map(|i| i.service.as_str()), floors);
         let mut m = Manager {
             pd,
             placer,
@@ -217,6 +226,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             pending: Vec::new(),
             uploads: pd.region("upload").and_then(crate::uploads::Uploads::new),
             started_ns,
+            floors,
             verbose: false,
             incarnations: alloc::vec![0; children_len],
             busy: false,
@@ -310,13 +320,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    /// The lowest version of `service` in the image store.
+    /// The lowest version of `service` in the image store, at or above its
+    /// version floor.
     fn first_image(&self, service: &str) -> Option<&'static str> {
         self.images
             .iter()
             .filter_map(|i| {
                 i.descriptor.as_ref().ok().filter(|d| d.service() == service).map(|d| (d.module_version, i.name))
             })
+            .filter(|&(v, _)| v >= self.floor(service).unwrap_or(0))
             .min()
             .map(|(_, n)| n)
     }
@@ -324,7 +336,12 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     fn boot(&mut self, i: usize) -> String {
         let name = self.instances[i].name.clone();
         let Some(image) = self.first_image(&self.instances[i].service.clone()) else {
-            return format!("boot: {name}: failed: no image of service '{}' in the store\n", self.instances[i].service);
+            let service = &self.instances[i].service;
+            let floor = match self.floor(service) {
+                Some(f @ 1..) => format!(" at or above its version floor v{f}"),
+                _ => String::new(),
+            };
+            return format!("boot: {name}: failed: no image of service '{service}'{floor} in the store\n");
         };
         let command = format!("boot {name} {image}");
         match self.switch(&[i], Target::Image(image), 2_000_000_000) {
@@ -353,7 +370,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         loop {
             match self.console.rx.pop(&mut buf) {
                 Ok(0) if self.input.is_empty() => return,
-                Ok(n) => self.input.extend(&buf[..n]),
+                Ok(n) => {
+                    if n > 0 {
+                        // The queue has room again: say so. The serial side
+                        // holds back what did not fit, and nothing else may
+                        // ever wake it (an over-long line is not echoed).
+                        self.notify_serial();
+                    }
+                    self.input.extend(&buf[..n])
+                }
                 Err(_) => {
                     self.pd.log(format_args!("serial driver wrote an impossible rx index; input dropped"));
                     return;

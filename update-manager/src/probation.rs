@@ -111,6 +111,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
         if let Some((image, v)) = version {
             self.say(&format!("{why}: {service} runs {image} (v{v}) for good\n"));
+            // A version that passed its probation is the least any later
+            // update may bring back.
+            if self.floor(service).is_some_and(|f| f < v) {
+                match self.raise_floor(service, v) {
+                    Ok(()) => self.say(&format!("the version floor of {service} is now v{v}\n")),
+                    Err(e) => self.say(&format!("  note: the version floor of {service} stays: {e}\n")),
+                }
+            }
             self.record(format!("final {service}"), [None; 5], Ok(format!("{image} final ({why})")));
         }
     }

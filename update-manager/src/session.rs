@@ -93,8 +93,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let text = self.images_table();
                 self.say(&text)
             }
-            Command::Log => {
-                let text = self.history.render();
+            Command::Log { last } => {
+                let text = self.history.render(last);
                 self.say(&text)
             }
             Command::Update { service, image, timeout_ms } => {
@@ -102,6 +102,16 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     return self.say(&format!("error: no image named '{image}' (see 'images')\n"));
                 };
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
+            }
+            Command::Floor { raise } => {
+                let text = self.floor_command(raise);
+                self.say(&text)
+            }
+            Command::Forget { image } => {
+                let text = match self.forget(&image) {
+                    Ok(t) | Err(t) => t,
+                };
+                self.say(&format!("{text}\n"))
             }
             Command::Rollback { service } => {
                 let on_probation = self.instances.iter().any(|i| i.service == service && i.probation.is_some());

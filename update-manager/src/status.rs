@@ -82,12 +82,17 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                         if imports.is_empty() { String::from("-") } else { imports.join(",") },
                         i.bytes.len()
                     );
+                    if self.check_floor(d).is_err() {
+                        out.pop();
+                        out.push_str("  (below the version floor)\n");
+                    }
                 }
                 Err(e) => {
                     let _ = writeln!(out, "{:<15} refused: {e}", i.name);
                 }
             }
         }
+        out.push_str(&self.floors_line());
         out
     }
 

@@ -19,7 +19,7 @@ use pd_api::{ChildId, Event, Fault, Pd};
 /// Deadline of one control step (load, init, activate, ...).
 pub const STEP_NS: u64 = 1_000_000_000;
 /// Deadline of an export or an import (they copy the state).
-pub const TRANSFER_NS: u64 = 2_000_000_000;
+pub const TRANSFER_NS: u64 = 3_000_000_000;
 /// A slot inside one event for this long hangs.
 pub const HANG_NS: u64 = 1_000_000_000;
 /// How often the watchdog looks.
@@ -133,6 +133,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         seq: u64,
         deadline: u64,
     ) -> Result<Message, CommandError> {
+        // Whatever waits here is an operation: input typed meanwhile waits
+        // for it (a command that only reads is answered at once).
+        let was_busy = core::mem::replace(&mut self.busy, true);
+        let result = self.await_reply_busy(inst, s, seq, deadline);
+        self.busy = was_busy;
+        result
+    }
+
+    fn await_reply_busy(&mut self, inst: usize, s: Slot, seq: u64, deadline: u64) -> Result<Message, CommandError> {
         let child = self.instances[inst].slots[s.index()].child;
         let incarnation = self.incarnation_of(child);
         loop {
@@ -179,12 +188,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.await_reply(inst, s, seq, deadline)
     }
 
-    /// Lets `ns` pass, taking events meanwhile.
+    /// Lets `ns` pass, taking events meanwhile (as an operation: see
+    /// [`Self::await_reply`]).
     pub(crate) fn pause(&mut self, ns: u64) {
+        let was_busy = core::mem::replace(&mut self.busy, true);
         let deadline = self.pd.now_ns() + ns;
         while self.pd.now_ns() < deadline {
             self.wait_one(deadline);
         }
+        self.busy = was_busy;
     }
 
     /// Takes one event (or none by `deadline`) while busy: console input is

@@ -215,6 +215,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     (prev, true)
                 }
             };
+            self.check_floor(&held.descriptor)?;
             let schema = match live {
                 None => held.descriptor.state_schema,
                 Some((_, cur)) => cur

@@ -2,10 +2,14 @@
 //! verified against the trusted keys and kept in the `upload` region.
 //!
 //! The region is divided into slots; each holds a 32-byte name and one
-//! bundle. An upload is received into the next slot in turn; only once it
-//! is complete and verified does its image join the manager's images, so
-//! the manager never holds part of one. Reusing a slot drops the image it
-//! held (a module already loaded from it keeps running).
+//! bundle. An upload is received only into a slot that holds no listed
+//! image, chosen at its first frame; when every slot holds one, the upload
+//! is refused at that frame (`forget` an image to free its slot). Only once
+//! it is complete and verified does its image join the manager's images,
+//! so the manager never holds part of one, and a refused or broken-off
+//! upload changes nothing: the bytes of a listed image, which a slot may
+//! load at any time (an update, a rollback's rebuild, a reload after a
+//! fault), are never written while it is listed.
 use crate::image;
 use crate::manager::{Image, Manager};
 use crate::placer::ImagePlacer;
@@ -26,7 +30,9 @@ pub(crate) struct Uploads {
     region: Region,
     slot_size: usize,
     slots: usize,
-    next: usize,
+    /// The slot the upload under way is received into: one that held no
+    /// listed image when the upload began (none is added until it ends).
+    staging: Option<usize>,
     decoder: Decoder,
     receiver: Receiver,
     last_byte_ns: u64,
@@ -42,7 +48,7 @@ impl Uploads {
             region,
             slot_size,
             slots,
-            next: 0,
+            staging: None,
             decoder: Decoder::default(),
             receiver: Receiver::new(),
             last_byte_ns: 0,
@@ -53,14 +59,21 @@ impl Uploads {
     /// The bundle area of slot `k`.
     fn bundle_area(&self, k: usize) -> &'static mut [u8] {
         // SAFETY: the region is the manager's alone, mapped for its life;
-        // slot `k` lies inside it, and nothing else refers to the bundle
-        // area of the slot being received into.
+        // slot `k` lies inside it. The caller writes through it only into
+        // the staging slot, which holds no listed image, so nothing else
+        // refers to these bytes.
         unsafe {
             core::slice::from_raw_parts_mut(
                 self.region.base.add(k * self.slot_size + NAME_LEN),
                 self.slot_size - NAME_LEN,
             )
         }
+    }
+
+    /// The slot whose bundle area holds `bytes`, if any.
+    fn slot_of(&self, bytes: &[u8]) -> Option<usize> {
+        let at = (bytes.as_ptr() as usize).checked_sub(self.region.base as usize)?;
+        (at < self.slots * self.slot_size).then_some(at / self.slot_size)
     }
 
     /// Writes `name` into slot `k` and returns it with a static lifetime.
@@ -124,12 +137,55 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
+    /// The upload slot holding the listed image `img`, if it was uploaded.
+    fn upload_slot(&self, img: &Image) -> Option<usize> {
+        self.uploads.as_ref()?.slot_of(img.bytes)
+    }
+
+    /// The first upload slot that holds no listed image.
+    fn free_upload_slot(&self) -> Option<usize> {
+        let up = self.uploads.as_ref()?;
+        (0..up.slots).find(|&k| !self.images.iter().any(|i| up.slot_of(i.bytes) == Some(k)))
+    }
+
     pub(crate) fn on_upload_frame(&mut self, kind: Kind, seq: u16, payload: &[u8]) {
-        let Some(up) = self.uploads.as_mut() else { return };
-        let staging = up.next;
-        let reply = up.receiver.on_frame(&Frame { kind, seq, payload }, up.bundle_area(staging));
+        if self.uploads.is_none() {
+            return;
+        }
+        if kind == Kind::Begin {
+            // A new upload: received only into a slot holding no listed
+            // image, or not at all.
+            let free = self.free_upload_slot();
+            let up = self.uploads.as_mut().expect("uploads");
+            up.staging = free;
+            if free.is_none() {
+                // Whatever was under way is dropped too.
+                up.receiver.on_frame(&Frame { kind: Kind::Abort, seq, payload: &[] }, &mut []);
+                let why = format!(
+                    "refused: the upload store is full: each of its {} slots holds a listed image \
+                     ('forget' one that is not in use)",
+                    up.slots
+                );
+                self.answer(seq, false, &why);
+                self.say(&format!("\nupload: {why}\n{}", crate::console::PROMPT));
+                self.record_upload(why, false);
+                return;
+            }
+        }
+        let up = self.uploads.as_mut().expect("uploads");
+        // Nothing to write into without an upload under way (the receiver
+        // then stores nothing either).
+        let area: &mut [u8] = match up.staging {
+            Some(k) => up.bundle_area(k),
+            None => &mut [],
+        };
+        let reply = up.receiver.on_frame(&Frame { kind, seq, payload }, area);
         match reply {
-            Reply::Ack | Reply::Aborted => self.send_frame(Kind::Ack, seq, b""),
+            Reply::Ack => self.send_frame(Kind::Ack, seq, b""),
+            Reply::Aborted => {
+                self.uploads.as_mut().expect("uploads").staging = None;
+                self.send_frame(Kind::Ack, seq, b"")
+            }
             Reply::Nak { reason, resume } => {
                 let mut p = Vec::from([reason as u8]);
                 p.extend_from_slice(&resume.to_le_bytes());
@@ -141,12 +197,17 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     _ => None,
                 };
                 if let Some(why) = why {
+                    self.uploads.as_mut().expect("uploads").staging = None;
                     self.say(&format!("\nupload: {why}\n{}", crate::console::PROMPT));
                     self.record_upload(String::from(why), false);
                 }
             }
             Reply::Complete { len } => {
-                let (ok, text) = self.admit_upload(staging, len);
+                let staging = self.uploads.as_mut().and_then(|u| u.staging.take());
+                let (ok, text) = match staging {
+                    Some(k) => self.admit_upload(k, len),
+                    None => (false, String::from("refused: no upload slot was set aside for this bundle")),
+                };
                 // The answer first, then a line and a fresh prompt for
                 // whoever watches the console.
                 self.answer(seq, ok, &text);
@@ -163,8 +224,36 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         }
     }
 
-    /// Verifies the bundle received into slot `k`; if it is genuine, its
-    /// image joins the manager's images. Returns (admitted, what happened).
+    /// `forget <image>`: drops an uploaded image that no slot holds (live,
+    /// or kept for a rollback), so that its upload slot takes the next
+    /// upload. Built-in images cannot be forgotten.
+    pub(crate) fn forget(&mut self, name: &str) -> Result<String, String> {
+        let Some(i) = self.images.iter().position(|i| i.name == name) else {
+            return Err(format!("error: no image named '{name}' (see 'images')"));
+        };
+        let Some(k) = self.upload_slot(&self.images[i]) else {
+            return Err(format!("refused: {name} is built into the image store; it cannot be forgotten"));
+        };
+        for inst in &self.instances {
+            for (s, slot) in inst.slots.iter().enumerate() {
+                if slot.held.is_some_and(|h| h.image == name) {
+                    return Err(if inst.live.map(|l| l.index()) == Some(s) {
+                        format!("refused: {name} is live in {} (slot {})", inst.name, slot.pd_name)
+                    } else {
+                        format!("refused: {name} is kept in slot {} for a rollback of {}", slot.pd_name, inst.name)
+                    });
+                }
+            }
+        }
+        self.images.remove(i);
+        let text = format!("forgot {name}: upload slot {k} takes the next upload");
+        self.record(format!("forget {name}"), [None; 5], Ok(text.clone()));
+        Ok(text)
+    }
+
+    /// Verifies the bundle received into slot `k` (which holds no listed
+    /// image); if it is genuine, its image joins the manager's images.
+    /// Returns (admitted, what happened).
     fn admit_upload(&mut self, k: usize, len: usize) -> (bool, String) {
         let up = self.uploads.as_mut().expect("uploads");
         let bytes: &'static [u8] = &up.bundle_area(k)[..len];
@@ -178,19 +267,20 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
         };
         let d = image::descriptor(v.image).expect("verified above");
+        if let Err(e) = self.check_floor(&d) {
+            let text = format!("refused: {e}");
+            self.record_upload(text.clone(), false);
+            return (false, text);
+        }
         let name = format!("{}-v{}", d.service(), d.module_version);
         if self.images.iter().any(|i| i.name == name) {
             let text = format!("refused: the manager already holds an image named {name}");
             self.record_upload(text.clone(), false);
             return (false, text);
         }
-        // The slot is reused: the image it held (if any) is gone.
-        let up = self.uploads.as_mut().expect("uploads");
-        let old_base = up.bundle_area(k).as_ptr();
-        self.images.retain(|i| !core::ptr::eq(i.bytes.as_ptr().wrapping_sub(HEADER_LEN), old_base));
+        // The staging slot held no listed image: nothing is dropped.
         let up = self.uploads.as_mut().expect("uploads");
         let stored = up.set_name(k, &name);
-        up.next = (k + 1) % up.slots;
         self.images.push(Image { name: stored, bytes: v.image, descriptor: Ok(d) });
         let text = format!(
             "admitted {stored} ({} v{}, schema {}, {} bytes)",

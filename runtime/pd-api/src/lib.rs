@@ -102,8 +102,11 @@ pub trait Pd {
     /// Suspends a child (Microkit: TCB suspend); once this returns the
     /// child runs no more instructions until resumed or restarted.
     fn stop_child(&self, child: ChildId);
-    /// Lets a stopped child go on where it stopped (TCB resume).
-    fn resume_child(&self, child: ChildId);
+    /// Lets a stopped child go on where it stopped (TCB resume). (The
+    /// default is for PDs that have no children.)
+    fn resume_child(&self, child: ChildId) {
+        let _ = child;
+    }
     /// Starts a child again from its entry point, with fresh state, and
     /// returns once it runs (false if that did not happen).
     fn restart_child(&self, child: ChildId) -> bool;
@@ -125,11 +128,17 @@ pub trait Pd {
     /// manager): takes the next notification or child fault off its
     /// endpoint, waiting at most until `deadline_ns` (`None` then). The
     /// event loop does not see what this returns. A supervisor never waits
-    /// on a child any other way.
-    fn wait_event(&self, deadline_ns: u64) -> Option<Event>;
+    /// on a child any other way. (The default, for PDs that supervise
+    /// nothing, has no events to give.)
+    fn wait_event(&self, deadline_ns: u64) -> Option<Event> {
+        let _ = deadline_ns;
+        None
+    }
     /// Asks for one [`Handler::tick`] at `at_ns` (or soon after),
-    /// replacing any earlier request.
-    fn set_tick(&self, at_ns: u64);
+    /// replacing any earlier request. (The default ticks never.)
+    fn set_tick(&self, at_ns: u64) {
+        let _ = at_ns;
+    }
 }
 
 /// What to do with a child that faulted.

@@ -1,5 +1,6 @@
 //! The [`ShellEnv`] a module calls back through: extern "C" trampolines
 //! into the PD, limited to the channels and regions the module declared.
+use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use interfaces::abi::{features, RegionInfo, ShellEnv, ABI_VERSION, STATE_COMPLETE};
@@ -15,6 +16,59 @@ pub struct EnvCtx<P: Pd + 'static> {
     pub descriptor: Option<ModuleDescriptor>,
     /// The transfer under way, during the module's export or import.
     pub stream: Option<Stream>,
+}
+
+/// The [`EnvCtx`] of a shell: one heap allocation, shared by the shell and
+/// the trampolines of the [`ShellEnv`] it hands the module.
+///
+/// Invariant: the context is allocated by `Box::into_raw` in [`new`]
+/// (`SharedCtx::new`), freed in `Drop`, and reached only through that one
+/// raw pointer: by the shell through `Deref`/`DerefMut` here, by the
+/// trampolines through the copy in `ShellEnv::ctx` ([`as_ptr`]). No `Box`
+/// and no long-lived reference to it exist, so neither side's accesses
+/// invalidate the other's pointer (a `Box<EnvCtx>` written through after
+/// the module's pointer was taken from it broke Rust's aliasing rules).
+/// Every reference either side takes ends before the other side runs:
+/// the shell writes the context only between calls into the module and
+/// never holds a reference from it across one; the trampolines only read
+/// it, during such a call, on the PD's one thread.
+///
+/// [`new`]: SharedCtx::new
+/// [`as_ptr`]: SharedCtx::as_ptr
+pub struct SharedCtx<P: Pd + 'static>(*mut EnvCtx<P>);
+
+impl<P: Pd + 'static> SharedCtx<P> {
+    pub fn new(ctx: EnvCtx<P>) -> Self {
+        SharedCtx(Box::into_raw(Box::new(ctx)))
+    }
+
+    /// The pointer the trampolines reach the context through.
+    pub fn as_ptr(&self) -> *mut EnvCtx<P> {
+        self.0
+    }
+}
+
+impl<P: Pd + 'static> core::ops::Deref for SharedCtx<P> {
+    type Target = EnvCtx<P>;
+    fn deref(&self) -> &EnvCtx<P> {
+        // SAFETY: live until `drop`; see the type's invariant.
+        unsafe { &*self.0 }
+    }
+}
+
+impl<P: Pd + 'static> core::ops::DerefMut for SharedCtx<P> {
+    fn deref_mut(&mut self) -> &mut EnvCtx<P> {
+        // SAFETY: as in `deref`; the shell holds no other reference, and
+        // the module does not run while this one lives.
+        unsafe { &mut *self.0 }
+    }
+}
+
+impl<P: Pd + 'static> Drop for SharedCtx<P> {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw` in `new`, freed once, here.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
 }
 
 /// A transfer the module is taking part in.
@@ -63,9 +117,11 @@ pub fn wait_for_export<P: Pd + ?Sized>(
 }
 
 /// # Safety (all trampolines)
-/// `ctx` is the `EnvCtx<P>` the shell built for this module; the shell
-/// keeps it alive, and calls into the module (hence back here) only from
-/// the PD's single thread.
+/// `ctx` is the `EnvCtx<P>` the shell built for this module
+/// ([`SharedCtx::as_ptr`]); the shell keeps it alive, and calls into the
+/// module (hence back here) only from the PD's single thread, holding no
+/// reference into it meanwhile. The reference returned lives for one
+/// trampoline call.
 unsafe fn ctx<'a, P: Pd + 'static>(p: *mut c_void) -> &'a EnvCtx<P> {
     unsafe { &*(p as *const EnvCtx<P>) }
 }

@@ -2,7 +2,7 @@
 //! page (the update protocol's steps in this slot), service calls
 //! dispatched to the live module or bounced, and, during a probation, the
 //! journal of the calls the module completed.
-use crate::env::{shell_env, wait_for_export, EnvCtx, Stream};
+use crate::env::{shell_env, wait_for_export, EnvCtx, SharedCtx, Stream};
 use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::Ordering::Relaxed;
 use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
@@ -46,7 +46,9 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     control: Option<ChannelId>,
     state: SlotState,
     entry: Option<&'static ModuleEntry>,
-    ctx: Box<EnvCtx<P>>,
+    /// The module's context: reached only through this pointer (here) and
+    /// the copy in `env`; see `SharedCtx` for the invariant.
+    ctx: SharedCtx<P>,
     env: Box<ShellEnv>,
     quiesce: Quiesce,
     calls_served: u64,
@@ -63,8 +65,8 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     pub fn new(pd: &'static P, loader: L) -> Self {
-        let mut ctx = Box::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None });
-        let env = Box::new(shell_env::<P>(&mut *ctx));
+        let ctx = SharedCtx::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None });
+        let env = Box::new(shell_env::<P>(ctx.as_ptr()));
         let control = pd.channel(control::MANAGER_PD);
         if control.is_none() {
             pd.log(format_args!("no channel to '{}': nothing can load a module here", control::MANAGER_PD));

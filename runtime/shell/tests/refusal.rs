@@ -64,11 +64,7 @@ impl Pd for FakePd {
     }
     fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
     fn stop_child(&self, _child: ChildId) {}
-    fn resume_child(&self, _child: ChildId) {}
-    fn wait_event(&self, _deadline_ns: u64) -> Option<pd_api::Event> {
-        None
-    }
-    fn set_tick(&self, _at_ns: u64) {}
+
     fn restart_child(&self, _child: ChildId) -> bool {
         false
     }

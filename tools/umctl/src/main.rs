@@ -35,8 +35,11 @@ enum Command {
     Status,
     /// The module images the manager holds.
     Images,
-    /// The update history with per-phase times.
-    Log,
+    /// The update history with per-phase times (the last 20 entries by default).
+    Log {
+        /// How many of the last entries to show, or `all`.
+        entries: Option<String>,
+    },
     /// The manager's version, ABI, trusted keys.
     Version,
     /// Upload a signed bundle (from `cargo xtask sign`) into the manager's store.
@@ -54,6 +57,14 @@ enum Command {
     },
     /// Return every instance of SERVICE to its previous version.
     Rollback { service: String },
+    /// Drop an uploaded IMAGE that is not live or kept for a rollback, freeing its upload slot.
+    Forget { image: String },
+    /// The version floors, or raise SERVICE's floor to VERSION (a floor never falls).
+    Floor {
+        service: Option<String>,
+        #[arg(requires = "service")]
+        version: Option<u32>,
+    },
 }
 
 struct Console {
@@ -159,11 +170,18 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
     let line = match &cli.command {
         Command::Status => "status".to_owned(),
         Command::Images => "images".to_owned(),
-        Command::Log => "log".to_owned(),
+        Command::Log { entries: None } => "log".to_owned(),
+        Command::Log { entries: Some(n) } => format!("log {n}"),
         Command::Version => "version".to_owned(),
         Command::Update { service, image, timeout: None } => format!("update {service} {image}"),
         Command::Update { service, image, timeout: Some(ms) } => format!("update {service} {image} --timeout {ms}"),
         Command::Rollback { service } => format!("rollback {service}"),
+        Command::Forget { image } => format!("forget {image}"),
+        Command::Floor { service: Some(s), version: Some(v) } => format!("floor {s} {v}"),
+        Command::Floor { service: Some(_), version: None } => {
+            return Err((2, "floor: give a service and a version, or neither".into()))
+        }
+        Command::Floor { service: None, .. } => "floor".to_owned(),
         Command::Upload { bundle } => {
             let bytes = std::fs::read(bundle).map_err(|e| (2, format!("{}: {e}", bundle.display())))?;
             let bar = ProgressBar::new(bytes.len() as u64);

@@ -63,18 +63,25 @@ impl Driver {
     fn transmit(&mut self, pd: &Sel4Pd) {
         let mut buf = [0u8; 512];
         let mut out = [0u8; 1024];
+        let mut drained = false;
         loop {
             match self.q.tx.pop(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     let m = self.term.translate(&buf[..n], &mut out);
                     self.uart.write(&out[..m]);
+                    drained = true;
                 }
                 Err(_) => {
                     pd.log(format_args!("console wrote an impossible tx index; dropping output"));
                     break;
                 }
             }
+        }
+        if drained {
+            // Room again in the tx queue: the client may be holding back
+            // output that did not fit, with nothing else to wake it.
+            self.q.client.notify(pd);
         }
     }
 }

@@ -35,9 +35,15 @@ fn region(env: &Env, name: &str) -> Result<RegionInfo, &'static str> {
 
 impl<const VERSION: u32> SerialPump<VERSION> {
     /// Moves whatever is waiting, both ways, and tells each side.
+    ///
+    /// Every queue is bounded and a producer that finds its queue full
+    /// waits to be told of room, so a side is told whenever one of its
+    /// queues changed: bytes to read, or room to write. A move in either
+    /// direction does both (it empties one of the side's queues and fills
+    /// the other's), so whatever moved, both sides hear of it.
     fn pump(&mut self) {
         let mut buf = [0u8; 256];
-        let (mut to_console, mut to_device) = (false, false);
+        let mut moved_any = false;
         loop {
             let mut moved = false;
             // Only take from a queue what fits the next one: nothing is
@@ -47,23 +53,20 @@ impl<const VERSION: u32> SerialPump<VERSION> {
                 let _ = self.to_console.push(&buf[..n]);
                 self.bytes_in += n as u64;
                 moved = true;
-                to_console = true;
             }
             let room = self.to_device.free().unwrap_or(0).min(buf.len());
             if let Ok(n @ 1..) = self.from_console.pop(&mut buf[..room]) {
                 let _ = self.to_device.push(&buf[..n]);
                 self.bytes_out += n as u64;
                 moved = true;
-                to_device = true;
             }
             if !moved {
                 break;
             }
+            moved_any = true;
         }
-        if to_console {
+        if moved_any {
             self.env.notify(self.console);
-        }
-        if to_device {
             self.env.notify(self.uart);
         }
     }

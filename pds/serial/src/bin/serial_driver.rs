@@ -31,10 +31,14 @@ impl Handler<HostPd> for Driver {
         let mut buf = [0u8; 1024];
         let mut out = [0u8; 2048];
         let mut stdout = std::io::stdout().lock();
+        let mut drained = false;
         loop {
             let n = match self.tx.pop(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => n,
+                Ok(n) => {
+                    drained = true;
+                    n
+                }
                 Err(_) => {
                     pd.log(format_args!("console wrote an impossible tx index; dropping output"));
                     break;
@@ -57,6 +61,11 @@ impl Handler<HostPd> for Driver {
             }
         }
         let _ = stdout.flush();
+        if drained {
+            // Room again in the tx queue: the client may be holding back
+            // output that did not fit, with nothing else to wake it.
+            self.client.notify(pd);
+        }
     }
 }
 

@@ -1,0 +1,198 @@
+//! The context a module reaches its shell through: the shell writes it
+//! (LOAD sets the channels, an export or import sets the stream) between
+//! calls into the module, and the module reads it through the `ShellEnv`'s
+//! trampolines during them. Both must go through the one pointer the
+//! module holds; this test drives a module that calls back at every step,
+//! with no processes and no dlopen, so that Miri can check every access:
+//!
+//!     cargo +nightly miri test -p domain-shell --no-default-features --test env_ctx
+//!
+//! (Stacked Borrows rejected the shell's old `Box<EnvCtx>`, written
+//! through after the module's pointer was taken from it.)
+use domain_shell::{ModuleLoader, Shell};
+use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
+use interfaces::control::{op, reply, shell_label};
+use interfaces::Message;
+use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+const CONTROL: ChannelId = 0;
+const CLIENT: ChannelId = 1;
+
+struct FakePd {
+    code: Region,
+    transfer: Region,
+    clock: AtomicU64,
+    notified: RefCell<Vec<ChannelId>>,
+}
+
+impl Pd for FakePd {
+    fn name(&self) -> &str {
+        "echo0_a"
+    }
+    fn notify(&self, ch: ChannelId) {
+        self.notified.borrow_mut().push(ch);
+    }
+    fn ppcall(&self, _ch: ChannelId, _msg: &mut Message) -> Result<(), PpcError> {
+        Err(PpcError::NoSuchChannel)
+    }
+    fn irq_ack(&self, _ch: ChannelId) {}
+    fn channel(&self, peer: &str) -> Option<ChannelId> {
+        match peer {
+            "update_manager" => Some(CONTROL),
+            "client0" => Some(CLIENT),
+            _ => None,
+        }
+    }
+    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
+        [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
+    }
+    fn region(&self, name: &str) -> Option<Region> {
+        match name {
+            "module_code" => Some(self.code),
+            "transfer" => Some(self.transfer),
+            _ => None,
+        }
+    }
+    fn log(&self, args: std::fmt::Arguments) {
+        eprintln!("[fake] {args}");
+    }
+    fn child(&self, _name: &str) -> Option<ChildId> {
+        None
+    }
+    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
+    fn stop_child(&self, _child: ChildId) {}
+    fn restart_child(&self, _child: ChildId) -> bool {
+        false
+    }
+    fn now_ns(&self) -> u64 {
+        self.clock.fetch_add(1000, Ordering::Relaxed) + 1000
+    }
+    fn shutdown(&self) {}
+}
+
+/// A module that calls its shell back at every entry point.
+mod echo {
+    use super::*;
+
+    pub const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("echo", 1, 1).channel("client0");
+    /// The shell's table, as `init` got it.
+    pub static ENV: AtomicPtr<ShellEnv> = AtomicPtr::new(core::ptr::null_mut());
+
+    fn env() -> &'static ShellEnv {
+        // SAFETY: set by `init`; the shell keeps the table alive.
+        unsafe { &*ENV.load(Ordering::Relaxed) }
+    }
+
+    fn client_channel() -> i32 {
+        let e = env();
+        let name = "client0";
+        // SAFETY: the shell's own trampoline and context.
+        unsafe { (e.channel)(e.ctx, name.as_ptr(), name.len()) }
+    }
+
+    pub unsafe extern "C" fn init(env: *const ShellEnv) -> i32 {
+        ENV.store(env as *mut ShellEnv, Ordering::Relaxed);
+        // Reads the channels LOAD wrote into the context.
+        if client_channel() == CLIENT as i32 {
+            status::OK
+        } else {
+            -1
+        }
+    }
+
+    pub unsafe extern "C" fn notified(_ch: u32) {
+        let e = env();
+        unsafe { (e.notify)(e.ctx, CLIENT) };
+    }
+
+    pub unsafe extern "C" fn protected(_ch: u32, msg: *mut Message) {
+        let ch = client_channel() as u64;
+        unsafe { *msg = Message::with_words(0, &[ch]) };
+    }
+
+    pub unsafe extern "C" fn prepare() -> i32 {
+        status::OK
+    }
+
+    pub unsafe extern "C" fn export_state(_schema: u32, buf: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+        assert!(cap >= 4);
+        let e = env();
+        unsafe {
+            buf.copy_from_nonoverlapping(b"echo".as_ptr(), 4);
+            // Reads the stream the shell set in the context for the export.
+            (e.state_published)(e.ctx, 4);
+            *out_len = 4;
+        }
+        status::OK
+    }
+
+    pub unsafe extern "C" fn import_state(_schema: u32, _buf: *const u8, _len: usize) -> i32 {
+        status::OK
+    }
+
+    pub static ENTRY: ModuleEntry = ModuleEntry {
+        abi_version: ABI_VERSION,
+        features: 0,
+        init,
+        notified,
+        protected,
+        prepare,
+        export_state,
+        import_state,
+    };
+}
+
+/// Hands out the echo module, whatever the code region holds.
+struct EchoLoader;
+
+impl ModuleLoader for EchoLoader {
+    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
+        Ok((&echo::ENTRY, echo::DESCRIPTOR))
+    }
+}
+
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, EchoLoader>, label: u64, words: &[u64]) -> Message {
+    let mut msg = Message::with_words(label, words);
+    shell.protected(pd, CONTROL, &mut msg);
+    assert_eq!(msg.label, reply::OK, "{label:#x}: {:?}", msg.text());
+    msg
+}
+
+#[test]
+fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
+    let mut code = vec![0u8; 4096];
+    let mut transfer = vec![0u64; 4096 / 8];
+    let fake = Box::into_raw(Box::new(FakePd {
+        code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
+        transfer: Region { base: transfer.as_mut_ptr().cast(), size: 4096, writable: true },
+        clock: AtomicU64::new(0),
+        notified: RefCell::new(Vec::new()),
+    }));
+    // SAFETY: freed at the end, after the shell that holds it is gone.
+    let pd: &'static FakePd = unsafe { &*fake };
+    let mut shell = Shell::new(pd, EchoLoader);
+    // LOAD writes the module's channels into the context; INIT's module
+    // reads them back through its table.
+    control(pd, &mut shell, op::LOAD, &[0]);
+    control(pd, &mut shell, op::INIT, &[]);
+    control(pd, &mut shell, op::ACTIVATE, &[]);
+    let mut msg = Message::default();
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(msg.word(0), CLIENT as u64, "the module found its channel");
+    shell.notified(pd, CLIENT);
+    assert_eq!(*pd.notified.borrow(), [CLIENT], "the module notified through the shell");
+    // An export: the shell sets the stream in the context, the module
+    // reports progress through it, the shell takes it back.
+    control(pd, &mut shell, op::PREPARE, &[1, 42]);
+    shell.notified(pd, CONTROL);
+    let t = unsafe { interfaces::transfer::Transfer::new(pd.transfer.base, pd.transfer.size) }.unwrap();
+    assert_eq!(t.poll(42), Ok((1, interfaces::transfer::Progress::Sealed(4))));
+    shell.protected(pd, CLIENT, &mut msg);
+    assert_eq!(msg.label, shell_label::MOVED);
+    drop(shell);
+    // SAFETY: from `Box::into_raw` above; nothing refers to it any more.
+    drop(unsafe { Box::from_raw(fake) });
+    drop((code, transfer));
+}

@@ -468,12 +468,16 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
     fn notified(&mut self, _pd: &P, ch: ChannelId) {
         let event = self.page.map(|p| (p, p.begin_event()));
-        if Some(ch) == self.control {
-            self.run_command();
-        }
         // The manager's notification may be news for the module too (the
-        // serial service: console output waits).
-        if let (SlotState::Live | SlotState::Quiescing, Some(entry)) = (self.state, self.entry) {
+        // serial service: console output waits), if it declared the
+        // channel; any other goes to the module as before.
+        let for_module = if Some(ch) == self.control {
+            self.run_command();
+            ch < 64 && self.ctx.allowed_channels & (1 << ch) != 0
+        } else {
+            true
+        };
+        if let (true, SlotState::Live | SlotState::Quiescing, Some(entry)) = (for_module, self.state, self.entry) {
             // SAFETY: a live module's entry table; one call at a time.
             unsafe { (entry.notified)(ch) };
         }

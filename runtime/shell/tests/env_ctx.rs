@@ -12,6 +12,7 @@
 use domain_shell::{ModuleLoader, Shell};
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
 use interfaces::control::{op, reply, shell_label};
+use interfaces::control_page::ControlPage;
 use interfaces::Message;
 use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
 use std::cell::RefCell;
@@ -23,6 +24,8 @@ const CLIENT: ChannelId = 1;
 struct FakePd {
     code: Region,
     transfer: Region,
+    control: Region,
+    seq: AtomicU64,
     clock: AtomicU64,
     notified: RefCell<Vec<ChannelId>>,
 }
@@ -52,6 +55,7 @@ impl Pd for FakePd {
         match name {
             "module_code" => Some(self.code),
             "transfer" => Some(self.transfer),
+            "control" => Some(self.control),
             _ => None,
         }
     }
@@ -153,25 +157,42 @@ impl ModuleLoader for EchoLoader {
     }
 }
 
+fn page(pd: &FakePd) -> &'static ControlPage {
+    // SAFETY: the test's control page, aligned and alive until the end.
+    unsafe { ControlPage::at(pd.control.base, pd.control.size) }.unwrap()
+}
+
+/// Posts a command on the slot's control page, as the manager does, and
+/// takes the shell's answer.
 fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, EchoLoader>, label: u64, words: &[u64]) -> Message {
-    let mut msg = Message::with_words(label, words);
-    shell.protected(pd, CONTROL, &mut msg);
+    let seq = pd.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    page(pd).command.post(seq, &Message::with_words(label, words));
+    shell.notified(pd, CONTROL);
+    let msg = page(pd).reply.read(seq).expect("answered");
     assert_eq!(msg.label, reply::OK, "{label:#x}: {:?}", msg.text());
     msg
 }
+
+/// A control page's memory: 4 KiB, aligned as the page wants.
+#[repr(C, align(64))]
+struct PageMem([u8; 4096]);
 
 #[test]
 fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
     let mut code = vec![0u8; 4096];
     let mut transfer = vec![0u64; 4096 / 8];
+    let mut control_mem = Box::new(PageMem([0; 4096]));
     let fake = Box::into_raw(Box::new(FakePd {
         code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
         transfer: Region { base: transfer.as_mut_ptr().cast(), size: 4096, writable: true },
+        control: Region { base: control_mem.0.as_mut_ptr(), size: 4096, writable: true },
+        seq: AtomicU64::new(0),
         clock: AtomicU64::new(0),
         notified: RefCell::new(Vec::new()),
     }));
     // SAFETY: freed at the end, after the shell that holds it is gone.
     let pd: &'static FakePd = unsafe { &*fake };
+    page(pd).reset();
     let mut shell = Shell::new(pd, EchoLoader);
     // LOAD writes the module's channels into the context; INIT's module
     // reads them back through its table.
@@ -182,11 +203,12 @@ fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
     shell.protected(pd, CLIENT, &mut msg);
     assert_eq!(msg.word(0), CLIENT as u64, "the module found its channel");
     shell.notified(pd, CLIENT);
-    assert_eq!(*pd.notified.borrow(), [CLIENT], "the module notified through the shell");
+    let by_module: Vec<ChannelId> = pd.notified.borrow().iter().copied().filter(|&c| c != CONTROL).collect();
+    assert_eq!(by_module, [CLIENT], "the module notified through the shell");
     // An export: the shell sets the stream in the context, the module
     // reports progress through it, the shell takes it back.
     control(pd, &mut shell, op::PREPARE, &[1, 42]);
-    shell.notified(pd, CONTROL);
+    control(pd, &mut shell, op::EXPORT, &[]);
     let t = unsafe { interfaces::transfer::Transfer::new(pd.transfer.base, pd.transfer.size) }.unwrap();
     assert_eq!(t.poll(42), Ok((1, interfaces::transfer::Progress::Sealed(4))));
     shell.protected(pd, CLIENT, &mut msg);
@@ -194,5 +216,5 @@ fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
     drop(shell);
     // SAFETY: from `Box::into_raw` above; nothing refers to it any more.
     drop(unsafe { Box::from_raw(fake) });
-    drop((code, transfer));
+    drop((code, transfer, control_mem));
 }

@@ -73,10 +73,12 @@ pub struct Faulty<const MODE: u8> {
 impl<const MODE: u8> Module for Faulty<MODE> {
     const DESCRIPTOR: ModuleDescriptor = {
         let d = ModuleDescriptor::new("kv", 90 + MODE as u32, 2).imports(1).exports(1);
-        if MODE == mode::NEEDS_CHANNEL {
-            d.channel("timer")
-        } else {
-            d
+        match MODE {
+            mode::NEEDS_CHANNEL => d.channel("timer"),
+            // Hears the manager's kick after its commit (the one
+            // notification a kv slot gets), and spins there.
+            mode::NOTIFIED_SPIN => d.channel("update_manager"),
+            _ => d,
         }
     };
 

@@ -81,7 +81,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             if self.probation_over(i, now) {
                 let service = self.instances[i].service.clone();
                 self.say("\n");
-                self.make_final(&service, "probation over");
+                self.make_final(&service, "probation over", true);
                 self.say(crate::console::PROMPT);
             }
         }
@@ -91,8 +91,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.instances.iter().filter_map(|i| i.probation.map(|p| p.until_ns)).min()
     }
 
-    /// Makes the live version of every instance of `service` final.
-    pub(crate) fn make_final(&mut self, service: &str, why: &str) {
+    /// Makes the live version of every instance of `service` final; with
+    /// `raise`, its version becomes the service's floor (not when a new
+    /// update cuts the probation short: that version is being left, not
+    /// endorsed).
+    pub(crate) fn make_final(&mut self, service: &str, why: &str, raise: bool) {
         let insts: Vec<usize> = (0..self.instances.len())
             .filter(|&i| self.instances[i].service == service && self.instances[i].probation.is_some())
             .collect();
@@ -113,7 +116,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             self.say(&format!("{why}: {service} runs {image} (v{v}) for good\n"));
             // A version that passed its probation is the least any later
             // update may bring back.
-            if self.floor(service).is_some_and(|f| f < v) {
+            if raise && self.floor(service).is_some_and(|f| f < v) {
                 match self.raise_floor(service, v) {
                     Ok(()) => self.say(&format!("the version floor of {service} is now v{v}\n")),
                     Err(e) => self.say(&format!("  note: the version floor of {service} stays: {e}\n")),

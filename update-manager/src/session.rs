@@ -141,7 +141,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 if !self.instances.iter().any(|i| i.service == service && i.probation.is_some()) {
                     return self.say(&format!("error: '{service}' has no update on probation\n"));
                 }
-                self.make_final(&service, "accepted by the operator");
+                self.make_final(&service, "accepted by the operator", true);
             }
         }
     }

@@ -69,7 +69,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             // The version on probation is the one this update leaves: its
             // slot pair is needed for the new one.
             let service = self.instances[i].service.clone();
-            self.make_final(&service, "made final by a new update");
+            self.make_final(&service, "made final by a new update", false);
         }
         self.phase_done(Phase::Admit, t, &mut times);
 

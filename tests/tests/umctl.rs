@@ -74,6 +74,10 @@ fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     let bundle = dir.join("kv-v4.bundle");
     xtask::keys::sign(&xtask::workspace_root().join("keys/dev.key"), bundle::Target::Host, &image, &bundle).unwrap();
 
+    // Rollbacks here move the state back, and keep the version left for a
+    // rollback (on probation they would replay a journal instead).
+    let prob = umctl(&socket, &["probation", "0"]);
+    assert!(prob.status.success() && text(&prob).contains("0 ms"), "{}", text(&prob));
     std::thread::sleep(Duration::from_millis(300));
     let before = client_counts(&text(&umctl(&socket, &["status"])));
     let up = umctl(&socket, &["upload", bundle.to_str().unwrap()]);

@@ -185,7 +185,11 @@ fn uploads_updates_and_rollbacks_below_the_version_floor_are_refused() {
     let mut sys = System::boot(Some(&system_with_small_store(&dir)));
     assert!(send_bundle(&mut sys, &v3, |_, _| {}).unwrap().admitted);
     update_runs(&mut sys, "kv", "kv-v3", "3");
-    assert_eq!(sys.command("floor kv 3").trim(), "version floor of service kv raised to v3");
+    // Final, so that a rollback is the cold one, checked at admission (a
+    // rollback on probation replays the journal into the version left).
+    // Its acceptance raises the floor to v3.
+    assert!(sys.command("accept kv").contains("the version floor of kv is now v3"));
+    assert_eq!(sys.command("floor kv 3").trim(), "the version floor of service kv is v3 already");
     // A genuine bundle below the floor: refused, nothing stored.
     let images = sys.command("images");
     assert!(images.ends_with("version floors: serial none, kv v3\n"), "{images}");

@@ -55,8 +55,16 @@ enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// Return every instance of SERVICE to its previous version.
+    /// Return every instance of SERVICE to its previous version (on probation: the old version replays the new one's calls).
     Rollback { service: String },
+    /// Show the probation of the next updates, or set it: MS long (0: none), ending after CALLS journaled calls (0: no limit).
+    Probation {
+        ms: Option<u64>,
+        #[arg(requires = "ms")]
+        calls: Option<u64>,
+    },
+    /// End the probation of SERVICE's update now: the version becomes final.
+    Accept { service: String },
     /// Drop an uploaded IMAGE that is not live or kept for a rollback, freeing its upload slot.
     Forget { image: String },
     /// The version floors, or raise SERVICE's floor to VERSION (a floor never falls).
@@ -176,6 +184,10 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
         Command::Update { service, image, timeout: None } => format!("update {service} {image}"),
         Command::Update { service, image, timeout: Some(ms) } => format!("update {service} {image} --timeout {ms}"),
         Command::Rollback { service } => format!("rollback {service}"),
+        Command::Probation { ms: None, .. } => "probation".to_owned(),
+        Command::Probation { ms: Some(ms), calls: None } => format!("probation {ms}"),
+        Command::Probation { ms: Some(ms), calls: Some(n) } => format!("probation {ms} {n}"),
+        Command::Accept { service } => format!("accept {service}"),
         Command::Forget { image } => format!("forget {image}"),
         Command::Floor { service: Some(s), version: Some(v) } => format!("floor {s} {v}"),
         Command::Floor { service: Some(_), version: None } => {

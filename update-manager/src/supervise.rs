@@ -17,9 +17,9 @@ use interfaces::Message;
 use pd_api::{ChildId, Event, Fault, Pd};
 
 /// Deadline of one control step (load, init, activate, ...).
-pub const STEP_NS: u64 = 1_000_000_000;
+pub const STEP_NS: u64 = 3_000_000_000;
 /// Deadline of an export or an import (they copy the state).
-pub const TRANSFER_NS: u64 = 3_000_000_000;
+pub const TRANSFER_NS: u64 = 5_000_000_000;
 /// A slot inside one event for this long hangs.
 pub const HANG_NS: u64 = 1_000_000_000;
 /// How often the watchdog looks.

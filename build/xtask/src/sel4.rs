@@ -356,19 +356,20 @@ pub fn qemu(loader: &Path) -> Command {
     qemu_with_serial(loader, "mon:stdio")
 }
 
+/// QEMU options that make the guest's clock follow the instructions it
+/// executes (on average it keeps up with real time), not the host's clock.
+/// The QEMU tests use them: without them a pause of the QEMU process (a
+/// loaded host, a descheduled VM) is time that passes for the guest with
+/// no instruction run, and the manager's deadlines (a slot must answer
+/// each step in time) declare hung a slot that never got the CPU. Not for
+/// `--bench`: the speed they give the guest varies as they track real time.
+pub const GUEST_CLOCK: [&str; 2] = ["-icount", "shift=auto"];
+
 /// QEMU booting `loader` with its serial port on `serial` (a QEMU
 /// character device, e.g. `unix:PATH,server=on,wait=off`).
-///
-/// The guest's clock follows the instructions it executes
-/// (`-icount shift=auto`: on average it keeps up with real time), not the
-/// host's clock. Otherwise a pause of the QEMU process (a loaded host, a
-/// descheduled VM) is time that passes for the guest with no instruction
-/// run, and the manager's deadlines (a slot must answer a step within 1 s)
-/// would declare a slot hung that never got the CPU.
 pub fn qemu_with_serial(loader: &Path, serial: &str) -> Command {
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-machine", "virt,virtualization=on", "-cpu", "cortex-a53", "-m", "size=2G", "-nographic"])
-        .args(["-icount", "shift=auto"])
         .args(["-serial", serial, "-device"])
         .arg(format!("loader,file={},addr=0x70000000,cpu-num=0", loader.display()));
     c

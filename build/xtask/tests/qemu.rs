@@ -109,6 +109,7 @@ struct Qemu {
 impl Qemu {
     fn boot(loader: &Path) -> Qemu {
         let mut child = xtask::sel4::qemu(loader)
+            .args(xtask::sel4::GUEST_CLOCK)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -723,7 +724,7 @@ fn rolled_back_after_commit(q: &mut Qemu, image: &str, hang: bool) -> LateOutcom
 
 /// Misbehaving after the commit (as misbehaving.rs on the host), one boot
 /// for the four ways: spinning in a call, a data abort in a call, a panic
-/// in a call, spinning in `notified`.
+/// in a call, spinning in `notified`; then a version that floods its log.
 #[test]
 fn a_version_that_misbehaves_after_its_commit_is_rolled_back_on_sel4() {
     let _one = serial();
@@ -751,7 +752,27 @@ fn a_version_that_misbehaves_after_its_commit_is_rolled_back_on_sel4() {
             o.recovery_ms.map_or(String::new(), |ms| format!(", serving again {ms} ms after the hang began"))
         ));
     }
-    let _ = writeln!(std::io::stderr(), "seL4: rolled back on probation:\n  {}", report.join("\n  "));
+    // A version that logs a line per call: the shell rate-limits its log
+    // (the lines go to the kernel's debug console, the same UART), and the
+    // console and the clients do not notice.
+    let before = q.status();
+    let mark = q.mark();
+    let out = q.switch("update kv kv-log-flood");
+    q.check(out.contains("done: kv0 runs kv-log-flood"), || format!("update to kv-log-flood: {out}"));
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        q.status();
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    q.check(worst < Duration::from_secs(5), || format!("kv-log-flood: status took {worst:?}"));
+    q.check(q.since(mark).contains("line(s) dropped (more than 20 in 100 ms)"), || "the log is rate-limited".into());
+    let out = q.switch("rollback kv");
+    q.check(out.contains("done: kv0 runs kv-v2"), || format!("rollback from kv-log-flood: {out}"));
+    clean_progress(q, &before, "kv-log-flood");
+    report.push(format!("kv-log-flood: rate-limited, status answered within {worst:.0?}"));
+    let _ = writeln!(std::io::stderr(), "seL4: misbehaving after the commit:\n  {}", report.join("\n  "));
 }
 
 /// xorshift64*: a fixed sequence per seed, so a failure can be replayed.

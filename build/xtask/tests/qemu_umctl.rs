@@ -50,6 +50,7 @@ fn a_signed_bundle_uploaded_with_umctl_updates_sel4_under_load() {
     let socket = dir.join("serial.sock");
     let _qemu = Qemu(
         xtask::sel4::qemu_with_serial(&image.loader, &format!("unix:{},server=on,wait=off", socket.display()))
+            .args(xtask::sel4::GUEST_CLOCK)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

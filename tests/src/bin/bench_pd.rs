@@ -259,11 +259,14 @@ fn hang_client(pd: &HostPd) {
         n += 1;
         let t = pd.now_ns();
         kv.put(b"hang", &n.to_le_bytes()).expect("put");
-        let took = pd.now_ns() - t;
+        let t2 = pd.now_ns();
         let got = kv.get(b"hang", &mut out).expect("get");
+        let t3 = pd.now_ns();
         if got != Some(8) || out[..8] != n.to_le_bytes() {
             pd.log(format_args!("BENCH hang_client_wrong_reply: {n}"));
         }
+        // Whichever of the two calls hit the slot that hung.
+        let took = (t2 - t).max(t3 - t2);
         if took > 200_000_000 {
             pd.log(format_args!("BENCH hang_recovery_ms: {}", took / 1_000_000));
         }

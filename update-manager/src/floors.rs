@@ -58,6 +58,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         if let Some(f) = self.floors.iter_mut().find(|(s, _)| s == service) {
             f.1 = version;
         }
+        // A version on probation whose way back now lies below the floor
+        // has no way back: it is final.
+        let below = self.instances.iter().filter(|i| i.service == service).any(|i| {
+            i.probation
+                .is_some_and(|p| i.slots[p.old.index()].held.is_some_and(|h| h.descriptor.module_version < version))
+        });
+        if below {
+            self.make_final(service, "made final by the version floor", false);
+        }
         Ok(())
     }
 

@@ -22,8 +22,9 @@ fn raise_floor_refuses_lower_versions_from_then_on() {
     assert_eq!(c.m.floor("kv"), Some(0), "no floor unless the build sets one");
     assert_eq!(c.m.floor("db"), None);
     assert!(c.command("update kv kv-v2").contains("done: kv0 runs kv-v2 (v2, schema 2)"));
-    // The update protocol raises the floor when an update becomes final.
-    assert_eq!(c.m.raise_floor("kv", 2), Ok(()));
+    // The update protocol raises the floor when an update becomes final
+    // (here: its probation is accepted).
+    assert!(c.command("accept kv").contains("the version floor of kv is now v2"));
     assert_eq!(c.m.floor("kv"), Some(2));
     // Below it: refused at admission, with the reason; nothing changes.
     let out = c.command("update kv kv-v1");
@@ -43,6 +44,7 @@ fn raise_floor_refuses_lower_versions_from_then_on() {
     assert_eq!(c.m.raise_floor("kv", 4), Err("kv0 runs kv v3, below v4: update it first".into()));
     assert_eq!(c.m.floor("kv"), Some(2), "unchanged by the refusals");
     assert_eq!(c.m.raise_floor("kv", 2), Ok(()), "the same floor again changes nothing");
+    // v3 is on probation, with v2 to go back to: a floor of 3 makes it final.
     assert_eq!(c.m.raise_floor("kv", 3), Ok(()));
     let out = c.command("rollback kv");
     assert!(out.contains("  admit     FAILED: kv v2 is below the version floor v3 of service kv"), "{out}");
@@ -56,7 +58,11 @@ fn the_floor_command_lists_and_raises_and_images_show_the_floors() {
     assert_eq!(c.command("floor"), "SERVICE          FLOOR\nkv               none\n");
     assert!(c.command("help").contains("floor [<service> <version>]"));
     assert!(c.command("update kv kv-v3").contains("done:"));
-    assert_eq!(c.command("floor kv 2"), "version floor of service kv raised to v2\n");
+    // kv-v3 is on probation with kv-v1 to go back to: the floor ends it.
+    assert_eq!(
+        c.command("floor kv 2"),
+        "made final by the version floor: kv runs kv-v3 (v3) for good\nversion floor of service kv raised to v2\n"
+    );
     assert_eq!(c.command("floor kv v2"), "the version floor of service kv is v2 already\n");
     assert_eq!(c.command("floor kv 1"), "refused: the version floor of service kv is v2; it only rises\n");
     assert_eq!(c.command("floor db 1"), "error: no service 'db' in this system\n");

@@ -280,7 +280,10 @@ impl Console {
         assert_eq!(self.input.push(bytes.as_bytes()), Ok(bytes.len()), "the line fits the queue");
         self.m.notified(self.pd, SERIAL);
         let out = self.take_output();
-        let out = out.strip_prefix(&bytes).unwrap_or_else(|| panic!("echo of '{line}' first: {out}"));
+        // What the manager said on its own before the echo (a probation
+        // that ended, say) is skipped.
+        let at = out.find(&bytes).unwrap_or_else(|| panic!("no echo of '{line}': {out}"));
+        let out = &out[at + bytes.len()..];
         out.strip_suffix(update_manager::console::PROMPT).unwrap_or(out).to_owned()
     }
 }

@@ -214,6 +214,10 @@ fn verified_total(sys: &mut System) -> u64 {
 
 fn throughput() {
     let mut sys = System::boot(None);
+    // Every switch moves the state, as before probation existed: with it,
+    // a probation that fills its journal ends, raises the floor to v2, and
+    // the next rollback to v1 is refused.
+    assert!(sys.command("probation 0").contains("0 ms"));
     assert!(sys.command("update kv kv-v2").contains("done:"));
     // Short windows, in adjacent pairs: on a shared 2-core machine the
     // clients' rate drifts over seconds (how the 4 clients and 2 kv slots

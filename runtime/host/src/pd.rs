@@ -124,12 +124,23 @@ impl HostPd {
     }
 
     /// Pending notifications, including those [`Pd::wait_event`] set aside.
+    /// (The set-aside words are only ever non-zero in a supervisor: a
+    /// plain load first keeps every other PD's event loop free of a second
+    /// locked swap per event.)
     fn take_notes(&self) -> u64 {
-        self.me().notify_pending.swap(0, Ordering::Acquire) | self.taken_notes.swap(0, Ordering::Relaxed)
+        let taken = match self.taken_notes.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.taken_notes.swap(0, Ordering::Relaxed),
+        };
+        self.me().notify_pending.swap(0, Ordering::Acquire) | taken
     }
 
     fn take_faults(&self) -> u64 {
-        self.me().fault_pending.swap(0, Ordering::Acquire) | self.taken_faults.swap(0, Ordering::Relaxed)
+        let taken = match self.taken_faults.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.taken_faults.swap(0, Ordering::Relaxed),
+        };
+        self.me().fault_pending.swap(0, Ordering::Acquire) | taken
     }
 
     /// The fault of child PD `index`, as the parent's `Fault` event; `None`
@@ -408,9 +419,9 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
                 pd.restart_child(id);
             }
         }
+        // Only a PD that asked for a tick reads the clock here.
         let tick_at = pd.tick_at.load(Ordering::Relaxed);
-        let now = monotonic_ns();
-        let ticked = tick_at != 0 && now >= tick_at;
+        let ticked = tick_at != 0 && monotonic_ns() >= tick_at;
         if ticked {
             pd.tick_at.store(0, Ordering::Relaxed);
             handler.tick(pd);

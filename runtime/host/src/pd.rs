@@ -315,6 +315,11 @@ impl Pd for HostPd {
     }
 
     fn wait_event(&self, deadline_ns: u64) -> Option<pd_api::Event> {
+        // The supervisor's waits are the steps of an update, most answered
+        // within microseconds, inside the blackout: poll (yielding the
+        // core, which the slot may need) for a moment before sleeping, as
+        // a futex sleep and wake costs tens of them.
+        let poll_until = monotonic_ns() + MANAGER_SPIN_NS;
         loop {
             let seen = self.me().event.load(Ordering::SeqCst);
             let notes = self.take_notes();
@@ -335,6 +340,10 @@ impl Pd for HostPd {
             let now = monotonic_ns();
             if now >= deadline_ns {
                 return None;
+            }
+            if now < poll_until {
+                std::thread::yield_now();
+                continue;
             }
             self.me().wait(seen, Some(Duration::from_nanos(deadline_ns - now)));
         }

@@ -167,8 +167,8 @@ fn chaos_soak_under_load_loses_nothing() {
                 for (line, expect) in &picks {
                     let mut out = sys.next_output(Duration::from_secs(60));
                     // A probation that ended on its own says so between two
-                    // answers.
-                    while out.trim_start().starts_with("probation over") {
+                    // answers, with a prompt of its own.
+                    while out.trim().is_empty() || out.trim_start().starts_with("probation over") {
                         out = sys.next_output(Duration::from_secs(60));
                     }
                     check(done, line, expect, &out, &mut sys, &mut hang_recoveries, &mut counts);

@@ -191,7 +191,13 @@ fn chaos_soak_under_load_loses_nothing() {
             let rows = sys.status();
             worst_answer = worst_answer.max(t.elapsed());
             for (name, _, wrong, failed, _) in client_totals(&rows) {
-                assert_eq!((wrong, failed), (0, 0), "after event {done}: {name}");
+                if (wrong, failed) != (0, 0) {
+                    let tail: String =
+                        sys.transcript.chars().rev().take(20_000).collect::<Vec<_>>().into_iter().rev().collect();
+                    let log =
+                        sys.log.lock().unwrap().iter().rev().take(60).rev().cloned().collect::<Vec<_>>().join("\n");
+                    panic!("after event {done}: {name}: wrong {wrong}, failed {failed}\n--- console ---\n{tail}\n--- log ---\n{log}");
+                }
             }
         }
     }

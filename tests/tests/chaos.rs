@@ -130,7 +130,7 @@ fn chaos_soak_under_load_loses_nothing() {
     let mut rng = Rng(seed | 1);
     let (mut worst_answer, mut hang_recoveries, mut counts) = (Duration::ZERO, Vec::new(), [0usize; 6]);
     let start = Instant::now();
-    let mut done = 0;
+    let (mut done, mut log_seen, mut recent) = (0, 0, Vec::new());
     while done < events {
         match rng.below(40) {
             // Refused uploads (a stranger's signature, a damaged bundle),
@@ -164,6 +164,7 @@ fn chaos_soak_under_load_loses_nothing() {
                 let picks: Vec<(String, Expect)> = (0..3).map(|_| pick(&mut rng, false)).collect();
                 let text: String = picks.iter().map(|(l, _)| format!("{l}\n")).collect();
                 sys.type_bytes(text.as_bytes());
+                let at = start.elapsed();
                 for (line, expect) in &picks {
                     let mut out = sys.next_output(Duration::from_secs(60));
                     // A probation that ended on its own says so between two
@@ -172,6 +173,8 @@ fn chaos_soak_under_load_loses_nothing() {
                         out = sys.next_output(Duration::from_secs(60));
                     }
                     check(done, line, expect, &out, &mut sys, &mut hang_recoveries, &mut counts);
+                    recent.push(format!("{at:.1?}: event {done}: {line} (typed ahead)"));
+                    complaints_after(done, line, &sys, &mut log_seen, &recent);
                     done += 1;
                 }
                 continue;
@@ -180,11 +183,14 @@ fn chaos_soak_under_load_loses_nothing() {
         }
         let (line, expect) = pick(&mut rng, true);
         let t = Instant::now();
+        let at = start.elapsed();
         let out = sys.command(&line);
         if matches!(expect, Expect::Answer) {
             worst_answer = worst_answer.max(t.elapsed());
         }
         check(done, &line, &expect, &out, &mut sys, &mut hang_recoveries, &mut counts);
+        recent.push(format!("{at:.1?}: event {done}: {line} (took {:.1?})", t.elapsed()));
+        complaints_after(done, &line, &sys, &mut log_seen, &recent);
         done += 1;
         if done % 200 == 0 {
             let t = Instant::now();
@@ -194,8 +200,7 @@ fn chaos_soak_under_load_loses_nothing() {
                 if (wrong, failed) != (0, 0) {
                     let tail: String =
                         sys.transcript.chars().rev().take(20_000).collect::<Vec<_>>().into_iter().rev().collect();
-                    let log =
-                        sys.log.lock().unwrap().iter().rev().take(60).rev().cloned().collect::<Vec<_>>().join("\n");
+                    let log = log_excerpt(&sys.log.lock().unwrap());
                     panic!("after event {done}: {name}: wrong {wrong}, failed {failed}\n--- console ---\n{tail}\n--- log ---\n{log}");
                 }
             }
@@ -285,4 +290,32 @@ fn check(
         }
         Expect::Answer => counts[3] += 1,
     }
+}
+
+/// The PDs' log without panic backtraces (many faults are on purpose), and
+/// every line where a client saw a wrong reply or a failed call.
+fn log_excerpt(lines: &[String]) -> String {
+    let noise =
+        |l: &&String| l.starts_with(' ') || l.starts_with("stack backtrace") || l.starts_with("note: Some details");
+    let kept: Vec<&String> = lines.iter().filter(|l| !noise(l)).collect();
+    let clients: Vec<&&String> = kept.iter().filter(|l| l.contains("wrong reply") || l.contains(" failed: ")).collect();
+    let tail: Vec<&&String> = kept.iter().rev().take(80).rev().collect();
+    let join = |v: Vec<&&String>| v.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n");
+    format!("{}\n--- clients' complaints ---\n{}", join(tail), join(clients))
+}
+
+/// Fails the soak at the first event after which a client complained in its
+/// log (a wrong reply or a failed call), with what led up to it.
+fn complaints_after(k: usize, line: &str, sys: &System, seen: &mut usize, recent: &[String]) {
+    let log = sys.log.lock().unwrap();
+    let new = &log[(*seen).min(log.len())..];
+    if new.iter().any(|l| l.contains("wrong reply") || l.contains(" failed: ")) {
+        let tail: String = sys.transcript.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!(
+            "a client complained by event {k} ('{line}')\n--- console ---\n{tail}\n--- log ---\n{}\n--- the last events ---\n{}",
+            log_excerpt(&log),
+            recent[recent.len().saturating_sub(15)..].join("\n")
+        );
+    }
+    *seen = log.len();
 }

@@ -43,9 +43,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// A fault from the event loop: noted, handled after the event.
     pub(crate) fn on_fault_event(&mut self, child: ChildId, fault: Fault) -> FaultAction {
         let Some(i) = self.child_index(child) else { return FaultAction::Stop };
-        self.children[i].2 += 1;
         let incarnation = self.incarnations[i];
-        self.troubles.push(Trouble::Fault { child, incarnation, fault });
+        self.note(Trouble::Fault { child, incarnation, fault });
         FaultAction::Stop
     }
 

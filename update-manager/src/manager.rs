@@ -104,6 +104,13 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) busy: bool,
     /// Faults and hangs noted while busy, handled once the operation ends.
     pub(crate) troubles: Vec<crate::supervise::Trouble>,
+    /// When the watchdog last looked (it also looks while an operation
+    /// waits, so a new slot that hangs in a step is caught as fast as a
+    /// live one).
+    pub(crate) watched_ns: u64,
+    /// Each (child, incarnation) whose fault or hang was noted: its
+    /// trouble counts once.
+    pub(crate) noted: Vec<(ChildId, u32)>,
     /// Console input taken off the queue and not yet decoded: shared by
     /// the event loop and the waits inside an update, so that bytes are
     /// decoded in the order they came, whoever takes them.
@@ -231,6 +238,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             incarnations: alloc::vec![0; children_len],
             busy: false,
             troubles: Vec::new(),
+            watched_ns: 0,
+            noted: Vec::new(),
             input: Default::default(),
             deferred: Default::default(),
             held_echo: String::new(),

@@ -82,6 +82,9 @@ pub enum CommandError {
     Faulted(Fault),
     /// No answer by the deadline: the slot has been stopped.
     Hung,
+    /// The watchdog saw the slot inside one event past [`HANG_NS`]: it
+    /// has been stopped.
+    HangSeen,
 }
 
 impl core::fmt::Display for CommandError {
@@ -91,6 +94,7 @@ impl core::fmt::Display for CommandError {
             CommandError::NotReady => f.write_str("not ready"),
             CommandError::Faulted(fault) => write!(f, "faulted ({fault})"),
             CommandError::Hung => f.write_str("did not answer in time (hung): stopped"),
+            CommandError::HangSeen => write!(f, "hung (inside one event for over {} ms): stopped", HANG_NS / 1_000_000),
         }
     }
 }
@@ -148,12 +152,13 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             if let Some(msg) = self.instances[inst].slots[s.index()].page.reply.read(seq) {
                 return answer(msg);
             }
-            let fault = self.troubles.iter().find_map(|t| match *t {
-                Trouble::Fault { child: c, incarnation: n, fault } if c == child && n == incarnation => Some(fault),
-                _ => None,
-            });
-            if let Some(fault) = fault {
-                return Err(CommandError::Faulted(fault));
+            // A fault, or a hang the watchdog saw (and stopped), of the
+            // incarnation asked.
+            let trouble = self.troubles.iter().find(|t| t.child() == child && t.incarnation() == incarnation);
+            match trouble {
+                Some(&Trouble::Fault { fault, .. }) => return Err(CommandError::Faulted(fault)),
+                Some(Trouble::Hang { .. }) => return Err(CommandError::HangSeen),
+                None => {}
             }
             if self.pd.now_ns() >= deadline {
                 self.pd.stop_child(child);
@@ -162,12 +167,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     self.pd.resume_child(child);
                     return answer(msg);
                 }
-                if !self.troubles.iter().any(|t| t.child() == child && t.incarnation() == incarnation) {
-                    if let Some(c) = self.child_index(child) {
-                        self.children[c].2 += 1;
-                    }
-                    self.troubles.push(Trouble::Hang { child, incarnation, since_ns: 0 });
-                }
+                self.note(Trouble::Hang { child, incarnation, since_ns: 0 });
                 return Err(CommandError::Hung);
             }
             self.wait_one(deadline);
@@ -202,16 +202,19 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// Takes one event (or none by `deadline`) while busy: console input is
     /// served, a fault noted; and console output that waits is retried.
     fn wait_one(&mut self, deadline: u64) {
-        let soon = if self.output_waiting() { self.pd.now_ns() + OUTPUT_RETRY_NS } else { u64::MAX };
-        match self.pd.wait_event(deadline.min(soon)) {
+        let now = self.pd.now_ns();
+        let watch_at = self.watched_ns + WATCH_PERIOD_NS;
+        if now >= watch_at {
+            self.watchdog();
+            return;
+        }
+        let soon = if self.output_waiting() { now + OUTPUT_RETRY_NS } else { u64::MAX };
+        match self.pd.wait_event(deadline.min(soon).min(watch_at)) {
             Some(Event::Notified(ch)) if self.is_console_channel(ch) => self.console_input(),
             Some(Event::Notified(_)) => {}
             Some(Event::Fault(child, fault)) => {
                 let incarnation = self.incarnation_of(child);
-                if let Some(i) = self.child_index(child) {
-                    self.children[i].2 += 1;
-                }
-                self.troubles.push(Trouble::Fault { child, incarnation, fault });
+                self.note(Trouble::Fault { child, incarnation, fault });
             }
             None => {}
         }
@@ -246,6 +249,23 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             self.incarnations[i] = self.incarnations[i].wrapping_add(1);
         }
         self.troubles.retain(|t| t.child() != child);
+        self.noted.retain(|&(c, _)| c != child);
+    }
+
+    /// Notes a fault or a hang, once per incarnation: it counts in the
+    /// child's faults and is handled after the operation. (A stopped or dead
+    /// slot stays inside its last event: the watchdog must not report it
+    /// again while its trouble is being dealt with.)
+    pub(crate) fn note(&mut self, t: Trouble) {
+        let key = (t.child(), t.incarnation());
+        if self.noted.contains(&key) {
+            return;
+        }
+        self.noted.push(key);
+        if let Some(c) = self.child_index(t.child()) {
+            self.children[c].2 += 1;
+        }
+        self.troubles.push(t);
     }
 
     /// The watchdog: a slot whose module is inside the same event as at
@@ -254,6 +274,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// event meanwhile is resumed: it was slow, not stuck.)
     pub(crate) fn watchdog(&mut self) {
         let now = self.pd.now_ns();
+        self.watched_ns = now;
         for i in 0..self.instances.len() {
             for k in 0..2 {
                 let slot = &mut self.instances[i].slots[k];
@@ -277,8 +298,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     continue;
                 }
                 let (child, page) = (slot.child, slot.page);
-                if self.troubles.iter().any(|t| t.child() == child) {
-                    continue; // already noted
+                let incarnation = self.incarnation_of(child);
+                if self.noted.contains(&(child, incarnation)) {
+                    continue; // stopped or dead already, maybe being dealt with
                 }
                 self.pd.stop_child(child);
                 if page.busy_in() != busy {
@@ -286,11 +308,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     self.instances[i].slots[k].watch = None;
                     continue;
                 }
-                let incarnation = self.incarnation_of(child);
-                if let Some(c) = self.child_index(child) {
-                    self.children[c].2 += 1;
-                }
-                self.troubles.push(Trouble::Hang { child, incarnation, since_ns: since });
+                self.note(Trouble::Hang { child, incarnation, since_ns: since });
             }
         }
     }

@@ -26,11 +26,32 @@ type Value = String<64>;
 /// What the client believes its keys hold.
 pub struct Model {
     values: [Option<Value>; KEYS],
+    /// False for a key whose last write failed: it may or may not have
+    /// run, so any answer is right until the next write succeeds.
+    known: [bool; KEYS],
 }
 
 impl Default for Model {
     fn default() -> Self {
-        Model { values: core::array::from_fn(|_| None) }
+        Model { values: core::array::from_fn(|_| None), known: [true; KEYS] }
+    }
+}
+
+impl Model {
+    /// Whether `got` (the length of the value read into `buf`) is what key
+    /// `i` must hold.
+    fn matches(&self, i: usize, got: Option<usize>, buf: &[u8]) -> bool {
+        match (&self.values[i], got) {
+            _ if !self.known[i] => true,
+            (Some(want), Some(n)) => want.as_bytes() == &buf[..n],
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// After a failed write to key `i`.
+    pub fn forget(&mut self, i: usize) {
+        self.known[i] = false;
     }
 }
 
@@ -53,35 +74,28 @@ pub fn step<P: Pd + ?Sized>(
     let mut ok = true;
     if seq % 7 == 3 {
         let existed = kv.delete(k.as_bytes())?;
-        ok &= existed == model.values[i].is_some();
+        ok &= !model.known[i] || existed == model.values[i].is_some();
         model.values[i] = None;
+        model.known[i] = true;
     } else {
         let mut v = Value::new();
         let _ = write!(v, "{name}:{seq}");
         kv.put(k.as_bytes(), v.as_bytes())?;
         model.values[i] = Some(v);
+        model.known[i] = true;
     }
     let mut buf = [0u8; interfaces::kv::MAX_VALUE];
     let got = kv.get(k.as_bytes(), &mut buf)?;
-    ok &= match (&model.values[i], got) {
-        (Some(want), Some(n)) => want.as_bytes() == &buf[..n],
-        (None, None) => true,
-        _ => false,
-    };
+    ok &= model.matches(i, got, &buf);
     Ok(ok)
 }
 
 /// Reads back every key of the client and compares with the model.
 pub fn audit<P: Pd + ?Sized>(kv: &mut KvClient<'_, P>, model: &Model, name: &str) -> Result<bool, KvError> {
     let mut buf = [0u8; interfaces::kv::MAX_VALUE];
-    for (i, want) in model.values.iter().enumerate() {
+    for i in 0..KEYS {
         let got = kv.get(key(name, i).as_bytes(), &mut buf)?;
-        let same = match (want, got) {
-            (Some(w), Some(n)) => w.as_bytes() == &buf[..n],
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
+        if !model.matches(i, got, &buf) {
             return Ok(false);
         }
     }
@@ -130,9 +144,12 @@ pub fn run<P: Pd + ?Sized>(pd: &P) {
                 stats.wrong.fetch_add(1, Relaxed)
             }
             Err(e) => {
-                pd.log(format_args!("step {seq} failed: {e:?}"));
-                // A failed call may or may not have run: forget the key.
-                model = Model::default();
+                pd.log(format_args!("step {seq} failed: {e:?} (binding now {:?})", kv.binding()));
+                // A failed write may or may not have run: forget the key
+                // (an audit only reads).
+                if seq % AUDIT_EVERY != AUDIT_EVERY - 1 {
+                    model.forget((seq as usize) % KEYS);
+                }
                 stats.failed.fetch_add(1, Relaxed)
             }
         };

@@ -125,6 +125,11 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
         }
     }
 
+    /// The binding the capability map holds now (for a report).
+    pub fn binding(&self) -> Option<interfaces::capmap::Binding> {
+        self.capmap.binding(self.index)
+    }
+
     /// After a bounce: gives way until the manager commits a new binding,
     /// rather than calling the old slot again and again (which would take
     /// CPU from the update). Bounded, because an update that fails before

@@ -146,4 +146,7 @@ fn a_bad_serial_line_is_a_clear_error() {
         .unwrap();
     assert_eq!(both.status.code(), Some(2), "{}", text(&both));
     assert!(text(&both).contains("--serial and --connect"), "{}", text(&both));
+    let stray = Command::new(umctl_bin()).args(["--baud", "9600", "status"]).output().unwrap();
+    assert_eq!(stray.status.code(), Some(2), "{}", text(&stray));
+    assert!(text(&stray).contains("--baud needs --serial"), "{}", text(&stray));
 }

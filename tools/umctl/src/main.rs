@@ -25,9 +25,9 @@ const PROMPT: &str = "upd> ";
     version,
     about = "Operator CLI for the update manager's console",
     after_help = "The console is a Unix socket (--connect, the default) or a serial line (--serial):\n  \
-        umctl --connect unix:/tmp/upd.sock status       host runtime: --console unix:PATH\n  \
-        umctl --serial /dev/ttyUSB0 --baud 115200 status   a board's UART\n  \
-        umctl --serial /dev/pts/3 status                QEMU -serial pty, or host runtime --console pty\n\
+        umctl --connect unix:/tmp/upd.sock status           the host runtime's --console unix:PATH\n  \
+        umctl --serial /dev/ttyUSB0 --baud 115200 status    a board's UART\n  \
+        umctl --serial /dev/pts/3 status                    QEMU's -serial pty, the host runtime's --console pty\n\
         Exit codes: 0 done; 1 refused or failed (the answer says why); 2 bad usage; 3 no console."
 )]
 struct Cli {
@@ -40,8 +40,13 @@ struct Cli {
     #[arg(long, env = "UMCTL_SERIAL", value_name = "DEVICE")]
     serial: Option<std::path::PathBuf>,
     /// The serial line's speed in bits per second (a pseudo-terminal ignores it).
-    #[arg(long, env = "UMCTL_BAUD", default_value_t = 115_200, value_name = "RATE", requires = "serial",
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "UMCTL_BAUD",
+        default_value_t = 115_200,
+        value_name = "RATE",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     baud: u32,
     /// How long to wait for an answer, in seconds.
     #[arg(long, default_value_t = 60)]
@@ -331,10 +336,15 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
     // Both on the command line is a mistake; a UMCTL_CONNECT in the
     // environment is not, and --serial overrides it.
-    if cli.serial.is_some() && m.value_source("connect") == Some(clap::parser::ValueSource::CommandLine) {
+    let given = |arg| m.value_source(arg) == Some(clap::parser::ValueSource::CommandLine);
+    if cli.serial.is_some() && given("connect") {
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, "--serial and --connect name two consoles: give one")
             .exit();
+    }
+    // Likewise a UMCTL_BAUD is harmless on a socket; a --baud is a mistake.
+    if cli.serial.is_none() && given("baud") {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--baud needs --serial DEVICE").exit();
     }
     match run(cli) {
         Ok(code) => code,

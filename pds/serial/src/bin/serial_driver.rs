@@ -301,7 +301,11 @@ mod pty {
             let mut buf = [0u8; 256];
             loop {
                 // The master is non-blocking (for the writer): wait for input.
-                wait_opt(&reader, libc::POLLIN, None);
+                // A hang-up (no slave open: cannot happen while we hold one)
+                // must not become a busy loop.
+                if !wait_opt(&reader, libc::POLLIN, None) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 let n = match (&reader).read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => n,

@@ -1,27 +1,106 @@
 //! `cargo xtask`: the image build, Hubris style.
+use clap::{Parser, Subcommand};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::exit;
 
-const USAGE: &str = "\
-usage: cargo xtask <command>
-  build [--release]                    build the host programs, modules and image store
-  run [SYSTEM.xml] [--release] [--console unix:PATH]
-                                       build, then boot SYSTEM.xml (default system.xml) on the host runtime;
-                                       the console on the terminal, or on a socket for umctl
-  check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
-  keygen STEM                          make an ed25519 key pair: STEM.key (secret) and STEM.pub
-  pubkey K.key                         print the public key of a secret key (the contents of its .pub)
-  sign --key K.key [--target host|aarch64-sel4] (IMAGE | --package PKG) -o BUNDLE
-                                       sign a module image into an update bundle (target default: host);
-                                       --package builds the module package for the target first
-  qemu [SYSTEM.xml] [--store FILE] [--console unix:PATH] [--build-only] [--bench]
-                                       build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
-                                       in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
-                                       (the test-only modules too); --build-only prints the loader image's
-                                       path instead; --bench times protected calls in the client first;
-                                       --console puts the serial port on a socket for umctl
-";
+/// Builds, checks, signs and boots the system (host runtime or QEMU).
+#[derive(Parser)]
+#[command(name = "xtask", bin_name = "cargo xtask", arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the host programs, modules and image store.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then boot SYSTEM.xml on the host runtime; the console on the
+    /// terminal, or on a socket or a pseudo-terminal for umctl.
+    Run {
+        /// The system description (default: the workspace's system.xml).
+        system: Option<PathBuf>,
+        #[arg(long)]
+        release: bool,
+        /// unix:PATH (a socket), pty (a pseudo-terminal; the runtime logs its
+        /// path) or pty:LINK (and a symlink to it at LINK).
+        #[arg(long, value_name = "unix:PATH|pty[:LINK]", value_parser = host_console)]
+        console: Option<String>,
+    },
+    /// Check a system description; prints 'ok' or the first error.
+    Check {
+        path: PathBuf,
+        /// Where program images and prefill files are found.
+        #[arg(long = "search-path", value_name = "DIR")]
+        search_path: Vec<PathBuf>,
+    },
+    /// Make an ed25519 key pair: STEM.key (secret) and STEM.pub.
+    Keygen { stem: PathBuf },
+    /// Print the public key of a secret key (the contents of its .pub).
+    Pubkey {
+        #[arg(value_name = "K.key")]
+        key: PathBuf,
+    },
+    /// Sign a module image into an update bundle.
+    Sign {
+        #[arg(long, value_name = "K.key")]
+        key: PathBuf,
+        /// host or aarch64-sel4.
+        #[arg(long, default_value = "host", value_parser = target)]
+        target: bundle::Target,
+        /// The module image to sign.
+        #[arg(required_unless_present = "package", conflicts_with = "package")]
+        image: Option<PathBuf>,
+        /// Build this module package for the target first, and sign that.
+        #[arg(long, value_name = "PKG")]
+        package: Option<String>,
+        /// The bundle to write.
+        #[arg(short, long, value_name = "BUNDLE")]
+        out: PathBuf,
+    },
+    /// Build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it in QEMU.
+    Qemu {
+        /// The system description (default: the workspace's system.xml).
+        system: Option<PathBuf>,
+        /// Boot SYSTEM.xml with this image store (test-images.bin: the test-only modules too).
+        #[arg(long, value_name = "FILE")]
+        store: Option<String>,
+        /// The serial port on unix:PATH (a socket) or pty (a pseudo-terminal,
+        /// whose path QEMU prints), for umctl.
+        #[arg(long, value_name = "unix:PATH|pty", value_parser = qemu_console)]
+        console: Option<String>,
+        /// Print the loader image's path instead of booting it.
+        #[arg(long)]
+        build_only: bool,
+        /// Time protected calls in the client first.
+        #[arg(long)]
+        bench: bool,
+    },
+}
+
+fn target(s: &str) -> Result<bundle::Target, String> {
+    bundle::Target::parse(s).ok_or_else(|| format!("unknown target '{s}' (host or aarch64-sel4)"))
+}
+
+fn host_console(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some(("unix" | "pty", rest)) if !rest.is_empty() => Ok(s.to_owned()),
+        None if s == "pty" => Ok(s.to_owned()),
+        _ => Err("expected unix:PATH, pty or pty:LINK".into()),
+    }
+}
+
+fn qemu_console(s: &str) -> Result<String, String> {
+    match s.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() => Ok(s.to_owned()),
+        _ if s == "pty" => Ok(s.to_owned()),
+        _ => Err("expected unix:PATH or pty".into()),
+    }
+}
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
@@ -29,40 +108,13 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
-        exit(2)
-    };
-    let release = rest.iter().any(|a| a == "--release");
-    // Options that take a value, and the positional arguments.
-    let mut store = None;
-    // `--console unix:PATH` (run, qemu): the console on a socket for umctl.
-    let mut console: Option<String> = None;
-    let mut positional: Vec<&String> = Vec::new();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--store" => store = Some(it.next().unwrap_or_else(|| fail("--store needs an image store file name"))),
-            "--console" => {
-                let c =
-                    it.next().filter(|c| c.starts_with("unix:")).unwrap_or_else(|| fail("--console needs unix:PATH"));
-                console = Some(c.clone());
-            }
-            "--search-path" => {
-                it.next();
-            }
-            s if s.starts_with("--") => {}
-            _ => positional.push(a),
-        }
-    }
-    match cmd.as_str() {
-        "build" => match xtask::build_host(release) {
+    match Cli::parse().command {
+        Cmd::Build { release } => match xtask::build_host(release) {
             Ok(dir) => eprintln!("host image: {}", dir.display()),
             Err(e) => fail(&e),
         },
-        "run" => {
-            let system = positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+        Cmd::Run { system, release, console } => {
+            let system = system.unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
             let dir = xtask::build_host(release).unwrap_or_else(|e| fail(&e));
             let runtime = dir.parent().expect("profile dir").join("host-runtime");
             let mut cmd = std::process::Command::new(runtime);
@@ -73,103 +125,62 @@ fn main() {
             let err = cmd.exec();
             fail(&format!("starting the host runtime: {err}"))
         }
-        "check" => {
-            let mut path = None;
-            let mut search = Vec::new();
-            let mut it = rest.iter();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--search-path" => {
-                        search.push(PathBuf::from(it.next().unwrap_or_else(|| fail("--search-path needs a directory"))))
-                    }
-                    s if s.starts_with('-') => fail(&format!("unknown option '{s}'")),
-                    s if path.is_none() => path = Some(PathBuf::from(s)),
-                    s => fail(&format!("unexpected argument '{s}'")),
-                }
+        Cmd::Check { path, search_path } => match xtask::check(&path, &search_path) {
+            Ok(()) => println!("ok"),
+            Err(e) => {
+                println!("{e}");
+                exit(1)
             }
-            let path = path.unwrap_or_else(|| fail("check needs the path of a system description"));
-            match xtask::check(&path, &search) {
-                Ok(()) => println!("ok"),
-                Err(e) => {
-                    println!("{e}");
-                    exit(1)
-                }
-            }
-        }
-        "qemu" => {
-            let mut system =
-                positional.first().map_or_else(|| xtask::workspace_root().join("system.xml"), PathBuf::from);
+        },
+        Cmd::Qemu { system, store, console, build_only, bench } => {
+            let mut system = system.unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
             if let Some(store) = store {
-                system = xtask::sel4::system_with_store(&system, store).unwrap_or_else(|e| fail(&e));
+                system = xtask::sel4::system_with_store(&system, &store).unwrap_or_else(|e| fail(&e));
             }
-            let features: &[&str] = if rest.iter().any(|a| a == "--bench") { &["kv-client-sel4/bench"] } else { &[] };
+            let features: &[&str] = if bench { &["kv-client-sel4/bench"] } else { &[] };
             let image = xtask::sel4::build_image_with(&system, features).unwrap_or_else(|e| fail(&e));
-            if rest.iter().any(|a| a == "--build-only") {
+            if build_only {
                 println!("{}", image.loader.display());
                 return;
             }
-            let mut qemu = xtask::sel4::qemu(&image.loader);
-            match &console {
-                Some(c) => {
-                    let path = c.strip_prefix("unix:").unwrap_or_else(|| fail("--console needs unix:PATH"));
-                    // Replace the stdio serial with a socket umctl connects to.
-                    qemu = xtask::sel4::qemu_with_serial(&image.loader, &format!("unix:{path},server=on,wait=off"));
-                    eprintln!("booting {} in QEMU, console on unix:{path}", image.loader.display());
+            let mut qemu = match console.as_deref() {
+                Some("pty") => {
+                    // QEMU prints the pseudo-terminal's path itself
+                    // ("char device redirected to /dev/pts/N").
+                    eprintln!("booting {} in QEMU, console on a pseudo-terminal", image.loader.display());
+                    xtask::sel4::qemu_with_serial(&image.loader, "pty")
                 }
-                None => eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display()),
-            }
+                Some(c) => {
+                    // Replace the stdio serial with a socket umctl connects to.
+                    eprintln!("booting {} in QEMU, console on {c}", image.loader.display());
+                    xtask::sel4::qemu_with_serial(&image.loader, &format!("{c},server=on,wait=off"))
+                }
+                None => {
+                    eprintln!("booting {} in QEMU (quit: Ctrl-A x)", image.loader.display());
+                    xtask::sel4::qemu(&image.loader)
+                }
+            };
             let err = qemu.exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
         }
-        "keygen" => {
-            let stem = positional.first().unwrap_or_else(|| fail("keygen needs a path stem, e.g. keys/release"));
-            match xtask::keys::keygen(std::path::Path::new(stem.as_str())) {
-                Ok((s, p)) => eprintln!("secret key: {} (keep it secret)\npublic key: {}", s.display(), p.display()),
-                Err(e) => fail(&e),
-            }
-        }
-        "pubkey" => {
-            let k = positional.first().unwrap_or_else(|| fail("pubkey needs a .key file"));
-            match xtask::keys::load_key(std::path::Path::new(k.as_str())) {
-                Ok(key) => print!("{}", xtask::keys::public_of(&key)),
-                Err(e) => fail(&e),
-            }
-        }
-        "sign" => {
-            let (mut key, mut target, mut image, mut out) = (None, bundle::Target::Host, None, None);
-            let mut package = None;
-            let mut it = rest.iter();
-            while let Some(a) = it.next() {
-                let mut val = || it.next().cloned().unwrap_or_else(|| fail(&format!("{a} needs a value")));
-                match a.as_str() {
-                    "--key" => key = Some(PathBuf::from(val())),
-                    "--target" => {
-                        let t = val();
-                        target = bundle::Target::parse(&t)
-                            .unwrap_or_else(|| fail(&format!("unknown target '{t}' (host or aarch64-sel4)")))
-                    }
-                    "-o" | "--out" => out = Some(PathBuf::from(val())),
-                    "--package" => package = Some(val()),
-                    s if s.starts_with('-') => fail(&format!("unknown option '{s}'")),
-                    s => image = Some(PathBuf::from(s)),
-                }
-            }
-            let key = key.unwrap_or_else(|| fail("sign needs --key K.key"));
+        Cmd::Keygen { stem } => match xtask::keys::keygen(&stem) {
+            Ok((s, p)) => eprintln!("secret key: {} (keep it secret)\npublic key: {}", s.display(), p.display()),
+            Err(e) => fail(&e),
+        },
+        Cmd::Pubkey { key } => match xtask::keys::load_key(&key) {
+            Ok(key) => print!("{}", xtask::keys::public_of(&key)),
+            Err(e) => fail(&e),
+        },
+        Cmd::Sign { key, target, image, package, out } => {
             let image = match (image, package) {
-                (Some(i), None) => i,
+                (Some(i), _) => i,
                 (None, Some(p)) => xtask::module_for(&p, target).unwrap_or_else(|e| fail(&e)),
-                _ => fail("sign needs the module image to sign, or --package PKG"),
+                (None, None) => unreachable!("clap requires an image or --package"),
             };
-            let out = out.unwrap_or_else(|| fail("sign needs -o BUNDLE"));
             match xtask::keys::sign(&key, target, &image, &out) {
                 Ok(()) => eprintln!("signed {} -> {}", image.display(), out.display()),
                 Err(e) => fail(&e),
             }
-        }
-        "-h" | "--help" | "help" => print!("{USAGE}"),
-        other => {
-            eprint!("unknown command '{other}'\n{USAGE}");
-            exit(2)
         }
     }
 }

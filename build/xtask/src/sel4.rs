@@ -375,6 +375,14 @@ pub fn qemu_with_serial(loader: &Path, serial: &str) -> Command {
     c
 }
 
+/// The pseudo-terminal QEMU put a `-serial pty` on, from the line it prints
+/// on stdout ("char device redirected to /dev/pts/N (label serial0)", after
+/// a "(qemu) " monitor prompt with `-nographic`).
+pub fn qemu_pty_path(stderr_line: &str) -> Option<PathBuf> {
+    let rest = stderr_line.split("char device redirected to ").nth(1)?;
+    rest.split_whitespace().next().map(PathBuf::from)
+}
+
 /// Just enough ELF64 (little-endian) to read an entry point and patch a
 /// symbol's bytes after linking.
 pub mod elf {

@@ -1,14 +1,18 @@
 //! `umctl`: the update manager's console, for people and scripts.
 //!
-//! It connects to the console of a running system (the host runtime's
-//! `--console unix:PATH`, or QEMU's serial socket from `cargo xtask qemu
-//! --console unix:PATH`), types one command, and prints its answer.
+//! It connects to the console of a running system, types one command, and
+//! prints its answer. The console is a Unix socket (`--connect unix:PATH`:
+//! the host runtime's `--console unix:PATH`, or QEMU's serial socket from
+//! `cargo xtask qemu --console unix:PATH`) or a serial line (`--serial
+//! DEVICE`: a board's UART such as /dev/ttyUSB0, QEMU's `-serial pty`, or
+//! the host runtime's `--console pty`).
 //!
 //! Exit codes: 0 the command succeeded; 1 the manager refused it or it
 //! failed (its answer says why); 2 bad usage; 3 no console to talk to.
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -17,11 +21,33 @@ use upload::send::{send_bundle, Line};
 const PROMPT: &str = "upd> ";
 
 #[derive(Parser)]
-#[command(version, about = "Operator CLI for the update manager's console")]
+#[command(
+    version,
+    about = "Operator CLI for the update manager's console",
+    after_help = "The console is a Unix socket (--connect, the default) or a serial line (--serial):\n  \
+        umctl --connect unix:/tmp/upd.sock status           the host runtime's --console unix:PATH\n  \
+        umctl --serial /dev/ttyUSB0 --baud 115200 status    a board's UART\n  \
+        umctl --serial /dev/pts/3 status                    QEMU's -serial pty, the host runtime's --console pty\n\
+        Exit codes: 0 done; 1 refused or failed (the answer says why); 2 bad usage; 3 no console."
+)]
 struct Cli {
-    /// The console to connect to: unix:PATH.
-    #[arg(long, env = "UMCTL_CONNECT", default_value = "unix:/tmp/upd-console.sock")]
+    /// The console's Unix socket: unix:PATH.
+    #[arg(long, env = "UMCTL_CONNECT", default_value = "unix:/tmp/upd-console.sock", value_name = "unix:PATH")]
     connect: String,
+    /// The console's serial line instead: a tty device (a UART such as
+    /// /dev/ttyUSB0, or a pseudo-terminal), used raw, 8N1, no flow control.
+    /// Overrides UMCTL_CONNECT.
+    #[arg(long, env = "UMCTL_SERIAL", value_name = "DEVICE")]
+    serial: Option<std::path::PathBuf>,
+    /// The serial line's speed in bits per second (a pseudo-terminal ignores it).
+    #[arg(
+        long,
+        env = "UMCTL_BAUD",
+        default_value_t = 115_200,
+        value_name = "RATE",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    baud: u32,
     /// How long to wait for an answer, in seconds.
     #[arg(long, default_value_t = 60)]
     wait: u64,
@@ -75,17 +101,106 @@ enum Command {
     },
 }
 
+/// What the console is reached through.
+enum Link {
+    Socket(UnixStream),
+    Serial(serialport::TTYPort),
+}
+
+impl Link {
+    /// Sets how long a read (or a write, on a serial line) may wait.
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        match self {
+            Link::Socket(s) => s.set_read_timeout(Some(t)),
+            Link::Serial(p) => serialport::SerialPort::set_timeout(p, t).map_err(std::io::Error::from),
+        }
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Socket(s) => s.read(buf),
+            Link::Serial(p) => p.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Socket(s) => s.write(buf),
+            Link::Serial(p) => p.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Socket(s) => s.flush(),
+            Link::Serial(p) => p.flush(),
+        }
+    }
+}
+
+/// Opens a serial line raw (no echo, no line editing, no CR/LF mapping:
+/// the console echoes and edits itself, and upload frames are binary).
+fn open_serial(dev: &std::path::Path, baud: u32) -> Result<serialport::TTYPort, String> {
+    let name = dev.display();
+    let busy = || format!("{name}: busy: another program is using the line");
+    // Not exclusive (TIOCEXCL): it outlives umctl on a line someone else
+    // holds open too (the host runtime's pty), locking later opens out. An
+    // exclusive flock (below) keeps a second umctl off instead, and ends
+    // with the process however it ends.
+    let port = serialport::new(dev.to_string_lossy(), baud)
+        .data_bits(serialport::DataBits::Eight)
+        .parity(serialport::Parity::None)
+        .stop_bits(serialport::StopBits::One)
+        .flow_control(serialport::FlowControl::None)
+        .timeout(Duration::from_secs(10))
+        .exclusive(false)
+        .open_native()
+        .map_err(|e| {
+            let d = &e.description;
+            match e.kind {
+                _ if d.contains("lock") || d.contains("busy") => busy(),
+                serialport::ErrorKind::Io(std::io::ErrorKind::NotFound) => format!("{name}: no such device"),
+                serialport::ErrorKind::Io(std::io::ErrorKind::PermissionDenied) => {
+                    format!("{name}: permission denied (is the user in the device's group, e.g. dialout?)")
+                }
+                _ if d.contains("typewriter") || d.contains("Inappropriate ioctl") => {
+                    format!("{name}: not a serial device (not a tty)")
+                }
+                serialport::ErrorKind::InvalidInput => format!("{name}: cannot use it at {baud} baud: {d}"),
+                _ => format!("{name}: cannot open the serial line: {d}"),
+            }
+        })?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(port.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(busy());
+    }
+    // Output the console sent while nobody listened is stale.
+    let _ = serialport::SerialPort::clear(&port, serialport::ClearBuffer::Input);
+    Ok(port)
+}
+
 struct Console {
-    stream: UnixStream,
+    stream: Link,
     /// Bytes read but not yet consumed.
     pending: Vec<u8>,
     frames: upload::Decoder,
 }
 
 impl Console {
-    fn connect(spec: &str) -> Result<Console, String> {
-        let path = spec.strip_prefix("unix:").ok_or_else(|| format!("--connect {spec}: expected unix:PATH"))?;
-        let stream = UnixStream::connect(path).map_err(|e| format!("cannot connect to the console at {path}: {e}"))?;
+    fn connect(cli: &Cli) -> Result<Console, String> {
+        let stream = match &cli.serial {
+            Some(dev) => Link::Serial(open_serial(dev, cli.baud)?),
+            None => {
+                let spec = &cli.connect;
+                let path = spec.strip_prefix("unix:").ok_or_else(|| format!("--connect {spec}: expected unix:PATH"))?;
+                let s =
+                    UnixStream::connect(path).map_err(|e| format!("cannot connect to the console at {path}: {e}"))?;
+                Link::Socket(s)
+            }
+        };
         Ok(Console { stream, pending: Vec::new(), frames: upload::Decoder::default() })
     }
 
@@ -94,7 +209,7 @@ impl Console {
         if left.is_zero() {
             return Ok(false);
         }
-        self.stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        self.stream.set_timeout(left).map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4096];
         match self.stream.read(&mut buf) {
             Ok(0) => Err("the console closed the connection".into()),
@@ -172,7 +287,7 @@ fn failed(answer: &str) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
-    let mut con = Console::connect(&cli.connect).map_err(|e| (3, e))?;
+    let mut con = Console::connect(&cli).map_err(|e| (3, e))?;
     let deadline = Instant::now() + Duration::from_secs(cli.wait);
     con.sync(Instant::now() + Duration::from_secs(10)).map_err(|e| (3, e))?;
     let line = match &cli.command {
@@ -216,7 +331,22 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    use clap::{CommandFactory, FromArgMatches};
+    let m = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
+    // Both on the command line is a mistake; a UMCTL_CONNECT in the
+    // environment is not, and --serial overrides it.
+    let given = |arg| m.value_source(arg) == Some(clap::parser::ValueSource::CommandLine);
+    if cli.serial.is_some() && given("connect") {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, "--serial and --connect name two consoles: give one")
+            .exit();
+    }
+    // Likewise a UMCTL_BAUD is harmless on a socket; a --baud is a mistake.
+    if cli.serial.is_none() && given("baud") {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--baud needs --serial DEVICE").exit();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err((code, msg)) => {
             eprintln!("umctl: {msg}");

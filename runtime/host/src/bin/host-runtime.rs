@@ -1,35 +1,43 @@
-//! `host-runtime SYSTEM.xml [--search-path DIR]... [--console unix:PATH]`:
+//! `host-runtime SYSTEM.xml [--search-path DIR]... [--console CONSOLE]`:
 //! boots a system description on Linux. The console is the terminal, or
 //! with `--console unix:PATH` a Unix socket that a tool (`umctl`) connects
-//! to; the serial driver reads `HOST_CONSOLE` to know which.
+//! to, or with `--console pty[:LINK]` a pseudo-terminal (a serial line for
+//! `umctl --serial`); the serial driver reads `HOST_CONSOLE` to know which.
+use clap::Parser;
 use std::path::PathBuf;
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut system = None;
-    let mut search = Vec::new();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--search-path" => match args.next() {
-                Some(d) => search.push(PathBuf::from(d)),
-                None => usage("--search-path needs a directory"),
-            },
-            "--console" => match args.next() {
-                Some(c) if c.starts_with("unix:") && c.len() > 5 => {
-                    // SAFETY: single-threaded here; the PDs inherit it.
-                    unsafe { std::env::set_var("HOST_CONSOLE", c) };
-                }
-                _ => usage("--console needs unix:PATH"),
-            },
-            "-h" | "--help" => usage(""),
-            _ if a.starts_with('-') => usage(&format!("unknown option '{a}'")),
-            _ if system.is_none() => system = Some(PathBuf::from(a)),
-            _ => usage("more than one system description given"),
-        }
+/// Boots a Microkit system description on Linux, one process per PD.
+#[derive(Parser)]
+#[command(name = "host-runtime")]
+struct Cli {
+    /// The system description.
+    system: PathBuf,
+    /// Where program images and prefill files are found.
+    #[arg(long = "search-path", value_name = "DIR")]
+    search_path: Vec<PathBuf>,
+    /// The console: unix:PATH (a socket for umctl), pty (a pseudo-terminal;
+    /// the serial driver logs its path) or pty:LINK (and symlinks it at
+    /// LINK). Default: this terminal.
+    #[arg(long, value_name = "unix:PATH|pty[:LINK]", value_parser = console)]
+    console: Option<String>,
+}
+
+fn console(s: &str) -> Result<String, String> {
+    match s.split_once(':') {
+        Some(("unix" | "pty", rest)) if !rest.is_empty() => Ok(s.to_owned()),
+        None if s == "pty" => Ok(s.to_owned()),
+        _ => Err("expected unix:PATH, pty or pty:LINK".into()),
     }
-    let system = system.unwrap_or_else(|| usage("no system description given"));
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(c) = &cli.console {
+        // SAFETY: single-threaded here; the PDs inherit it.
+        unsafe { std::env::set_var("HOST_CONSOLE", c) };
+    }
     let saved = TerminalGuard::save();
-    let code = match host_runtime::launcher::boot(&system, &search) {
+    let code = match host_runtime::launcher::boot(&cli.system, &cli.search_path) {
         Ok(board) => board.run(),
         Err(e) => {
             eprintln!("error: {e}");
@@ -38,14 +46,6 @@ fn main() {
     };
     drop(saved);
     std::process::exit(code);
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("error: {problem}");
-    }
-    eprintln!("usage: host-runtime SYSTEM.xml [--search-path DIR]... [--console unix:PATH]");
-    std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
 
 /// The serial driver puts the terminal in raw mode; whatever happens to it,

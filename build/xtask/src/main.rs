@@ -10,11 +10,14 @@ usage: cargo xtask <command>
                                        build, then boot SYSTEM.xml (default system.xml) on the host runtime;
                                        the console on the terminal, or on a socket for umctl
   check PATH [--search-path DIR]...    check a system description; prints 'ok' or the first error
+  c-header                             regenerate the C headers of the module ABI and the kv wire format
+                                       (interfaces/include/) from their Rust definitions
   keygen STEM                          make an ed25519 key pair: STEM.key (secret) and STEM.pub
   pubkey K.key                         print the public key of a secret key (the contents of its .pub)
   sign --key K.key [--target host|aarch64-sel4] (IMAGE | --package PKG) -o BUNDLE
                                        sign a module image into an update bundle (target default: host);
-                                       --package builds the module package for the target first
+                                       --package builds the module package (or C module, by image name)
+                                       for the target first
   qemu [SYSTEM.xml] [--store FILE] [--console unix:PATH] [--build-only] [--bench]
                                        build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it
                                        in QEMU; --store test-images.bin boots SYSTEM.xml with that image store
@@ -121,6 +124,10 @@ fn main() {
             let err = qemu.exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
         }
+        "c-header" => match xtask::cheader::write() {
+            Ok(paths) => paths.iter().for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => fail(&e),
+        },
         "keygen" => {
             let stem = positional.first().unwrap_or_else(|| fail("keygen needs a path stem, e.g. keys/release"));
             match xtask::keys::keygen(std::path::Path::new(stem.as_str())) {

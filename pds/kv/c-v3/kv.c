@@ -107,7 +107,7 @@ static void reply(upd_Message *m, enum upd_KvStatus s, uint32_t aux, const uint8
     put16(b + 2, (uint32_t)n);
     put32(b + 4, aux);
     if (n != 0)
-        memmove(b + HDR, data, n); /* may be the request's own bytes */
+        memcpy(b + HDR, data, n);
     m->count = (uint32_t)((HDR + n + 7) / 8);
 }
 
@@ -182,7 +182,7 @@ static int serve(upd_Message *m) {
     }
 }
 
-/* ---- State transfer (interfaces: pds/kv/core/src/schema1.rs, schema2.rs) ---- */
+/* ---- State transfer: the layouts of pds/kv/core/src/schema1.rs and schema2.rs ---- */
 
 static const uint8_t TAG2[4] = {'K', 'V', '2', 0};
 

@@ -105,6 +105,12 @@ pub fn build_sel4(dir: &str, name: &str, code: u64, data: u64, out: &Path) -> Re
         .arg("-o")
         .arg(&elf)
         .arg("-lgcc");
-    run(&mut c, &format!("compiling C module {name} with {}", sel4_cc()))?;
+    run(
+        &mut c,
+        &format!(
+            "compiling C module {name} with {} (apt-get install gcc-aarch64-linux-gnu, or set UPD_SEL4_CC)",
+            sel4_cc()
+        ),
+    )?;
     Ok(elf)
 }

@@ -17,6 +17,10 @@ macro_rules! wire_enum {
         }
 
         impl $name {
+            /// Every variant with its name, in declaration order (the C
+            /// headers' enums are generated from this).
+            pub const VARIANTS: &'static [(&'static str, $name)] = &[$((stringify!($variant), $name::$variant),)*];
+
             /// `None` for a value no variant has.
             pub fn $from(value: u64) -> Option<$name> {
                 match value {

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod cheader;
+pub mod cmodule;
 pub mod keys;
 pub mod sel4;
 
@@ -11,14 +13,35 @@ pub mod sel4;
 pub struct ModuleImage {
     /// The name the manager knows it by.
     pub image: &'static str,
-    /// The Cargo package that builds it.
-    pub package: &'static str,
+    /// What builds it.
+    pub source: Source,
     /// Only in the test store (`test-images.bin`): deliberately faulty.
     pub test_only: bool,
 }
 
+/// Where a module comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A Cargo package (a Rust module).
+    Crate(&'static str),
+    /// A directory of C sources (a C module, see [`cmodule`]).
+    C(&'static str),
+}
+
 const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, package, test_only }
+    ModuleImage { image, source: Source::Crate(package), test_only }
+}
+
+const fn c_module(image: &'static str, dir: &'static str, test_only: bool) -> ModuleImage {
+    ModuleImage { image, source: Source::C(dir), test_only }
+}
+
+/// The C module built as `name` (its image name), if there is one.
+pub fn c_module_dir(name: &str) -> Option<&'static str> {
+    MODULES.iter().find_map(|m| match m.source {
+        Source::C(dir) if m.image == name => Some(dir),
+        _ => None,
+    })
 }
 
 /// Every module image: `images.bin` holds the production ones,
@@ -27,6 +50,8 @@ pub const MODULES: &[ModuleImage] = &[
     module("kv-v1", "kv-v1", false),
     module("kv-v2", "kv-v2", false),
     module("kv-v3", "kv-v3", false),
+    // kv v3 written in C, against the generated headers.
+    c_module("kv-c3", "pds/kv/c-v3", false),
     module("kv-bad-import", "kv-bad-import", true),
     module("kv-fault-init", "kv-fault-init", true),
     module("kv-fault-import", "kv-fault-import", true),
@@ -110,7 +135,10 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
     }
     let mut images = Vec::new();
     for m in MODULES {
-        let p = module_path(&profile_dir, m.package);
+        let p = match m.source {
+            Source::Crate(package) => module_path(&profile_dir, package),
+            Source::C(dir) => cmodule::build_host(dir, m.image, &profile_dir.join("c-modules"))?,
+        };
         images.push((m, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
     }
     // Each module also as a file of its own, for systems that prefill a
@@ -144,14 +172,14 @@ pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
     sys.check().map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Builds module package `package` for `target` and returns the image's
-/// path (host: the shared object; seL4: an ELF linked to system.xml's slot
-/// addresses).
+/// Builds module package `package` (or the C module of that image name)
+/// for `target` and returns the image's path (host: the shared object;
+/// seL4: an ELF linked to system.xml's slot addresses).
 pub fn module_for(package: &str, target: bundle::Target) -> Result<PathBuf, String> {
     match target {
         bundle::Target::Host => {
             build_module(package)?;
-            Ok(module_path(&target_dir().join("debug"), package))
+            Ok(host_module_path(package))
         }
         bundle::Target::Aarch64Sel4 => {
             let out = target_dir().join("sel4-image").join("shipped");
@@ -160,9 +188,22 @@ pub fn module_for(package: &str, target: bundle::Target) -> Result<PathBuf, Stri
     }
 }
 
-/// Builds one module package for the host and returns its image bytes
-/// (for tests that load real modules).
+/// Where [`build_module`] puts the host image of `package`.
+fn host_module_path(package: &str) -> PathBuf {
+    let debug = target_dir().join("debug");
+    match c_module_dir(package) {
+        Some(_) => module_path(&debug.join("c-modules"), package),
+        None => module_path(&debug, package),
+    }
+}
+
+/// Builds one module package (or C module, by image name) for the host and
+/// returns its image bytes (for tests that load real modules).
 pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
+    if let Some(dir) = c_module_dir(package) {
+        let p = cmodule::build_host(dir, package, &target_dir().join("debug").join("c-modules"))?;
+        return std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+    }
     let status =
         cargo().args(["build", "--quiet", "-p", package]).status().map_err(|e| format!("running cargo: {e}"))?;
     if !status.success() {

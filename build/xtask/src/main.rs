@@ -38,6 +38,9 @@ enum Cmd {
         #[arg(long = "search-path", value_name = "DIR")]
         search_path: Vec<PathBuf>,
     },
+    /// Regenerate the C headers of the module ABI and the kv wire format
+    /// (interfaces/include/) from their Rust definitions.
+    CHeader,
     /// Make an ed25519 key pair: STEM.key (secret) and STEM.pub.
     Keygen { stem: PathBuf },
     /// Print the public key of a secret key (the contents of its .pub).
@@ -163,6 +166,10 @@ fn main() {
             let err = qemu.exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
         }
+        Cmd::CHeader => match xtask::cheader::write() {
+            Ok(paths) => paths.iter().for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => fail(&e),
+        },
         Cmd::Keygen { stem } => match xtask::keys::keygen(&stem) {
             Ok((s, p)) => eprintln!("secret key: {} (keep it secret)\npublic key: {}", s.display(), p.display()),
             Err(e) => fail(&e),

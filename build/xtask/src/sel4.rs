@@ -232,7 +232,16 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
     MODULES
         .iter()
-        .map(|m| Ok((m, std::fs::read(build_module_elf(m.package, m.image, system, out)?).map_err(|e| e.to_string())?)))
+        .map(|m| {
+            let elf = match m.source {
+                crate::Source::Crate(package) => build_module_elf(package, m.image, system, out)?,
+                crate::Source::C(dir) => {
+                    let (code, data) = module_bases(system)?;
+                    crate::cmodule::build_sel4(dir, m.image, code, data, out)?
+                }
+            };
+            Ok((m, std::fs::read(elf).map_err(|e| e.to_string())?))
+        })
         .collect()
 }
 
@@ -242,6 +251,9 @@ fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::Modul
 pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (code, data) = module_bases(system)?;
+    if let Some(dir) = crate::c_module_dir(package) {
+        return crate::cmodule::build_sel4(dir, name, code, data, out);
+    }
     let target = target_dir().join("sel4-modules");
     let lld = host_tool("rust-lld")?;
     let script = workspace_root().join("build/sel4/module.ld");

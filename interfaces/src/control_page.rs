@@ -101,6 +101,10 @@ pub struct SlotCounters {
     /// the slot has none): from then on this version cannot be rolled back
     /// without losing calls, so its probation is over.
     pub journal_overflow: AtomicU64,
+    /// Bumped as a long event moves on (state bytes published by an
+    /// export, or received by an import): the watchdog's sign that a slot
+    /// inside one event for long is slow, not stuck.
+    pub progress: AtomicU64,
 }
 
 #[repr(C)]
@@ -144,6 +148,7 @@ impl ControlPage {
             &c.calls_bounced,
             &c.journaled,
             &c.journal_overflow,
+            &c.progress,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -164,6 +169,14 @@ impl ControlPage {
     #[inline]
     pub fn end_event(&self, n: u64) {
         self.counters.events_ended.store(n, Ordering::Release);
+    }
+
+    /// Slot side: the event in progress moved on (Relaxed; the manager only
+    /// compares).
+    #[inline]
+    pub fn note_progress(&self) {
+        let c = &self.counters.progress;
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Manager side: `Some(n)` while the slot is inside event `n`.

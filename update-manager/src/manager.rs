@@ -36,7 +36,18 @@ pub(crate) struct SlotRef {
     pub dirty: bool,
     /// The watchdog's view: the event the slot was inside when last looked
     /// at, and since when.
-    pub watch: Option<(u64, u64)>,
+    pub watch: Option<Watch>,
+}
+
+/// What the watchdog saw of a slot inside an event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watch {
+    /// The event it is inside.
+    pub event: u64,
+    /// Its progress counter when last seen moving.
+    pub progress: u64,
+    /// Since when neither changed.
+    pub since: u64,
 }
 
 pub(crate) struct Instance {

@@ -8,9 +8,10 @@
 //! that does not answer in time is stopped. A watchdog looks at every
 //! slot's progress counters on a tick: a slot inside one event for longer
 //! than [`HANG_NS`] hangs, and is handled like a fault.
-use crate::manager::Manager;
+use crate::manager::{Manager, Watch};
 use crate::placer::ImagePlacer;
 use alloc::{format, string::String};
+use core::sync::atomic::Ordering::Relaxed;
 use interfaces::capmap::Slot;
 use interfaces::control::reply;
 use interfaces::Message;
@@ -269,9 +270,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     }
 
     /// The watchdog: a slot whose module is inside the same event as at
-    /// the last look, for over [`HANG_NS`], is stopped; if it is still
-    /// inside that event once stopped, it hangs. (One that finished the
-    /// event meanwhile is resumed: it was slow, not stuck.)
+    /// the last look, with no progress in it (a transfer's bytes), for over
+    /// [`HANG_NS`], is stopped; if it is still inside that event once
+    /// stopped, it hangs. (One that finished the event meanwhile is
+    /// resumed: it was slow, not stuck.)
     pub(crate) fn watchdog(&mut self) {
         let now = self.pd.now_ns();
         self.watched_ns = now;
@@ -283,14 +285,17 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     continue;
                 }
                 let busy = slot.page.busy_in();
+                let progress = slot.page.counters.progress.load(Relaxed);
                 let (hung, since) = match (busy, slot.watch) {
                     (None, _) => {
                         slot.watch = None;
                         (false, 0)
                     }
-                    (Some(n), Some((seen, since))) if n == seen => (now.saturating_sub(since) >= HANG_NS, since),
+                    (Some(n), Some(w)) if n == w.event && progress == w.progress => {
+                        (now.saturating_sub(w.since) >= HANG_NS, w.since)
+                    }
                     (Some(n), _) => {
-                        slot.watch = Some((n, now));
+                        slot.watch = Some(Watch { event: n, progress, since: now });
                         (false, 0)
                     }
                 };

@@ -16,6 +16,8 @@ pub struct EnvCtx<P: Pd + 'static> {
     pub descriptor: Option<ModuleDescriptor>,
     /// The transfer under way, during the module's export or import.
     pub stream: Option<Stream>,
+    /// The slot's control page, where a transfer's progress is shown.
+    pub page: Option<&'static interfaces::control_page::ControlPage>,
 }
 
 /// The [`EnvCtx`] of a shell: one heap allocation, shared by the shell and
@@ -243,7 +245,12 @@ unsafe extern "C" fn abort<P: Pd + 'static>(c: *mut c_void, t: *const u8, len: u
 unsafe extern "C" fn state_published<P: Pd + 'static>(c: *mut c_void, n: usize) {
     let c = unsafe { ctx::<P>(c) };
     match &c.stream {
-        Some(s) if s.exporting => s.transfer.publish(n),
+        Some(s) if s.exporting => {
+            s.transfer.publish(n);
+            if let Some(p) = c.page {
+                p.note_progress();
+            }
+        }
         _ => c.pd.log(format_args!("module reported export progress outside an export: ignored")),
     }
 }
@@ -251,7 +258,11 @@ unsafe extern "C" fn state_published<P: Pd + 'static>(c: *mut c_void, n: usize) 
 unsafe extern "C" fn state_wait<P: Pd + 'static>(c: *mut c_void, want: usize) -> i64 {
     let c = unsafe { ctx::<P>(c) };
     let Some(s) = c.stream.as_ref().filter(|s| !s.exporting) else { return -1 };
-    match wait_for_export(c.pd, &s.transfer, s.token, want) {
+    let got = wait_for_export(c.pd, &s.transfer, s.token, want);
+    if let Some(p) = c.page {
+        p.note_progress();
+    }
+    match got {
         Ok(Progress::Exporting(n)) => n as i64,
         Ok(Progress::Sealed(n)) => n as i64 | STATE_COMPLETE,
         Ok(Progress::Failed) => -1,

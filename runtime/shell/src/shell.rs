@@ -65,8 +65,6 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     pub fn new(pd: &'static P, loader: L) -> Self {
-        let ctx = SharedCtx::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None });
-        let env = Box::new(shell_env::<P>(ctx.as_ptr()));
         let control = pd.channel(control::MANAGER_PD);
         if control.is_none() {
             pd.log(format_args!("no channel to '{}': nothing can load a module here", control::MANAGER_PD));
@@ -83,6 +81,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 control::region::CONTROL
             ));
         }
+        let ctx = SharedCtx::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None, page });
+        let env = Box::new(shell_env::<P>(ctx.as_ptr()));
         let journal = pd.region(control::region::JOURNAL).filter(|r| r.writable).and_then(|r| {
             // SAFETY: mapped for the PD's life, shared only with the other
             // slot of this instance, written by one slot at a time (the one

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod keys;
+pub mod module;
 pub mod sel4;
 
 /// A service module image bundled into the image store.

@@ -139,7 +139,7 @@ fn the_guides_module_goes_live_on_the_host_and_rolls_back() {
     let umctl_bin = image_dir.parent().unwrap().join("umctl");
     let socket = dir.join("upd.sock");
     let log = dir.join("upd.log");
-    let _rt = Child(
+    let rt = Child(
         Command::new(image_dir.parent().unwrap().join("host-runtime"))
             .arg(xtask::workspace_root().join("system.xml"))
             .arg("--search-path")
@@ -159,17 +159,20 @@ fn the_guides_module_goes_live_on_the_host_and_rolls_back() {
     }
     std::thread::sleep(Duration::from_millis(300));
     // The changed behaviour, checked between the update and the rollback.
-    let check_behaviour = || {
-        wait_for_log(&log, "] kv v5: state taken over, hello from outside the tree", 2, 10);
+    let check_behaviour = |_: &str| {
+        wait_for_log(&log, "] kv v5: state taken over", 2, 10);
         wait_for_log(&log, "] kv v5: another 10000 calls served", 1, 60);
     };
     update_and_roll_back(&umctl_bin, &socket, &bundle, check_behaviour);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The guide's update on a running system reached at `socket`: upload,
-/// probation, update, status (v5 live, clients clean), `while_live`,
+/// probation, update, status (v5 live, clients clean), `while_live` (given
+/// what `update` printed),
 /// rollback (v1 live, clients clean and still served).
-fn update_and_roll_back(umctl_bin: &Path, socket: &Path, bundle: &Path, while_live: impl FnOnce()) {
+fn update_and_roll_back(umctl_bin: &Path, socket: &Path, bundle: &Path, while_live: impl FnOnce(&str)) {
     let before = check_status(&ok(umctl_bin, socket, &["status"], "PD ")).1;
     ok(umctl_bin, socket, &["upload", bundle.to_str().unwrap()], "admitted kv-v5 (kv v5, schema 2");
     ok(umctl_bin, socket, &["probation", "60000"], "60000 ms");
@@ -177,7 +180,7 @@ fn update_and_roll_back(umctl_bin: &Path, socket: &Path, bundle: &Path, while_li
     assert!(upd.contains("kv1 runs kv-v5 (v5, schema 2)"), "{upd}");
     let (live, _) = check_status(&ok(umctl_bin, socket, &["status"], "PD "));
     assert_eq!(live, ["5", "5"], "both kv instances run the out-of-tree version");
-    while_live();
+    while_live(&upd);
     ok(umctl_bin, socket, &["rollback", "kv"], "");
     let (live, after) = check_status(&ok(umctl_bin, socket, &["status"], "PD "));
     assert_eq!(live, ["1", "1"], "rolled back to kv-v1");
@@ -214,6 +217,7 @@ fn module_build_refuses_what_is_not_a_module_saying_why() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("exports no UPD_MODULE_DESCRIPTOR: not a service module"), "{out}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "nothing signed: only the crate is there");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -240,7 +244,7 @@ fn the_guides_module_goes_live_on_sel4_in_qemu_and_rolls_back() {
     let umctl_bin = host.parent().unwrap().join("umctl");
     let image = xtask::sel4::build_image(&xtask::workspace_root().join("system.xml")).expect("seL4 image");
     let socket = dir.join("serial.sock");
-    let _qemu = Child(
+    let qemu = Child(
         xtask::sel4::qemu_with_serial(&image.loader, &format!("unix:{},server=on,wait=off", socket.display()))
             .args(xtask::sel4::GUEST_CLOCK)
             .stdin(Stdio::null())
@@ -255,7 +259,13 @@ fn the_guides_module_goes_live_on_sel4_in_qemu_and_rolls_back() {
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_millis(500));
-    // The module's log lines share the serial line with the console here;
-    // the version column and the clients are what the test reads.
-    update_and_roll_back(&umctl_bin, &socket, &bundle, || {});
+    // The PDs' log lines share the serial line with the console here, so
+    // umctl shows the ones logged while it is connected: the takeover.
+    update_and_roll_back(&umctl_bin, &socket, &bundle, |upd| {
+        for kv in ["kv0_b", "kv1_b"] {
+            assert!(upd.contains(&format!("{kv}: kv v5: state taken over")), "{upd}");
+        }
+    });
+    drop(qemu);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -266,6 +266,14 @@ fn the_guides_module_goes_live_on_sel4_in_qemu_and_rolls_back() {
             assert!(upd.contains(&format!("{kv}: kv v5: state taken over")), "{upd}");
         }
     });
+    // The host build of the same crate is refused here, and nothing changes.
+    let host_bundle = dir.join("kv-v5-host.bundle");
+    let b = xtask(&dir, &["module", "build", krate.to_str().unwrap(), "--target", "host", "-o", "kv-v5-host.bundle"]);
+    assert!(b.status.success(), "{}", text(&b));
+    let wrong = umctl(&umctl_bin, &socket, &["upload", host_bundle.to_str().unwrap()]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(text(&wrong).contains("built for host, this system is aarch64-sel4"), "{}", text(&wrong));
+    check_status(&ok(&umctl_bin, &socket, &["status"], "PD "));
     drop(qemu);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,8 +51,11 @@ pub fn manifest(path: &Path) -> Result<PathBuf, String> {
 pub fn build(path: &Path, target: Target, system: &Path, key: &Path, out: Option<&Path>) -> Result<Built, String> {
     let manifest = manifest(path)?;
     let dir = manifest.parent().expect("a manifest has a directory").to_owned();
-    // Load the key before a build that may take a minute.
+    // The key and the slot addresses before a build that may take a minute.
     keys::load_key(key)?;
+    if target == Target::Aarch64Sel4 {
+        sel4::module_bases(system)?;
+    }
     seed_lockfile(&dir)?;
     let lib = cargo_build(&manifest, target)?;
     let stem = lib.file_stem().map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());

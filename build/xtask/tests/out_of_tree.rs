@@ -205,6 +205,13 @@ fn module_build_refuses_what_is_not_a_module_saying_why() {
     let (code, out) = run(&["module", "build", ".", "--target", "host", "--system", "system.xml"]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("--system applies to --target aarch64-sel4 only"), "{out}");
+    // seL4 needs slot addresses, from a system description that has slots.
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("empty/Cargo.toml"), "").unwrap();
+    let (code, out) = run(&["module", "build", "empty", "--target", "aarch64-sel4", "--system", "none.xml"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("none.xml: No such file"), "{out}");
+    std::fs::remove_dir_all(dir.join("empty")).unwrap();
     // A library that compiles but exports no module.
     std::fs::create_dir_all(dir.join("plain/src")).unwrap();
     std::fs::write(

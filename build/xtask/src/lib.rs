@@ -7,6 +7,7 @@ use std::process::Command;
 pub mod cheader;
 pub mod cmodule;
 pub mod keys;
+pub mod module;
 pub mod sel4;
 
 /// A service module image bundled into the image store.

@@ -1,5 +1,5 @@
 //! `cargo xtask`: the image build, Hubris style.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::exit;
@@ -65,6 +65,12 @@ enum Cmd {
         #[arg(short, long, value_name = "BUNDLE")]
         out: PathBuf,
     },
+    /// Service modules from outside the workspace (README: 'Write your own
+    /// service module').
+    Module {
+        #[command(subcommand)]
+        command: ModuleCmd,
+    },
     /// Build the seL4 image (needs MICROKIT_SDK, Microkit 2.3.0) and boot it in QEMU.
     Qemu {
         /// The system description (default: the workspace's system.xml).
@@ -82,6 +88,31 @@ enum Cmd {
         /// Time protected calls in the client first.
         #[arg(long)]
         bench: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModuleCmd {
+    /// Build the module crate at PATH (any directory) for a target and sign
+    /// it into an upload bundle for umctl.
+    Build {
+        /// The crate's directory (or its Cargo.toml).
+        path: PathBuf,
+        /// host (a shared object for the host runtime) or aarch64-sel4 (an
+        /// ELF linked to the slot addresses of --system).
+        #[arg(long, value_parser = target)]
+        target: bundle::Target,
+        /// The system description whose slot addresses an aarch64-sel4
+        /// module is linked to (default: the workspace's system.xml).
+        #[arg(long, value_name = "SYSTEM.xml")]
+        system: Option<PathBuf>,
+        /// The signing key (default: the development key keys/dev.key,
+        /// which the manager trusts unless built with UPD_TRUSTED_KEYS).
+        #[arg(long, value_name = "K.key")]
+        key: Option<PathBuf>,
+        /// The bundle to write (default: SERVICE-vVERSION.bundle here).
+        #[arg(short, long, value_name = "BUNDLE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -170,6 +201,32 @@ fn main() {
             Ok(paths) => paths.iter().for_each(|p| eprintln!("wrote {}", p.display())),
             Err(e) => fail(&e),
         },
+        Cmd::Module { command: ModuleCmd::Build { path, target, system, key, out } } => {
+            if system.is_some() && target == bundle::Target::Host {
+                // A host module is a shared object: no addresses to link to.
+                Cli::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, "--system applies to --target aarch64-sel4 only")
+                    .exit()
+            }
+            let root = xtask::workspace_root();
+            let system = system.unwrap_or_else(|| root.join("system.xml"));
+            let dev = key.is_none();
+            let key = key.unwrap_or_else(|| root.join("keys/dev.key"));
+            match xtask::module::build(&path, target, &system, &key, out.as_deref()) {
+                Ok(b) => eprintln!(
+                    "built {} ({} v{}, schema {}) for {}: {}\nsigned{} -> {}",
+                    b.name,
+                    b.service,
+                    b.version,
+                    b.schema,
+                    target.as_str(),
+                    b.image.display(),
+                    if dev { " with the development key (trusted by a default build; proves nothing)" } else { "" },
+                    b.bundle.display()
+                ),
+                Err(e) => fail(&e),
+            }
+        }
         Cmd::Keygen { stem } => match xtask::keys::keygen(&stem) {
             Ok((s, p)) => eprintln!("secret key: {} (keep it secret)\npublic key: {}", s.display(), p.display()),
             Err(e) => fail(&e),

@@ -249,14 +249,13 @@ fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::Modul
 /// slot addresses `system` gives, into `out/<name>.elf`; returns its path.
 /// (Also for modules shipped after boot: `cargo xtask sign --package`.)
 pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    // The addresses first: a system without slots fails before a build.
     let (code, data) = module_bases(system)?;
     if let Some(dir) = crate::c_module_dir(package) {
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
         return crate::cmodule::build_sel4(dir, name, code, data, out);
     }
     let target = target_dir().join("sel4-modules");
-    let lld = host_tool("rust-lld")?;
-    let script = workspace_root().join("build/sel4/module.ld");
     let mut c = crate::cargo();
     c.env_remove("RUSTFLAGS")
         .args(["rustc", "--quiet", "--lib", "--release", "--crate-type", "staticlib", "-p", package])
@@ -264,6 +263,18 @@ pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) ->
         .arg(&target);
     run(&mut c, &format!("building module {name}"))?;
     let lib = target.join(MODULE_TARGET).join("release").join(format!("lib{}.a", package.replace('-', "_")));
+    link_module(&lib, name, system, out)
+}
+
+/// Links a module's static library `lib` (built for [`MODULE_TARGET`]) to
+/// the slot addresses `system` gives, into `out/<name>.elf`; returns its
+/// path. Shared by in-tree modules and `cargo xtask module build`, so that
+/// both run from the same addresses.
+pub fn link_module(lib: &Path, name: &str, system: &Path, out: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (code, data) = module_bases(system)?;
+    let lld = host_tool("rust-lld")?;
+    let script = workspace_root().join("build/sel4/module.ld");
     let elf = out.join(format!("{name}.elf"));
     let mut l = Command::new(&lld);
     l.args([
@@ -284,7 +295,7 @@ pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) ->
     .arg(&script)
     .arg("-o")
     .arg(&elf)
-    .arg(&lib);
+    .arg(lib);
     run(&mut l, &format!("linking module {name}"))?;
     Ok(elf)
 }

@@ -85,6 +85,11 @@ fn umctl_drives_the_console_over_a_pseudo_terminal() {
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("admitted kv-v4"), "{}", text(&up));
 
+    // The rollback below moves the state back (cold): with no probation, a
+    // slow machine cannot end one meanwhile and raise the version floor to
+    // v4 under it.
+    let prob = umctl(&link, &["probation", "0"]);
+    assert!(prob.status.success() && text(&prob).contains("0 ms"), "{}", text(&prob));
     let upd = umctl(&link, &["update", "kv", "kv-v4", "--timeout", "2000"]);
     assert_eq!(upd.status.code(), Some(0), "{}", text(&upd));
     assert!(text(&upd).contains("done: kv0 runs kv-v4 (v4, schema 2)"), "{}", text(&upd));

@@ -71,6 +71,10 @@ fn umctl_updates_sel4_over_qemus_pseudo_terminal() {
     let st = umctl(&umctl_bin, &tty, &["status"]);
     assert_eq!(st.status.code(), Some(0), "{}", text(&st));
     assert!(text(&st).lines().any(|l| l.starts_with("kv0_a") && l.contains("live")), "{}", text(&st));
+    // A cold rollback: with no probation, a slow run cannot end one before
+    // the rollback and raise the version floor to v2 under it.
+    let prob = umctl(&umctl_bin, &tty, &["probation", "0"]);
+    assert!(prob.status.success() && text(&prob).contains("0 ms"), "{}", text(&prob));
     let upd = umctl(&umctl_bin, &tty, &["update", "kv", "kv-v2"]);
     assert_eq!(upd.status.code(), Some(0), "{}", text(&upd));
     assert!(text(&upd).contains("done: kv0 runs kv-v2 (v2, schema 2)"), "{}", text(&upd));

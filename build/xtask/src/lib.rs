@@ -45,6 +45,13 @@ pub const MODULES: &[ModuleImage] = &[
     // The updatable serial service (serial0 in system.xml).
     module("serial-v1", "serial-v1", false),
     module("serial-v2", "serial-v2", false),
+    // The file service (fs0 in tests/systems/fs.xml): embedded-sdmmc
+    // 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
+    module("fs-v1", "fs-v1", false),
+    module("fs-v2", "fs-v2", false),
+    module("fs-v3", "fs-v3", false),
+    module("fs-v4", "fs-v4", false),
+    module("fs-v5", "fs-v5", false),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),
@@ -64,8 +71,10 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 ];
 
 /// Programs that exist on the host only: the update benchmarks' PDs
-/// (tests/src/bin/bench_pd.rs).
-pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] = &[("bench_pd.elf", "bench_pd")];
+/// (tests/src/bin/bench_pd.rs), the block driver on a disk image file and
+/// the file service's client (their seL4 PDs are not written yet).
+pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] =
+    &[("bench_pd.elf", "bench_pd"), ("blk_driver.elf", "blk_driver"), ("fs_client.elf", "fs_client")];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")

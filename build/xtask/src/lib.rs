@@ -180,3 +180,51 @@ pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
     let p = module_path(&target_dir().join("debug"), package);
     std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
+
+/// Blocks (512 bytes) of a fresh disk image: 40 MiB, enough clusters for
+/// FAT32 with one sector per cluster.
+pub const DISK_BLOCKS: u64 = 81920;
+
+/// Finds a dosfstools program (`mkfs.fat`, `fsck.fat`): on the PATH, or in
+/// the sbin directories a non-root PATH often lacks.
+pub fn dosfstools(program: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program} not found: install dosfstools (apt-get install dosfstools)"))
+}
+
+/// Makes a fresh FAT32 disk image at `path` with Debian's `mkfs.fat`.
+///
+/// - `--mbr=y`: a partition table whose one partition spans the disk (the
+///   FAT crate mounts partition 0; `fsck.fat` checks the whole file);
+/// - `-f 1`: one FAT: releases of embedded-sdmmc before 0.8 write only the
+///   first copy, and two that differ are an error to `fsck.fat`;
+/// - the FSInfo free-cluster count is then set to "unknown" (0xFFFFFFFF,
+///   as the FAT specification allows): no release counts the clusters a
+///   truncation frees, so a count it kept would be wrong, and an unknown
+///   one is never written.
+pub fn make_disk_image(path: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let _ = std::fs::remove_file(path);
+    let out = Command::new(dosfstools("mkfs.fat")?)
+        .args(["-C", "-F", "32", "-f", "1", "-s", "1", "--mbr=y", "-n", "UPDFS"])
+        .arg(path)
+        .arg((DISK_BLOCKS / 2).to_string())
+        .output()
+        .map_err(|e| format!("running mkfs.fat: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("mkfs.fat failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| e.to_string())?;
+    let mut boot = [0u8; 512];
+    f.read_exact(&mut boot).map_err(|e| e.to_string())?;
+    let info = u16::from_le_bytes([boot[48], boot[49]]) as u64;
+    if info == 0 || info == 0xffff {
+        return Err("mkfs.fat wrote no FSInfo sector".into());
+    }
+    f.seek(SeekFrom::Start(info * 512 + 488)).map_err(|e| e.to_string())?;
+    f.write_all(&[0xff; 4]).map_err(|e| e.to_string())
+}

@@ -1,0 +1,160 @@
+//! The file service across the published releases of its FAT crate: two
+//! clients append to files with content they can check and verify every
+//! read while the service is updated live from fs-v1 (embedded-sdmmc
+//! 0.6.0) up to fs-v5 (0.10.0) and back down, twice. Then the clients stop,
+//! close and re-check their files and log their models; the system halts;
+//! Debian's `fsck.fat -n` must find nothing wrong with the disk image, and
+//! every file on it must equal its client's model, read with the FAT crate
+//! on the host.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use system_tests::{client_totals, System};
+
+/// Every client made progress since `before` (bounded wait), and none saw
+/// a wrong reply or a failed call.
+fn progress(sys: &mut System, before: &[(String, u64, u64, u64, u64)]) -> Vec<(String, u64, u64, u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = client_totals(&sys.status());
+        assert_eq!(now.len(), 2, "two fs clients: {now:?}");
+        for (name, _, wrong, failed, _) in &now {
+            assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
+        }
+        if before.iter().zip(&now).all(|(b, n)| n.1 > b.1) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the clients made no progress in 20 s: {before:?} -> {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk() {
+    let dir = std::env::temp_dir().join(format!("fs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = xtask::workspace_root().join("tests/systems/fs.xml");
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str())],
+    );
+    // Rollbacks move the state (the journal's replay of file writes is not
+    // for a disk: see the README).
+    assert!(sys.command("probation 0").contains("0 ms"));
+    let start = client_totals(&sys.status());
+    let mut seen = progress(&mut sys, &start);
+    let versions = [2, 3, 4, 5, 4, 3, 2, 1, 2, 3, 4, 5, 4, 3, 2, 1];
+    for v in versions {
+        let out = sys.command(&format!("update fs fs-v{v}"));
+        let schema = if v >= 4 { 2 } else { 1 };
+        assert!(out.contains(&format!("done: fs0 runs fs-v{v} (v{v}, schema {schema})")), "{out}");
+        seen = progress(&mut sys, &seen);
+    }
+    let out = sys.command("log");
+    assert!(out.contains(&format!("{} update(s) in all", versions.len() + 1)), "{out}");
+
+    // Stop the clients; each closes its files, re-reads them through fresh
+    // opens and logs its model.
+    std::fs::write(&stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = sys.log.lock().unwrap().clone();
+        if log.iter().filter(|l| l.contains("fs client done")).count() == 2 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the clients did not finish:\n{}", log.join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!log.iter().any(|l| l.contains("FAILED") || l.contains("wrong reply")), "{}", log.join("\n"));
+    let mut model = BTreeMap::new();
+    for l in &log {
+        let Some(rest) = l.split("fsmodel ").nth(1) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "every file is known at the end: {l}");
+        model.insert(f[0].to_owned(), (f[1].parse::<u32>().unwrap(), f[2].parse::<u32>().unwrap()));
+    }
+    assert_eq!(model.len(), 8, "two clients, four files each: {model:?}");
+    for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
+        assert_eq!((wrong, failed), (0, 0));
+    }
+    assert_eq!(sys.shutdown(), 0);
+
+    // The outside judge.
+    let fsck = std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    assert!(fsck.status.success(), "fsck.fat -n found errors:\n{text}");
+
+    // Every file on the disk is its client's model, and nothing else is.
+    let on_disk = read_root(&image);
+    let names: Vec<&String> = on_disk.keys().collect();
+    assert_eq!(names, model.keys().collect::<Vec<_>>(), "the root holds exactly the clients' files");
+    for (name, (generation, len)) in &model {
+        let (n, k) = (name.as_bytes()[1] - b'0', name.as_bytes()[3] - b'0');
+        let data = &on_disk[name];
+        assert_eq!(data.len(), *len as usize, "{name}: length");
+        let bad = data
+            .iter()
+            .enumerate()
+            .position(|(i, &b)| b != client::fs::pattern(n as u32, k as u32, *generation, i as u32));
+        assert_eq!(bad, None, "{name}: first wrong byte");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every file in the image's root directory, read with embedded-sdmmc.
+fn read_root(image: &Path) -> BTreeMap<String, Vec<u8>> {
+    use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Mode, VolumeIdx, VolumeManager};
+    use std::os::unix::fs::FileExt;
+    struct Img(std::fs::File);
+    impl BlockDevice for Img {
+        type Error = std::io::Error;
+        fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), Self::Error> {
+            for (i, b) in blocks.iter_mut().enumerate() {
+                self.0.read_exact_at(&mut b.contents, (start.0 as u64 + i as u64) * 512)?;
+            }
+            Ok(())
+        }
+        fn write(&self, _: &[Block], _: BlockIdx) -> Result<(), Self::Error> {
+            Err(std::io::Error::other("read-only"))
+        }
+        fn num_blocks(&self) -> Result<BlockCount, Self::Error> {
+            Ok(BlockCount((self.0.metadata()?.len() / 512) as u32))
+        }
+    }
+    struct Clock;
+    impl embedded_sdmmc::TimeSource for Clock {
+        fn get_timestamp(&self) -> embedded_sdmmc::Timestamp {
+            embedded_sdmmc::Timestamp::from_fat(0, 0)
+        }
+    }
+    let vm: VolumeManager<Img, Clock, 4, 4, 1> =
+        VolumeManager::new_with_limits(Img(std::fs::File::open(image).unwrap()), Clock, 0);
+    let vol = vm.open_raw_volume(VolumeIdx(0)).unwrap();
+    let root = vm.open_root_dir(vol).unwrap();
+    let mut names = Vec::new();
+    vm.iterate_dir(root, |e| {
+        if !e.attributes.is_volume() && !e.attributes.is_directory() {
+            names.push(e.name.to_string());
+        }
+    })
+    .unwrap();
+    let mut files = BTreeMap::new();
+    for name in names {
+        let f = vm.open_file_in_dir(root, name.as_str(), Mode::ReadOnly).unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = vm.read(f, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        vm.close_file(f).unwrap();
+        files.insert(name, data);
+    }
+    files
+}

@@ -83,7 +83,8 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
     assert_eq!(sys.shutdown(), 0);
 
     // The outside judge.
-    let fsck = std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
+    let fsck =
+        std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
     let text = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
     assert!(fsck.status.success(), "fsck.fat -n found errors:\n{text}");
 

@@ -9,12 +9,16 @@
 use interfaces::blk::{self, op, status, Request, Response, BLOCK};
 use interfaces::queue::{Consumer, Producer};
 
+/// The device failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceError;
+
 /// A device of `blocks()` blocks of [`BLOCK`] bytes.
 pub trait Disk {
     fn blocks(&self) -> u64;
-    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), ()>;
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), ()>;
-    fn flush(&mut self) -> Result<(), ()>;
+    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), DeviceError>;
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), DeviceError>;
+    fn flush(&mut self) -> Result<(), DeviceError>;
 }
 
 pub struct Server {

@@ -160,10 +160,9 @@ impl<'p, P: Pd + ?Sized> Client<'p, P> {
                 }
             }
         }
-        for k in 0..FILES {
-            let f = self.files[k];
+        for (f, size) in self.files.iter().zip(listed) {
             if f.handle.is_some() && f.known {
-                ok &= listed[k] == Some(f.len);
+                ok &= size == Some(f.len);
             }
         }
         Ok(ok)

@@ -1,7 +1,7 @@
 //! The block driver on the host runtime: the device is a disk image file,
 //! named by `HOST_DISK` (set by `host-runtime --disk`). Requests arrive
 //! through the `blk` region's queues, rung by a protected call.
-use blk::{Disk, Server};
+use blk::{DeviceError, Disk, Server};
 use host_runtime::HostPd;
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
@@ -17,14 +17,14 @@ impl Disk for ImageFile {
     fn blocks(&self) -> u64 {
         self.blocks
     }
-    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), ()> {
-        self.file.read_exact_at(out, block * interfaces::blk::BLOCK as u64).map_err(|_| ())
+    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), DeviceError> {
+        self.file.read_exact_at(out, block * interfaces::blk::BLOCK as u64).map_err(|_| DeviceError)
     }
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), ()> {
-        self.file.write_all_at(data, block * interfaces::blk::BLOCK as u64).map_err(|_| ())
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), DeviceError> {
+        self.file.write_all_at(data, block * interfaces::blk::BLOCK as u64).map_err(|_| DeviceError)
     }
-    fn flush(&mut self) -> Result<(), ()> {
-        self.file.sync_data().map_err(|_| ())
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        self.file.sync_data().map_err(|_| DeviceError)
     }
 }
 

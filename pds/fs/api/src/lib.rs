@@ -46,8 +46,7 @@ impl<'p, P: Pd + ?Sized> FsClient<'p, P> {
         // SAFETY: both regions stay mapped for the PD's life; the map is
         // read only through atomics, the buffer only by this PD between
         // its calls (and by the service during them).
-        let (capmap, buf) =
-            unsafe { (&*(map.base as *const CapMap), core::slice::from_raw_parts_mut(b.base, b.size)) };
+        let (capmap, buf) = unsafe { (&*(map.base as *const CapMap), core::slice::from_raw_parts_mut(b.base, b.size)) };
         let start = pd.now_ns();
         loop {
             let n = capmap.instances.load(core::sync::atomic::Ordering::Relaxed) as usize;

@@ -79,8 +79,15 @@ mod tests {
     #[test]
     fn both_schemas_round_trip_and_garbage_is_refused() {
         let mut files: Files = Default::default();
-        files[3] = Some(OpenFile { owner: 1, path: Path::try_from("/C1/F0.BIN").unwrap(), writable: true, pos: 77, written: 9 });
-        files[9] = Some(OpenFile { owner: 2, path: Path::try_from("/X").unwrap(), writable: false, pos: 0, written: 0 });
+        files[3] = Some(OpenFile {
+            owner: 1,
+            path: Path::try_from("/C1/F0.BIN").unwrap(),
+            writable: true,
+            pos: 77,
+            written: 9,
+        });
+        files[9] =
+            Some(OpenFile { owner: 2, path: Path::try_from("/X").unwrap(), writable: false, pos: 0, written: 0 });
         let mut buf = [0u8; 256];
         for schema in [SCHEMA1, SCHEMA2] {
             let n = export(&files, schema, &mut buf).unwrap();

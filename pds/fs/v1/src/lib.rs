@@ -6,7 +6,7 @@
 
 use fs_core::{BlkDev, Fat, Mode};
 use module_rt::interfaces::fs::FsStatus;
-use sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Error, Directory, File, Volume, VolumeIdx};
+use sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Directory, Error, File, Volume, VolumeIdx};
 
 pub struct Dev(BlkDev);
 pub struct Clock;
@@ -106,7 +106,9 @@ impl Fat for Sdmmc {
     fn list(&mut self, dir: Directory, f: &mut dyn FnMut(&[u8], bool, u32)) -> Result<(), FsStatus> {
         self.vm
             .iterate_dir(dir, |e| {
-                if let Some(name) = fs_core::adapter::visible(e.name.base_name(), e.name.extension(), e.attributes.is_volume()) {
+                if let Some(name) =
+                    fs_core::adapter::visible(e.name.base_name(), e.name.extension(), e.attributes.is_volume())
+                {
                     f(&name, e.attributes.is_directory(), e.size)
                 }
             })

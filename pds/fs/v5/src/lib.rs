@@ -104,7 +104,9 @@ impl Fat for Sdmmc {
     fn list(&mut self, dir: RawDirectory, f: &mut dyn FnMut(&[u8], bool, u32)) -> Result<(), FsStatus> {
         self.vm
             .iterate_dir(dir, |e| {
-                if let Some(name) = fs_core::adapter::visible(e.name.base_name(), e.name.extension(), e.attributes.is_volume()) {
+                if let Some(name) =
+                    fs_core::adapter::visible(e.name.base_name(), e.name.extension(), e.attributes.is_volume())
+                {
                     f(&name, e.attributes.is_directory(), e.size)
                 }
                 core::ops::ControlFlow::Continue(())

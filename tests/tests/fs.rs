@@ -159,3 +159,69 @@ fn read_root(image: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     files
 }
+
+/// Damages a fresh image: `loop` makes the root directory's cluster chain
+/// lead back to itself; `boot` zeroes the boot sector; `fat` fills the FAT
+/// with bytes from a fixed pseudo-random sequence.
+fn damage(image: &Path, how: &str) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(image).unwrap();
+    let mut boot = [0u8; 512];
+    f.read_exact_at(&mut boot, 0).unwrap();
+    let reserved = u16::from_le_bytes([boot[14], boot[15]]) as u64;
+    let fat_sectors = u32::from_le_bytes(boot[36..40].try_into().unwrap()) as u64;
+    let root = u32::from_le_bytes(boot[44..48].try_into().unwrap());
+    match how {
+        "loop" => f.write_all_at(&root.to_le_bytes(), reserved * 512 + root as u64 * 4).unwrap(),
+        "boot" => f.write_all_at(&[0u8; 512], 0).unwrap(),
+        "fat" => {
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let bytes: Vec<u8> = (0..fat_sectors.min(64) * 512)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            f.write_all_at(&bytes, reserved * 512).unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
+    for how in ["loop", "boot", "fat"] {
+        let dir = std::env::temp_dir().join(format!("fs-damaged-{}-{how}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("disk.img");
+        xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+        damage(&image, how);
+        let system = xtask::workspace_root().join("tests/systems/fs.xml");
+        let mut sys = System::boot_with(Some(&system), &["--disk".as_ref(), image.as_os_str()], &[]);
+        // The clients get errors from the service, or (a FAT of garbage
+        // read as cluster numbers) data that is not theirs; never a lost
+        // service (the stub would say Unavailable after 10 s).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let totals = client_totals(&sys.status());
+            if totals.iter().all(|t| t.2 + t.3 >= 4) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{how}: the clients saw too few errors: {totals:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = sys.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|l| l.contains("Unavailable")), "{how}: the service never went away");
+        // Still healthy: no fault, and it updates like any service.
+        let out = sys.command("update fs fs-v5");
+        assert!(out.contains("done: fs0 runs fs-v5"), "{how}: {out}");
+        let rows = sys.status();
+        for r in rows.iter().filter(|r| r.service == "fs" || r.pd == "blk") {
+            assert_eq!(r.faults, 0, "{how}: {r:?}");
+        }
+        assert_eq!(sys.shutdown(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

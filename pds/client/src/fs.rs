@@ -193,6 +193,13 @@ impl<'p, P: Pd + ?Sized> Client<'p, P> {
     }
 }
 
+/// Whether the `n`th complaint is logged: the first ten, then one in a
+/// thousand (on a damaged disk every call fails, and a flooded log costs
+/// every PD).
+fn quiet(n: u64) -> bool {
+    n < 10 || n % 1000 == 0
+}
+
 /// The client's main loop, until `stop()` says so (or the system halts);
 /// then it closes its files, checks them once more and logs its model.
 pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool) {
@@ -223,11 +230,14 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool) {
                 }
             }
             Ok(false) => {
-                pd.log(format_args!("wrong reply at step {seq} (audit: {audit})"));
-                stats.wrong.fetch_add(1, Relaxed);
+                if quiet(stats.wrong.fetch_add(1, Relaxed)) {
+                    pd.log(format_args!("wrong reply at step {seq} (audit: {audit})"));
+                }
             }
             Err(e) => {
-                pd.log(format_args!("step {seq} failed: {e:?}"));
+                if quiet(stats.failed.load(Relaxed)) {
+                    pd.log(format_args!("step {seq} failed: {e:?}"));
+                }
                 if !audit {
                     c.files[(seq as usize) % FILES].known = false;
                 }

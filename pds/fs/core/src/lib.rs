@@ -92,6 +92,8 @@ pub struct FsService<F: Fat, const VERSION: u32> {
     pub files: [Option<OpenFile>; MAX_OPEN],
     handles: [Option<F::File>; MAX_OPEN],
     buffers: [Option<Buffer>; MAX_CLIENTS as usize + 1],
+    /// The disk's size, once mounted (0 before).
+    disk_blocks: u64,
 }
 
 /// The descriptor of version `version` with state schema `schema`.
@@ -117,12 +119,15 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         // The disk is not touched here: the old version may still be using
         // the block queues (it is mounted at the import or the first call).
         BlkDev::attach(env)?;
-        Ok(FsService { env, fat: None, files: Default::default(), handles: [None; MAX_OPEN], buffers })
+        Ok(FsService { env, fat: None, files: Default::default(), handles: [None; MAX_OPEN], buffers, disk_blocks: 0 })
     }
 
     fn fat(&mut self) -> Result<&mut F, FsStatus> {
         if self.fat.is_none() {
             let dev = BlkDev::attach(self.env).map_err(|_| FsStatus::Io)?;
+            // The budget of a call follows the disk's size, once known.
+            self.disk_blocks = dev.blocks().map_err(|_| FsStatus::Io)?;
+            dev::new_call(self.disk_blocks);
             self.fat = Some(F::mount(dev)?);
         }
         self.fat.as_mut().ok_or(FsStatus::Io)
@@ -313,6 +318,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
 
     /// Serves one call; the reply replaces `msg`.
     pub fn protected(&mut self, ch: u32, msg: &mut Message) {
+        dev::new_call(self.disk_blocks);
         let r = FsRequest::parse(msg).and_then(|req| self.run(ch, &req));
         match r {
             Ok((a, b)) => fs::reply(msg, FsStatus::Ok, a, b),
@@ -325,6 +331,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// consistent disk. A file that cannot be synced keeps the module
     /// not-ready (the update times out and this version keeps serving).
     pub fn prepare(&mut self) -> bool {
+        dev::new_call(self.disk_blocks);
         if self.fat.is_none() {
             return true;
         }
@@ -345,6 +352,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         // Whatever this module knew of the disk is stale: another version
         // wrote it since. Forget (never write) the old mount.
         self.fat = None;
+        dev::new_call(self.disk_blocks);
         self.handles = [None; MAX_OPEN];
         self.files = Default::default();
         for (i, of) in files.into_iter().enumerate() {

@@ -200,6 +200,8 @@ fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
         damage(&image, how);
         let system = xtask::workspace_root().join("tests/systems/fs.xml");
         let mut sys = System::boot_with(Some(&system), &["--disk".as_ref(), image.as_os_str()], &[]);
+        // No probation: its end would print while a command is typed.
+        assert!(sys.command("probation 0").contains("0 ms"));
         // The clients get errors from the service, or (a FAT of garbage
         // read as cluster numbers) data that is not theirs; never a lost
         // service (the stub would say Unavailable after 10 s).

@@ -197,7 +197,7 @@ impl<'p, P: Pd + ?Sized> Client<'p, P> {
 /// thousand (on a damaged disk every call fails, and a flooded log costs
 /// every PD).
 fn quiet(n: u64) -> bool {
-    n < 10 || n % 1000 == 0
+    n < 10 || n % 1000 == 999
 }
 
 /// The client's main loop, until `stop()` says so (or the system halts);

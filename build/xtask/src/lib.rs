@@ -15,10 +15,17 @@ pub struct ModuleImage {
     pub package: &'static str,
     /// Only in the test store (`test-images.bin`): deliberately faulty.
     pub test_only: bool,
+    /// Only in the host runtime's stores: no seL4 system runs its service
+    /// yet (the file service waits for the virtio-blk driver PD).
+    pub host_only: bool,
 }
 
 const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, package, test_only }
+    ModuleImage { image, package, test_only, host_only: false }
+}
+
+const fn host_module(image: &'static str, package: &'static str) -> ModuleImage {
+    ModuleImage { image, package, test_only: false, host_only: true }
 }
 
 /// Every module image: `images.bin` holds the production ones,
@@ -47,11 +54,11 @@ pub const MODULES: &[ModuleImage] = &[
     module("serial-v2", "serial-v2", false),
     // The file service (fs0 in tests/systems/fs.xml): embedded-sdmmc
     // 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
-    module("fs-v1", "fs-v1", false),
-    module("fs-v2", "fs-v2", false),
-    module("fs-v3", "fs-v3", false),
-    module("fs-v4", "fs-v4", false),
-    module("fs-v5", "fs-v5", false),
+    host_module("fs-v1", "fs-v1"),
+    host_module("fs-v2", "fs-v2"),
+    host_module("fs-v3", "fs-v3"),
+    host_module("fs-v4", "fs-v4"),
+    host_module("fs-v5", "fs-v5"),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),

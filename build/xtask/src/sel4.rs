@@ -232,6 +232,7 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
     MODULES
         .iter()
+        .filter(|m| !m.host_only)
         .map(|m| Ok((m, std::fs::read(build_module_elf(m.package, m.image, system, out)?).map_err(|e| e.to_string())?)))
         .collect()
 }

@@ -51,6 +51,10 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
         let out = sys.command(&format!("update fs fs-v{v}"));
         let schema = if v >= 4 { 2 } else { 1 };
         assert!(out.contains(&format!("done: fs0 runs fs-v{v} (v{v}, schema {schema})")), "{out}");
+        // For the README's table: the blackout and the quiescence (which
+        // syncs the open files) of each release pair.
+        let phase = |p: &str| out.lines().find(|l| l.trim_start().starts_with(p)).map(|l| l.trim().to_owned());
+        eprintln!("fs-v{v}: {:?} {:?}", phase("quiesce"), phase("blackout"));
         seen = progress(&mut sys, &seen);
     }
     let out = sys.command("log");

@@ -231,3 +231,60 @@ fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
+    let dir = std::env::temp_dir().join(format!("fs-dirs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = xtask::workspace_root().join("tests/systems/fs.xml");
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
+    );
+    assert!(sys.command("probation 0").contains("0 ms"));
+    // fs-v1 cannot make directories; from v2 on the clients make theirs,
+    // and every release lists them, and refuses to remove them (not empty,
+    // or no Rmdir before v5).
+    let mut seen = client_totals(&sys.status());
+    for v in [2, 5, 1, 3, 4] {
+        assert!(sys.command(&format!("update fs fs-v{v}")).contains(&format!("done: fs0 runs fs-v{v}")));
+        // Two audits each, so each version checks the directories.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = progress(&mut sys, &seen);
+            if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
+                seen = now;
+                break;
+            }
+            assert!(Instant::now() < deadline, "no audits under fs-v{v}: {now:?}");
+        }
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sys.log.lock().unwrap().iter().filter(|l| l.contains("fs client done")).count() < 2 {
+        assert!(Instant::now() < deadline, "the clients did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sys.shutdown(), 0);
+    // fsck.fat finds exactly the releases' known fault: the `..` entry of a
+    // directory made in the root of a FAT32 volume names the root's cluster
+    // instead of 0. Nothing else.
+    let fsck =
+        std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).into_owned();
+    let complaints: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("Leaving filesystem unchanged") && !l.contains(" files, ") && !l.is_empty())
+        .filter(|l| !l.starts_with("Free cluster summary uninitialized"))
+        .collect();
+    // (In the order the clients made their directories.)
+    let mut pairs: Vec<(&str, &str)> = complaints.chunks(2).map(|p| (p[0], p.get(1).copied().unwrap_or(""))).collect();
+    pairs.sort();
+    let bad_dot_dot = "  Invalid '..' entry in the second slot. Fixing.";
+    assert_eq!(pairs, [("/C0D", bad_dot_dot), ("/C1D", bad_dot_dot)], "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

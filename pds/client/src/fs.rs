@@ -40,6 +40,8 @@ pub struct Client<'p, P: Pd + ?Sized> {
     fs: FsClient<'p, P>,
     n: u32,
     files: [File; FILES],
+    /// Whether the audits make and check a directory.
+    dirs: bool,
 }
 
 /// Whether the step's replies all matched the model.
@@ -134,8 +136,48 @@ impl<'p, P: Pd + ?Sized> Client<'p, P> {
         }
     }
 
+    /// With `dirs`: the client's directory `/CnD` holding `INFO.TXT`, made
+    /// once a version can (`Mkdir` is `Unsupported` on fs-v1), then checked
+    /// by `Stat` and `List`; `Rmdir` of it must refuse (it is not empty, or
+    /// the release cannot). It is never removed: no release frees a removed
+    /// entry's clusters, which `fsck.fat` would find lost. Off by default:
+    /// every release writes a directory made in the root of a FAT32 volume
+    /// with a `..` entry that `fsck.fat` rejects (see the README).
+    fn directory(&mut self) -> Checked {
+        let mut dir: String<16> = String::new();
+        let _ = write!(dir, "/C{}D", self.n);
+        let mut info: String<24> = String::new();
+        let _ = write!(info, "{dir}/INFO.TXT");
+        const TEXT: &[u8] = b"a client's dir\n";
+        match self.fs.stat(&dir) {
+            Err(FsError::Status(FsStatus::NotFound)) => match self.fs.mkdir(&dir) {
+                Err(FsError::Status(FsStatus::Unsupported)) => return Ok(true),
+                r => r?,
+            },
+            r => {
+                if r? != (0, true) {
+                    return Ok(false);
+                }
+            }
+        }
+        if matches!(self.fs.stat(&info), Err(FsError::Status(FsStatus::NotFound))) {
+            let h = self.fs.open(&info, OpenMode::Create)?;
+            self.fs.buffer()[..TEXT.len()].copy_from_slice(TEXT);
+            self.fs.write(h, TEXT.len())?;
+            self.fs.close(h)?;
+        }
+        let mut ok = self.fs.stat(&info)? == (TEXT.len() as u64, false);
+        let (count, next) = self.fs.list(&dir, 0)?;
+        let listed: heapless::Vec<_, 2> = interfaces::fs::entries(self.fs.buffer(), count)
+            .map(|(name, is_dir, size)| (name == b"INFO.TXT", is_dir, size))
+            .collect();
+        ok &= listed.as_slice() == [(true, false, TEXT.len() as u32)] && next == interfaces::fs::LIST_END;
+        ok &= matches!(self.fs.rmdir(&dir), Err(FsError::Status(FsStatus::NotEmpty | FsStatus::Unsupported)));
+        Ok(ok)
+    }
+
     fn audit(&mut self) -> Checked {
-        let mut ok = true;
+        let mut ok = !self.dirs || self.directory()?;
         for k in 0..FILES {
             let f = self.files[k];
             let (Some(h), true) = (f.handle, f.known) else { continue };
@@ -202,7 +244,7 @@ fn quiet(n: u64) -> bool {
 
 /// The client's main loop, until `stop()` says so (or the system halts);
 /// then it closes its files, checks them once more and logs its model.
-pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool) {
+pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
     use core::sync::atomic::Ordering::Relaxed;
     let stats = match pd.region("stats") {
         // SAFETY: as in the kv client: a writable page used through atomics.
@@ -217,7 +259,7 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool) {
         Err(e) => return pd.log(format_args!("cannot reach the fs service: {e}")),
     };
     let n = pd.name().trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
-    let mut c = Client { fs, n, files: [File::default(); FILES] };
+    let mut c = Client { fs, n, files: [File::default(); FILES], dirs };
     let mut seq = 0u64;
     while !pd.halting() && !stop() {
         let audit = seq % AUDIT_EVERY == AUDIT_EVERY - 1;

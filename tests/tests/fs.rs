@@ -80,7 +80,7 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
         assert_eq!(f.len(), 3, "every file is known at the end: {l}");
         model.insert(f[0].to_owned(), (f[1].parse::<u32>().unwrap(), f[2].parse::<u32>().unwrap()));
     }
-    assert_eq!(model.len(), 8, "two clients, four files each: {model:?}");
+    assert_eq!(model.len(), 16, "two clients, eight files each: {model:?}");
     for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
         assert_eq!((wrong, failed), (0, 0));
     }

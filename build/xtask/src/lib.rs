@@ -188,9 +188,9 @@ pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
     std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// Blocks (512 bytes) of a fresh disk image: 40 MiB, enough clusters for
-/// FAT32 with one sector per cluster.
-pub const DISK_BLOCKS: u64 = 81920;
+/// Blocks (512 bytes) of a fresh disk image: 300 MiB (a sparse file), so
+/// that FAT32 has the 65,525 clusters it needs with 4 KiB clusters.
+pub const DISK_BLOCKS: u64 = 614_400;
 
 /// Finds a dosfstools program (`mkfs.fat`, `fsck.fat`): on the PATH, or in
 /// the sbin directories a non-root PATH often lacks.
@@ -209,6 +209,9 @@ pub fn dosfstools(program: &str) -> Result<PathBuf, String> {
 ///   FAT crate mounts partition 0; `fsck.fat` checks the whole file);
 /// - `-f 1`: one FAT: releases of embedded-sdmmc before 0.8 write only the
 ///   first copy, and two that differ are an error to `fsck.fat`;
+/// - `-s 8`: 4 KiB clusters: no release can grow a FAT32 root directory
+///   past its first cluster (they answer "not enough space"), and one
+///   cluster of 512 bytes holds only 16 entries;
 /// - the FSInfo free-cluster count is then set to "unknown" (0xFFFFFFFF,
 ///   as the FAT specification allows): no release counts the clusters a
 ///   truncation frees, so a count it kept would be wrong, and an unknown
@@ -217,7 +220,7 @@ pub fn make_disk_image(path: &Path) -> Result<(), String> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let _ = std::fs::remove_file(path);
     let out = Command::new(dosfstools("mkfs.fat")?)
-        .args(["-C", "-F", "32", "-f", "1", "-s", "1", "--mbr=y", "-n", "UPDFS"])
+        .args(["-C", "-F", "32", "-f", "1", "-s", "8", "--mbr=y", "-n", "UPDFS"])
         .arg(path)
         .arg((DISK_BLOCKS / 2).to_string())
         .output()

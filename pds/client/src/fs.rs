@@ -15,7 +15,7 @@ use interfaces::fs::{FsStatus, OpenMode};
 use interfaces::stats::ClientStats;
 use pd_api::Pd;
 
-pub const FILES: usize = 4;
+pub const FILES: usize = 8;
 pub const AUDIT_EVERY: u64 = 32;
 /// A file is started afresh once it is this long.
 const MAX_LEN: u32 = 64 * 1024;

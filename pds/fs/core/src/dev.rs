@@ -12,17 +12,17 @@ use module_rt::Env;
 /// Block requests the current service call may still make. A damaged
 /// disk can hold a loop (a cluster chain or a directory that leads back
 /// to itself) that a FAT crate would follow for ever. A call gets 4096
-/// block requests plus one per 32 blocks of the disk; past that the device
-/// answers errors and the call fails instead of hanging the service (on
-/// the 40 MiB test disk a looping call ends in about 0.1 s, 0.3 s on a
-/// loaded machine: well inside the manager's 1 s hang rule). The price: a
-/// longer chain walk fails too (these releases read the FAT once per
-/// cluster, so on that disk a file past ~3 MiB with 512-byte clusters).
+/// block requests plus one per 128 blocks of the disk; past that the
+/// device answers errors and the call fails instead of hanging the service
+/// (on the 300 MiB test disk a looping call ends in about 0.1 s, 0.3 s on
+/// a loaded machine: well inside the manager's 1 s hang rule). The price:
+/// a longer chain walk fails too (these releases read the FAT once per
+/// cluster, so on that disk a file past ~34 MiB with 4 KiB clusters).
 static BUDGET: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Called at the start of every service call (and import).
 pub fn new_call(disk_blocks: u64) {
-    BUDGET.store((disk_blocks / 32).saturating_add(4096), Relaxed);
+    BUDGET.store((disk_blocks / 128).saturating_add(4096), Relaxed);
 }
 
 pub struct BlkDev {

@@ -17,8 +17,9 @@ use module_rt::Env;
 
 pub use dev::BlkDev;
 
-/// Open files at once, over all clients.
-pub const MAX_OPEN: usize = 16;
+/// Open files at once, over all clients (the adapters give their crate's
+/// volume manager room for as many).
+pub const MAX_OPEN: usize = 20;
 /// Clients, on channels 1..=MAX_CLIENTS, each with its buffer `buf<ch>`.
 pub const MAX_CLIENTS: u32 = 2;
 

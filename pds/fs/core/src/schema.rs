@@ -101,7 +101,7 @@ mod tests {
             assert_eq!(export(&files, schema, &mut buf[..10]), Err(status::NO_SPACE));
         }
         let n = export(&files, SCHEMA1, &mut buf).unwrap();
-        buf[1] = 16; // slot out of range
+        buf[1] = MAX_OPEN as u8; // slot out of range
         assert_eq!(import(SCHEMA1, &buf[..n]), Err(status::BAD_STATE));
         assert_eq!(import(7, &buf[..n]), Err(status::UNSUPPORTED_SCHEMA));
     }

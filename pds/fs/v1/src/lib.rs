@@ -49,7 +49,7 @@ fn status(e: Error<fs_core::dev::IoError>) -> FsStatus {
 }
 
 pub struct Sdmmc {
-    vm: sdmmc::VolumeManager<Dev, Clock, 8, 16, 1>,
+    vm: sdmmc::VolumeManager<Dev, Clock, 8, 20, 1>,
     vol: Volume,
 }
 

@@ -33,10 +33,12 @@ macro_rules! wire_enum {
 }
 
 pub mod abi;
+pub mod blk;
 pub mod capmap;
 pub mod control;
 pub mod control_page;
 pub mod elf;
+pub mod fs;
 pub mod journal;
 pub mod kv;
 pub mod message;

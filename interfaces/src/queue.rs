@@ -128,6 +128,16 @@ impl Consumer {
         Ok(n)
     }
 
+    /// Bytes waiting; an impossible tail is a misbehaving producer.
+    pub fn available(&self) -> Result<usize, PeerMisbehaved> {
+        let i = self.0.indices();
+        let avail = i.tail.load(Ordering::Acquire).wrapping_sub(i.head.load(Ordering::Relaxed));
+        if avail > self.0.cap {
+            return Err(PeerMisbehaved);
+        }
+        Ok(avail as usize)
+    }
+
     pub fn is_empty(&self) -> bool {
         let i = self.0.indices();
         i.tail.load(Ordering::Acquire) == i.head.load(Ordering::Relaxed)

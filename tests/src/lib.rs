@@ -100,12 +100,20 @@ impl System {
     /// Boots `system` (default: the repository's system.xml) and waits for
     /// the first prompt.
     pub fn boot(system: Option<&Path>) -> System {
+        System::boot_with(system, &[], &[])
+    }
+
+    /// As [`System::boot`], with more arguments for the host runtime (e.g.
+    /// `--disk PATH`) and environment variables for it and its PDs.
+    pub fn boot_with(system: Option<&Path>, args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> System {
         let dir = host_image();
         let sys = system.map(Path::to_owned).unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
         let mut child = Command::new(dir.parent().unwrap().join("host-runtime"))
             .arg(&sys)
             .arg("--search-path")
             .arg(dir)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

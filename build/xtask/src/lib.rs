@@ -18,6 +18,9 @@ pub struct ModuleImage {
     pub source: Source,
     /// Only in the test store (`test-images.bin`): deliberately faulty.
     pub test_only: bool,
+    /// Only in the host runtime's stores: no seL4 system runs its service
+    /// yet (the file service waits for the virtio-blk driver PD).
+    pub host_only: bool,
 }
 
 /// Where a module comes from.
@@ -30,11 +33,15 @@ pub enum Source {
 }
 
 const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::Crate(package), test_only }
+    ModuleImage { image, source: Source::Crate(package), test_only, host_only: false }
+}
+
+const fn host_module(image: &'static str, package: &'static str) -> ModuleImage {
+    ModuleImage { image, source: Source::Crate(package), test_only: false, host_only: true }
 }
 
 const fn c_module(image: &'static str, dir: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::C(dir), test_only }
+    ModuleImage { image, source: Source::C(dir), test_only, host_only: false }
 }
 
 /// The C module built as `name` (its image name), if there is one.
@@ -71,6 +78,13 @@ pub const MODULES: &[ModuleImage] = &[
     // The updatable serial service (serial0 in system.xml).
     module("serial-v1", "serial-v1", false),
     module("serial-v2", "serial-v2", false),
+    // The file service (fs0 in tests/systems/fs.xml): embedded-sdmmc
+    // 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
+    host_module("fs-v1", "fs-v1"),
+    host_module("fs-v2", "fs-v2"),
+    host_module("fs-v3", "fs-v3"),
+    host_module("fs-v4", "fs-v4"),
+    host_module("fs-v5", "fs-v5"),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),
@@ -90,8 +104,10 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 ];
 
 /// Programs that exist on the host only: the update benchmarks' PDs
-/// (tests/src/bin/bench_pd.rs).
-pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] = &[("bench_pd.elf", "bench_pd")];
+/// (tests/src/bin/bench_pd.rs), the block driver on a disk image file and
+/// the file service's client (their seL4 PDs are not written yet).
+pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] =
+    &[("bench_pd.elf", "bench_pd"), ("blk_driver.elf", "blk_driver"), ("fs_client.elf", "fs_client")];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -212,4 +228,55 @@ pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
     }
     let p = module_path(&target_dir().join("debug"), package);
     std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Blocks (512 bytes) of a fresh disk image: 300 MiB (a sparse file), so
+/// that FAT32 has the 65,525 clusters it needs with 4 KiB clusters.
+pub const DISK_BLOCKS: u64 = 614_400;
+
+/// Finds a dosfstools program (`mkfs.fat`, `fsck.fat`): on the PATH, or in
+/// the sbin directories a non-root PATH often lacks.
+pub fn dosfstools(program: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program} not found: install dosfstools (apt-get install dosfstools)"))
+}
+
+/// Makes a fresh FAT32 disk image at `path` with Debian's `mkfs.fat`.
+///
+/// - `--mbr=y`: a partition table whose one partition spans the disk (the
+///   FAT crate mounts partition 0; `fsck.fat` checks the whole file);
+/// - `-f 1`: one FAT: releases of embedded-sdmmc before 0.8 write only the
+///   first copy, and two that differ are an error to `fsck.fat`;
+/// - `-s 8`: 4 KiB clusters: no release can grow a FAT32 root directory
+///   past its first cluster (they answer "not enough space"), and one
+///   cluster of 512 bytes holds only 16 entries;
+/// - the FSInfo free-cluster count is then set to "unknown" (0xFFFFFFFF,
+///   as the FAT specification allows): no release counts the clusters a
+///   truncation frees, so a count it kept would be wrong, and an unknown
+///   one is never written.
+pub fn make_disk_image(path: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let _ = std::fs::remove_file(path);
+    let out = Command::new(dosfstools("mkfs.fat")?)
+        .args(["-C", "-F", "32", "-f", "1", "-s", "8", "--mbr=y", "-n", "UPDFS"])
+        .arg(path)
+        .arg((DISK_BLOCKS / 2).to_string())
+        .output()
+        .map_err(|e| format!("running mkfs.fat: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("mkfs.fat failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| e.to_string())?;
+    let mut boot = [0u8; 512];
+    f.read_exact(&mut boot).map_err(|e| e.to_string())?;
+    let info = u16::from_le_bytes([boot[48], boot[49]]) as u64;
+    if info == 0 || info == 0xffff {
+        return Err("mkfs.fat wrote no FSInfo sector".into());
+    }
+    f.seek(SeekFrom::Start(info * 512 + 488)).map_err(|e| e.to_string())?;
+    f.write_all(&[0xff; 4]).map_err(|e| e.to_string())
 }

@@ -30,6 +30,11 @@ enum Cmd {
         /// path) or pty:LINK (and a symlink to it at LINK).
         #[arg(long, value_name = "unix:PATH|pty[:LINK]", value_parser = host_console)]
         console: Option<String>,
+        /// The disk image the block driver serves (for a system with one,
+        /// e.g. tests/systems/fs.xml). Default: a fresh FAT32 image made
+        /// with mkfs.fat at <target>/disk.img.
+        #[arg(long, value_name = "PATH")]
+        disk: Option<PathBuf>,
     },
     /// Check a system description; prints 'ok' or the first error.
     Check {
@@ -147,7 +152,7 @@ fn main() {
             Ok(dir) => eprintln!("host image: {}", dir.display()),
             Err(e) => fail(&e),
         },
-        Cmd::Run { system, release, console } => {
+        Cmd::Run { system, release, console, disk } => {
             let system = system.unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
             let dir = xtask::build_host(release).unwrap_or_else(|e| fail(&e));
             let runtime = dir.parent().expect("profile dir").join("host-runtime");
@@ -155,6 +160,20 @@ fn main() {
             cmd.arg(&system).arg("--search-path").arg(&dir);
             if let Some(c) = &console {
                 cmd.args(["--console", c]);
+            }
+            let uses_disk = std::fs::read_to_string(&system).is_ok_and(|x| x.contains("blk_driver.elf"));
+            let disk = match disk {
+                Some(d) => Some(d),
+                None if uses_disk => {
+                    let d = xtask::target_dir().join("disk.img");
+                    xtask::make_disk_image(&d).unwrap_or_else(|e| fail(&e));
+                    eprintln!("fresh FAT32 disk image: {}", d.display());
+                    Some(d)
+                }
+                None => None,
+            };
+            if let Some(d) = &disk {
+                cmd.arg("--disk").arg(d);
             }
             let err = cmd.exec();
             fail(&format!("starting the host runtime: {err}"))

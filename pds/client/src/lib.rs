@@ -10,6 +10,8 @@
 //! its `stats` region for the manager's `status`.
 #![no_std]
 
+pub mod fs;
+
 use core::fmt::Write;
 use heapless::String;
 use interfaces::stats::ClientStats;

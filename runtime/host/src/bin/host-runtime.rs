@@ -1,4 +1,4 @@
-//! `host-runtime SYSTEM.xml [--search-path DIR]... [--console CONSOLE]`:
+//! `host-runtime SYSTEM.xml [--search-path DIR]... [--console CONSOLE] [--disk PATH]`:
 //! boots a system description on Linux. The console is the terminal, or
 //! with `--console unix:PATH` a Unix socket that a tool (`umctl`) connects
 //! to, or with `--console pty[:LINK]` a pseudo-terminal (a serial line for
@@ -20,6 +20,10 @@ struct Cli {
     /// LINK). Default: this terminal.
     #[arg(long, value_name = "unix:PATH|pty[:LINK]", value_parser = console)]
     console: Option<String>,
+    /// The disk image the block driver serves (a FAT32 image for the
+    /// file service); the driver reads `HOST_DISK`.
+    #[arg(long, value_name = "PATH")]
+    disk: Option<PathBuf>,
 }
 
 fn console(s: &str) -> Result<String, String> {
@@ -35,6 +39,10 @@ fn main() {
     if let Some(c) = &cli.console {
         // SAFETY: single-threaded here; the PDs inherit it.
         unsafe { std::env::set_var("HOST_CONSOLE", c) };
+    }
+    if let Some(d) = &cli.disk {
+        // SAFETY: single-threaded here; the PDs inherit it.
+        unsafe { std::env::set_var("HOST_DISK", d) };
     }
     let saved = TerminalGuard::save();
     let code = match host_runtime::launcher::boot(&cli.system, &cli.search_path) {

@@ -1,0 +1,290 @@
+//! The file service across the published releases of its FAT crate: two
+//! clients append to files with content they can check and verify every
+//! read while the service is updated live from fs-v1 (embedded-sdmmc
+//! 0.6.0) up to fs-v5 (0.10.0) and back down, twice. Then the clients stop,
+//! close and re-check their files and log their models; the system halts;
+//! Debian's `fsck.fat -n` must find nothing wrong with the disk image, and
+//! every file on it must equal its client's model, read with the FAT crate
+//! on the host.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use system_tests::{client_totals, System};
+
+/// Every client made progress since `before` (bounded wait), and none saw
+/// a wrong reply or a failed call.
+fn progress(sys: &mut System, before: &[(String, u64, u64, u64, u64)]) -> Vec<(String, u64, u64, u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = client_totals(&sys.status());
+        assert_eq!(now.len(), 2, "two fs clients: {now:?}");
+        for (name, _, wrong, failed, _) in &now {
+            assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
+        }
+        if before.iter().zip(&now).all(|(b, n)| n.1 > b.1) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the clients made no progress in 20 s: {before:?} -> {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk() {
+    let dir = std::env::temp_dir().join(format!("fs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = xtask::workspace_root().join("tests/systems/fs.xml");
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str())],
+    );
+    // Rollbacks move the state (the journal's replay of file writes is not
+    // for a disk: see the README).
+    assert!(sys.command("probation 0").contains("0 ms"));
+    let start = client_totals(&sys.status());
+    let mut seen = progress(&mut sys, &start);
+    let versions = [2, 3, 4, 5, 4, 3, 2, 1, 2, 3, 4, 5, 4, 3, 2, 1];
+    for v in versions {
+        let out = sys.command(&format!("update fs fs-v{v}"));
+        let schema = if v >= 4 { 2 } else { 1 };
+        assert!(out.contains(&format!("done: fs0 runs fs-v{v} (v{v}, schema {schema})")), "{out}");
+        // For the README's table: the blackout and the quiescence (which
+        // syncs the open files) of each release pair.
+        let phase = |p: &str| out.lines().find(|l| l.trim_start().starts_with(p)).map(|l| l.trim().to_owned());
+        eprintln!("fs-v{v}: {:?} {:?}", phase("quiesce"), phase("blackout"));
+        seen = progress(&mut sys, &seen);
+    }
+    let out = sys.command("log");
+    assert!(out.contains(&format!("{} update(s) in all", versions.len() + 1)), "{out}");
+
+    // Stop the clients; each closes its files, re-reads them through fresh
+    // opens and logs its model.
+    std::fs::write(&stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = sys.log.lock().unwrap().clone();
+        if log.iter().filter(|l| l.contains("fs client done")).count() == 2 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the clients did not finish:\n{}", log.join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!log.iter().any(|l| l.contains("FAILED") || l.contains("wrong reply")), "{}", log.join("\n"));
+    let mut model = BTreeMap::new();
+    for l in &log {
+        let Some(rest) = l.split("fsmodel ").nth(1) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "every file is known at the end: {l}");
+        model.insert(f[0].to_owned(), (f[1].parse::<u32>().unwrap(), f[2].parse::<u32>().unwrap()));
+    }
+    assert_eq!(model.len(), 16, "two clients, eight files each: {model:?}");
+    for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
+        assert_eq!((wrong, failed), (0, 0));
+    }
+    assert_eq!(sys.shutdown(), 0);
+
+    // The outside judge.
+    let fsck =
+        std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    assert!(fsck.status.success(), "fsck.fat -n found errors:\n{text}");
+
+    // Every file on the disk is its client's model, and nothing else is.
+    let on_disk = read_root(&image);
+    let names: Vec<&String> = on_disk.keys().collect();
+    assert_eq!(names, model.keys().collect::<Vec<_>>(), "the root holds exactly the clients' files");
+    for (name, (generation, len)) in &model {
+        let (n, k) = (name.as_bytes()[1] - b'0', name.as_bytes()[3] - b'0');
+        let data = &on_disk[name];
+        assert_eq!(data.len(), *len as usize, "{name}: length");
+        let bad = data
+            .iter()
+            .enumerate()
+            .position(|(i, &b)| b != client::fs::pattern(n as u32, k as u32, *generation, i as u32));
+        assert_eq!(bad, None, "{name}: first wrong byte");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every file in the image's root directory, read with embedded-sdmmc.
+fn read_root(image: &Path) -> BTreeMap<String, Vec<u8>> {
+    use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Mode, VolumeIdx, VolumeManager};
+    use std::os::unix::fs::FileExt;
+    struct Img(std::fs::File);
+    impl BlockDevice for Img {
+        type Error = std::io::Error;
+        fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), Self::Error> {
+            for (i, b) in blocks.iter_mut().enumerate() {
+                self.0.read_exact_at(&mut b.contents, (start.0 as u64 + i as u64) * 512)?;
+            }
+            Ok(())
+        }
+        fn write(&self, _: &[Block], _: BlockIdx) -> Result<(), Self::Error> {
+            Err(std::io::Error::other("read-only"))
+        }
+        fn num_blocks(&self) -> Result<BlockCount, Self::Error> {
+            Ok(BlockCount((self.0.metadata()?.len() / 512) as u32))
+        }
+    }
+    struct Clock;
+    impl embedded_sdmmc::TimeSource for Clock {
+        fn get_timestamp(&self) -> embedded_sdmmc::Timestamp {
+            embedded_sdmmc::Timestamp::from_fat(0, 0)
+        }
+    }
+    let vm: VolumeManager<Img, Clock, 4, 4, 1> =
+        VolumeManager::new_with_limits(Img(std::fs::File::open(image).unwrap()), Clock, 0);
+    let vol = vm.open_raw_volume(VolumeIdx(0)).unwrap();
+    let root = vm.open_root_dir(vol).unwrap();
+    let mut names = Vec::new();
+    vm.iterate_dir(root, |e| {
+        if !e.attributes.is_volume() && !e.attributes.is_directory() {
+            names.push(e.name.to_string());
+        }
+    })
+    .unwrap();
+    let mut files = BTreeMap::new();
+    for name in names {
+        let f = vm.open_file_in_dir(root, name.as_str(), Mode::ReadOnly).unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = vm.read(f, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+        vm.close_file(f).unwrap();
+        files.insert(name, data);
+    }
+    files
+}
+
+/// Damages a fresh image: `loop` makes the root directory's cluster chain
+/// lead back to itself; `boot` zeroes the boot sector; `fat` fills the FAT
+/// with bytes from a fixed pseudo-random sequence.
+fn damage(image: &Path, how: &str) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(image).unwrap();
+    let mut boot = [0u8; 512];
+    f.read_exact_at(&mut boot, 0).unwrap();
+    let reserved = u16::from_le_bytes([boot[14], boot[15]]) as u64;
+    let fat_sectors = u32::from_le_bytes(boot[36..40].try_into().unwrap()) as u64;
+    let root = u32::from_le_bytes(boot[44..48].try_into().unwrap());
+    match how {
+        "loop" => f.write_all_at(&root.to_le_bytes(), reserved * 512 + root as u64 * 4).unwrap(),
+        "boot" => f.write_all_at(&[0u8; 512], 0).unwrap(),
+        "fat" => {
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let bytes: Vec<u8> = (0..fat_sectors.min(64) * 512)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            f.write_all_at(&bytes, reserved * 512).unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
+    for how in ["loop", "boot", "fat"] {
+        let dir = std::env::temp_dir().join(format!("fs-damaged-{}-{how}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("disk.img");
+        xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+        damage(&image, how);
+        let system = xtask::workspace_root().join("tests/systems/fs.xml");
+        let mut sys = System::boot_with(Some(&system), &["--disk".as_ref(), image.as_os_str()], &[]);
+        // No probation: its end would print while a command is typed.
+        assert!(sys.command("probation 0").contains("0 ms"));
+        // The clients get errors from the service, or (a FAT of garbage
+        // read as cluster numbers) data that is not theirs; never a lost
+        // service (the stub would say Unavailable after 10 s).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let totals = client_totals(&sys.status());
+            if totals.iter().all(|t| t.2 + t.3 >= 4) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{how}: the clients saw too few errors: {totals:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = sys.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|l| l.contains("Unavailable")), "{how}: the service never went away");
+        // Still healthy: no fault, and it updates like any service.
+        let out = sys.command("update fs fs-v5");
+        assert!(out.contains("done: fs0 runs fs-v5"), "{how}: {out}");
+        let rows = sys.status();
+        for r in rows.iter().filter(|r| r.service == "fs" || r.pd == "blk") {
+            assert_eq!(r.faults, 0, "{how}: {r:?}");
+        }
+        assert_eq!(sys.shutdown(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
+    let dir = std::env::temp_dir().join(format!("fs-dirs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = xtask::workspace_root().join("tests/systems/fs.xml");
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
+    );
+    assert!(sys.command("probation 0").contains("0 ms"));
+    // fs-v1 cannot make directories; from v2 on the clients make theirs,
+    // and every release lists them, and refuses to remove them (not empty,
+    // or no Rmdir before v5).
+    let mut seen = client_totals(&sys.status());
+    for v in [2, 5, 1, 3, 4] {
+        assert!(sys.command(&format!("update fs fs-v{v}")).contains(&format!("done: fs0 runs fs-v{v}")));
+        // Two audits each, so each version checks the directories.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = progress(&mut sys, &seen);
+            if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
+                seen = now;
+                break;
+            }
+            assert!(Instant::now() < deadline, "no audits under fs-v{v}: {now:?}");
+        }
+    }
+    std::fs::write(&stop, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sys.log.lock().unwrap().iter().filter(|l| l.contains("fs client done")).count() < 2 {
+        assert!(Instant::now() < deadline, "the clients did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sys.shutdown(), 0);
+    // fsck.fat finds exactly the releases' known fault: the `..` entry of a
+    // directory made in the root of a FAT32 volume names the root's cluster
+    // instead of 0. Nothing else.
+    let fsck =
+        std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).into_owned();
+    let complaints: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("Leaving filesystem unchanged") && !l.contains(" files, ") && !l.is_empty())
+        .filter(|l| !l.starts_with("Free cluster summary uninitialized"))
+        .collect();
+    // (In the order the clients made their directories.)
+    let mut pairs: Vec<(&str, &str)> = complaints.chunks(2).map(|p| (p[0], p.get(1).copied().unwrap_or(""))).collect();
+    pairs.sort();
+    let bad_dot_dot = "  Invalid '..' entry in the second slot. Fixing.";
+    assert_eq!(pairs, [("/C0D", bad_dot_dot), ("/C1D", bad_dot_dot)], "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,10 @@ use upload::{encode, Decoded, Decoder, Frame, Kind, Nak, Receiver, Reply, FRAME_
 pub const TARGET: Target = if cfg!(target_arch = "aarch64") { Target::Aarch64Sel4 } else { Target::Host };
 const NAME_LEN: usize = 32;
 /// A partial frame older than this is forgotten when the next byte comes.
-const FRAME_PATIENCE_NS: u64 = 500_000_000;
+/// Generous: the bytes of one frame can reach the manager far apart when
+/// the PDs on the way are descheduled (a loaded machine), and a frame cut
+/// at 500 ms spilled its tail onto the console as a garbage line.
+const FRAME_PATIENCE_NS: u64 = 2_000_000_000;
 /// The reason code of a NAK for a bundle that failed verification.
 pub const NAK_REJECTED: u8 = 7;
 

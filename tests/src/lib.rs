@@ -353,3 +353,19 @@ pub fn assert_clean_progress(sys: &mut System, before: &[Row]) -> Vec<Row> {
         );
     }
 }
+
+/// xorshift64*: a fixed sequence per seed, so a failing run of a test that
+/// draws its events from it can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

@@ -14,7 +14,7 @@ use interfaces::kv::{KvOp, KvRequest, MAX_KEY, MAX_VALUE};
 use interfaces::{Message, MSG_WORDS};
 use std::ffi::{c_void, CString};
 use std::time::Duration;
-use system_tests::{assert_clean_progress, client_totals, System};
+use system_tests::{assert_clean_progress, client_totals, Rng, System};
 
 // ---- The two modules in this process ----
 
@@ -107,21 +107,6 @@ impl Loaded {
     fn import(&self, schema: u32, data: &[u8]) -> i32 {
         // SAFETY: as above.
         unsafe { (self.0.import_state)(schema, data.as_ptr(), data.len()) }
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -221,7 +206,7 @@ fn c_and_rust_v3_answer_alike_and_read_each_others_state() {
             let mut bad = state.clone();
             let at = rng.below(bad.len() as u64) as usize;
             bad[at] = match k % 3 {
-                0 => rng.next() as u8,
+                0 => rng.next_u64() as u8,
                 1 => bad[at] ^ 0x80,
                 _ => 0xff,
             };

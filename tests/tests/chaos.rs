@@ -9,7 +9,7 @@
 //! `CHAOS_EVENTS` (default 2000) and `CHAOS_SEED` change the run.
 use bundle::Target;
 use std::time::{Duration, Instant};
-use system_tests::{assert_clean_progress, client_totals, system_with_store, System};
+use system_tests::{assert_clean_progress, client_totals, system_with_store, Rng, System};
 use upload::send::{send_bundle, Line};
 
 /// A line that is cut after `left` sends: a broken-off upload.
@@ -28,21 +28,6 @@ impl Line for CutLine<'_> {
     }
     fn recv_frame(&mut self, timeout: Duration) -> std::io::Result<Option<(upload::Kind, u16, Vec<u8>)>> {
         self.sys.recv_frame(timeout)
-    }
-}
-
-/// xorshift64*: a fixed sequence per seed, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

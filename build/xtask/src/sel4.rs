@@ -20,6 +20,16 @@ pub const PD_TARGET: &str = "aarch64-sel4";
 pub const MODULE_TARGET: &str = "aarch64-unknown-none";
 
 /// The SDK named by `MICROKIT_SDK`, checked to be the right one.
+/// Whether the QEMU tests can run on this machine: the SDK's path, or
+/// what is missing (the SDK, or `qemu-system-aarch64`).
+pub fn qemu_ready() -> Result<PathBuf, String> {
+    let sdk = sdk()?;
+    if Command::new("qemu-system-aarch64").arg("--version").output().is_err() {
+        return Err("qemu-system-aarch64 is not installed".into());
+    }
+    Ok(sdk)
+}
+
 pub fn sdk() -> Result<PathBuf, String> {
     let get = || {
         format!(

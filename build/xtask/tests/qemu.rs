@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -67,12 +67,8 @@ fn image(store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
 /// `store`), with its image built; `None` (after a skip message) when the
 /// tools are missing.
 fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
-    if let Err(e) = xtask::sel4::sdk() {
+    if let Err(e) = xtask::sel4::qemu_ready() {
         skip(&e);
-        return None;
-    }
-    if Command::new("qemu-system-aarch64").arg("--version").output().is_err() {
-        skip("qemu-system-aarch64 is not installed");
         return None;
     }
     let mut system = system.to_path_buf();

@@ -30,12 +30,8 @@ fn clients_clean(status: &str) -> bool {
 
 #[test]
 fn umctl_updates_sel4_over_qemus_pseudo_terminal() {
-    if let Err(e) = xtask::sel4::sdk() {
+    if let Err(e) = xtask::sel4::qemu_ready() {
         let _ = writeln!(std::io::stderr(), "\nSKIPPED qemu test: {e}\n");
-        return;
-    }
-    if Command::new("qemu-system-aarch64").arg("--version").output().is_err() {
-        let _ = writeln!(std::io::stderr(), "\nSKIPPED qemu test: qemu-system-aarch64 is not installed\n");
         return;
     }
     let host = xtask::build_host(false).expect("host build (umctl)");

@@ -286,7 +286,7 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
                 stats.failed.fetch_add(1, Relaxed);
             }
         }
-        stats.retried.store(c.fs.retried, Relaxed);
+        stats.retried.store(c.fs.retried(), Relaxed);
         seq += 1;
     }
     if pd.halting() {

@@ -155,7 +155,7 @@ pub fn run<P: Pd + ?Sized>(pd: &P) {
                 stats.failed.fetch_add(1, Relaxed)
             }
         };
-        stats.retried.store(kv.retried, Relaxed);
+        stats.retried.store(kv.retried(), Relaxed);
         seq += 1;
     }
 }

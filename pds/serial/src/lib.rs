@@ -8,10 +8,9 @@
 //! console's.
 #![no_std]
 
-use interfaces::capmap::CapMap;
-use interfaces::control::region;
 use interfaces::queue::{Consumer, Producer};
 use pd_api::{ChannelId, Pd};
+use service_stub::NamedInstance;
 
 /// The updatable serial service's instance, when the system has one.
 pub const SERIAL_INSTANCE: &str = "serial0";
@@ -21,29 +20,14 @@ pub enum Peer {
     /// A fixed PD.
     Fixed(ChannelId),
     /// Whichever slot of a service instance the capability map says is live.
-    Instance { capmap: &'static CapMap, name: &'static str, slots: [ChannelId; 2] },
+    Instance(NamedInstance<'static>),
 }
 
 impl Peer {
     /// The instance `name` if this PD has channels to both its slots and the
     /// capability map, else the fixed PD `name`.
     pub fn find<P: Pd + ?Sized>(pd: &P, name: &'static str) -> Option<Peer> {
-        let mut buf = [0u8; 40];
-        let slot = |suffix: &str, buf: &mut [u8; 40]| {
-            let n = name.len() + suffix.len();
-            buf.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
-            buf.get_mut(name.len()..n)?.copy_from_slice(suffix.as_bytes());
-            pd.channel(core::str::from_utf8(&buf[..n]).ok()?)
-        };
-        if let (Some(a), Some(b), Some(map)) = (slot("_a", &mut buf), slot("_b", &mut buf), pd.region(region::CAPMAP)) {
-            if map.size >= core::mem::size_of::<CapMap>() {
-                // SAFETY: the read-only capability map, mapped for the PD's
-                // life and read through atomics.
-                let capmap = unsafe { &*(map.base as *const CapMap) };
-                return Some(Peer::Instance { capmap, name, slots: [a, b] });
-            }
-        }
-        pd.channel(name).map(Peer::Fixed)
+        NamedInstance::find(pd, name).map(Peer::Instance).or_else(|| pd.channel(name).map(Peer::Fixed))
     }
 
     /// Notifies the peer (the live slot; nobody while none is live: the
@@ -51,9 +35,9 @@ impl Peer {
     pub fn notify<P: Pd + ?Sized>(&self, pd: &P) {
         match self {
             Peer::Fixed(ch) => pd.notify(*ch),
-            Peer::Instance { capmap, name, slots } => {
-                if let Some(live) = capmap.find(name).and_then(|i| capmap.binding(i)).and_then(|b| b.live) {
-                    pd.notify(slots[live.index()]);
+            Peer::Instance(instance) => {
+                if let Some(live) = instance.live() {
+                    pd.notify(live);
                 }
             }
         }
@@ -63,7 +47,7 @@ impl Peer {
     pub fn is(&self, ch: ChannelId) -> bool {
         match self {
             Peer::Fixed(c) => *c == ch,
-            Peer::Instance { slots, .. } => slots.contains(&ch),
+            Peer::Instance(instance) => instance.is_slot(ch),
         }
     }
 }

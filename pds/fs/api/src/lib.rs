@@ -1,19 +1,16 @@
-//! The file service's client stub. As kv's: every call reads the
-//! instance's binding from the capability map, calls the live slot, and on
-//! `MOVED`, `NO_SERVICE` or a failed slot re-reads the map and calls again,
-//! so each request runs once. File data moves through the client's buffer
-//! (its `fsbuf` region, mapped in both slots), never through the message.
+//! The file service's client stub: fs requests and replies over the
+//! common stub (`service-stub`), which finds the live slot through the
+//! capability map and runs each request exactly once. File data moves
+//! through the client's buffer (its `fsbuf` region, mapped in both
+//! slots), never through the message.
 #![no_std]
 
-use interfaces::capmap::CapMap;
-use interfaces::control::{region, shell_label};
 use interfaces::fs::{FsOp, FsRequest, FsStatus, OpenMode};
 use interfaces::Message;
-use pd_api::{ChannelId, Pd, PpcError};
+use pd_api::Pd;
+use service_stub::{CallError, Stub};
 
-/// How long a call waits for its instance to become live again.
-pub const UNAVAILABLE_AFTER_NS: u64 = 10_000_000_000;
-const MOVED_PATIENCE: u32 = 200;
+pub use service_stub::UNAVAILABLE_AFTER_NS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsError {
@@ -25,49 +22,35 @@ pub enum FsError {
     BadReply,
 }
 
+impl From<CallError<FsStatus>> for FsError {
+    fn from(e: CallError<FsStatus>) -> Self {
+        match e {
+            CallError::Encode(s) => FsError::Status(s),
+            CallError::Unavailable => FsError::Unavailable,
+        }
+    }
+}
+
 pub struct FsClient<'p, P: Pd + ?Sized> {
-    pd: &'p P,
-    capmap: &'p CapMap,
-    index: usize,
-    slots: [ChannelId; 2],
+    stub: Stub<'p, P>,
     buf: &'p mut [u8],
-    pub retried: u64,
 }
 
 impl<'p, P: Pd + ?Sized> FsClient<'p, P> {
     /// Connects to the `service` instance this PD has channels to, with
     /// its buffer in the region `fsbuf`.
     pub fn connect(pd: &'p P, service: &str) -> Result<Self, &'static str> {
-        let map = pd.region(region::CAPMAP).ok_or("no 'capmap' region")?;
-        if map.size < core::mem::size_of::<CapMap>() || map.base.align_offset(8) != 0 {
-            return Err("'capmap' region is too small");
-        }
         let b = pd.region("fsbuf").filter(|r| r.writable).ok_or("no writable 'fsbuf' region")?;
-        // SAFETY: both regions stay mapped for the PD's life; the map is
-        // read only through atomics, the buffer only by this PD between
-        // its calls (and by the service during them).
-        let (capmap, buf) = unsafe { (&*(map.base as *const CapMap), core::slice::from_raw_parts_mut(b.base, b.size)) };
-        let start = pd.now_ns();
-        loop {
-            let n = capmap.instances.load(core::sync::atomic::Ordering::Relaxed) as usize;
-            let found = (0..n.min(interfaces::capmap::MAX_INSTANCES)).find_map(|i| {
-                let name = capmap.entries[i].name.as_str()?;
-                if name.trim_end_matches(|c: char| c.is_ascii_digit()) != service || capmap.find(name) != Some(i) {
-                    return None;
-                }
-                let mut s = [0u8; 40];
-                let a = pd.channel(concat(&mut s, name, "_a")?)?;
-                let b = pd.channel(concat(&mut s, name, "_b")?)?;
-                Some((i, [a, b]))
-            });
-            if let Some((index, slots)) = found {
-                return Ok(FsClient { pd, capmap, index, slots, buf, retried: 0 });
-            }
-            if pd.now_ns() - start > UNAVAILABLE_AFTER_NS {
-                return Err("no instance of the service appeared in the capability map");
-            }
-            pd.yield_now();
-        }
+        // SAFETY: the region stays mapped for the PD's life and is used
+        // only by this PD between its calls (and by the service during
+        // them).
+        let buf = unsafe { core::slice::from_raw_parts_mut(b.base, b.size) };
+        Ok(FsClient { stub: Stub::connect(pd, service)?, buf })
+    }
+
+    /// Calls bounced by a slot and retried.
+    pub fn retried(&self) -> u64 {
+        self.stub.retried
     }
 
     /// The buffer the next call's data goes in (or came out of).
@@ -78,42 +61,10 @@ impl<'p, P: Pd + ?Sized> FsClient<'p, P> {
     fn call(&mut self, op: FsOp, handle: u64, arg: u64, path: &str) -> Result<(u64, u64), FsError> {
         let req = FsRequest { op, handle, arg, path };
         let mut msg = Message::default();
-        let mut start = None;
-        loop {
-            let binding = self.capmap.binding(self.index);
-            if let Some(slot) = binding.and_then(|b| b.live) {
-                req.encode(&mut msg).map_err(FsError::Status)?;
-                let bounced = match self.pd.ppcall(self.slots[slot.index()], &mut msg) {
-                    Ok(()) => match msg.label {
-                        shell_label::MOVED | shell_label::NO_SERVICE | shell_label::FAILED => true,
-                        label => {
-                            return match FsStatus::from_label(label).ok_or(FsError::BadReply)? {
-                                FsStatus::Ok => Ok((msg.word(0), msg.word(1))),
-                                s => Err(FsError::Status(s)),
-                            }
-                        }
-                    },
-                    Err(PpcError::CalleeFaulted) => true,
-                    Err(PpcError::NotDelivered) => false,
-                    Err(PpcError::NoSuchChannel) => return Err(FsError::Unavailable),
-                };
-                self.retried += 1;
-                if bounced {
-                    // Give way until the manager commits a new binding.
-                    let generation = binding.map_or(0, |b| b.generation);
-                    for _ in 0..MOVED_PATIENCE {
-                        if self.capmap.binding(self.index).is_some_and(|b| b.generation != generation) {
-                            break;
-                        }
-                        self.pd.yield_now();
-                    }
-                }
-            }
-            let now = self.pd.now_ns();
-            if now - *start.get_or_insert(now) > UNAVAILABLE_AFTER_NS || self.pd.halting() {
-                return Err(FsError::Unavailable);
-            }
-            self.pd.yield_now();
+        self.stub.call(&mut msg, |msg| req.encode(msg))?;
+        match FsStatus::from_label(msg.label).ok_or(FsError::BadReply)? {
+            FsStatus::Ok => Ok((msg.word(0), msg.word(1))),
+            s => Err(FsError::Status(s)),
         }
     }
 
@@ -177,11 +128,4 @@ impl<'p, P: Pd + ?Sized> FsClient<'p, P> {
     pub fn version(&mut self) -> Result<(u64, u64), FsError> {
         self.call(FsOp::Version, 0, 0, "")
     }
-}
-
-fn concat<'b>(buf: &'b mut [u8; 40], a: &str, b: &str) -> Option<&'b str> {
-    let n = a.len() + b.len();
-    buf.get_mut(..a.len())?.copy_from_slice(a.as_bytes());
-    buf.get_mut(a.len()..n)?.copy_from_slice(b.as_bytes());
-    core::str::from_utf8(&buf[..n]).ok()
 }

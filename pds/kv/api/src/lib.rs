@@ -1,43 +1,36 @@
-//! The key-value service's client stub.
-//!
-//! A client holds a channel to both slots of its kv instance. Every call
-//! reads the instance's binding from the capability map, calls the live
-//! slot, and when the slot answers `MOVED` (it has handed its state over)
-//! or `NO_SERVICE` (not yet live), re-reads the map and calls again. A slot
-//! answers `MOVED` without running the request, so each request runs
-//! exactly once, in whichever slot was live when it ran.
+//! The key-value service's client stub: kv's requests and replies over
+//! the common stub (`service-stub`), which finds the live slot through the
+//! capability map and runs each request exactly once.
 #![no_std]
 
-use interfaces::capmap::CapMap;
-use interfaces::control::{region, shell_label};
 use interfaces::kv::{KvReply, KvRequest, KvStatus};
 use interfaces::Message;
-use pd_api::{ChannelId, Pd, PpcError};
+use pd_api::Pd;
+use service_stub::{CallError, Stub};
 
-/// How long a call waits for its instance to become live again.
-pub const UNAVAILABLE_AFTER_NS: u64 = 10_000_000_000;
-/// Yields a bounced call waits for a new binding before calling again.
-pub const MOVED_PATIENCE: u32 = 200;
+pub use service_stub::UNAVAILABLE_AFTER_NS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvError {
     /// The service answered with an error status.
     Status(KvStatus),
-    /// The service answered that the call failed.
-    Failed,
     /// No slot became live within [`UNAVAILABLE_AFTER_NS`].
     Unavailable,
     /// The reply was malformed.
     BadReply,
 }
 
+impl From<CallError<KvStatus>> for KvError {
+    fn from(e: CallError<KvStatus>) -> Self {
+        match e {
+            CallError::Encode(s) => KvError::Status(s),
+            CallError::Unavailable => KvError::Unavailable,
+        }
+    }
+}
+
 pub struct KvClient<'p, P: Pd + ?Sized> {
-    pd: &'p P,
-    capmap: &'p CapMap,
-    index: usize,
-    slots: [ChannelId; 2],
-    /// Calls bounced by a slot and retried.
-    pub retried: u64,
+    stub: Stub<'p, P>,
     msg: Message,
 }
 
@@ -47,100 +40,24 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
     /// capability map mapped as `capmap`. Waits for the manager to publish
     /// the map at boot.
     pub fn connect(pd: &'p P, service: &str) -> Result<Self, &'static str> {
-        let map = pd.region(region::CAPMAP).ok_or("no 'capmap' region")?;
-        if map.size < core::mem::size_of::<CapMap>() || map.base.align_offset(8) != 0 {
-            return Err("'capmap' region is too small");
-        }
-        // SAFETY: the region is mapped for the PD's life, large and aligned
-        // enough, and read only through atomics.
-        let capmap = unsafe { &*(map.base as *const CapMap) };
-        let start = pd.now_ns();
-        loop {
-            if let Some(found) = Self::find(pd, capmap, service) {
-                let (index, slots) = found;
-                return Ok(KvClient { pd, capmap, index, slots, retried: 0, msg: Message::default() });
-            }
-            if pd.now_ns() - start > UNAVAILABLE_AFTER_NS {
-                return Err("no instance of the service that this PD has channels to appeared in the capability map");
-            }
-            pd.yield_now();
-        }
-    }
-
-    fn find(pd: &P, capmap: &CapMap, service: &str) -> Option<(usize, [ChannelId; 2])> {
-        let n = capmap.instances.load(core::sync::atomic::Ordering::Relaxed) as usize;
-        (0..n.min(interfaces::capmap::MAX_INSTANCES)).find_map(|i| {
-            let name = capmap.entries[i].name.as_str()?;
-            if name.trim_end_matches(|c: char| c.is_ascii_digit()) != service || capmap.find(name) != Some(i) {
-                return None;
-            }
-            let mut buf = [0u8; 40];
-            let a = pd.channel(concat(&mut buf, name, "_a")?)?;
-            let b = pd.channel(concat(&mut buf, name, "_b")?)?;
-            Some((i, [a, b]))
-        })
+        Ok(KvClient { stub: Stub::connect(pd, service)?, msg: Message::default() })
     }
 
     /// Runs `req` exactly once; the reply stays in `self.msg` for parsing.
+    #[inline]
     fn call(&mut self, req: &KvRequest) -> Result<KvReply<'_>, KvError> {
-        // The clock is read only once a retry is needed: on some machines
-        // it is a system call, which would double the cost of a call.
-        let mut start = None;
-        loop {
-            let binding = self.capmap.binding(self.index);
-            let live = binding.and_then(|b| b.live);
-            if let Some(slot) = live {
-                req.encode(&mut self.msg).map_err(KvError::Status)?;
-                match self.pd.ppcall(self.slots[slot.index()], &mut self.msg) {
-                    Ok(()) => match self.msg.label {
-                        shell_label::MOVED | shell_label::NO_SERVICE => {
-                            self.retried += 1;
-                            self.await_new_binding(binding.map_or(0, |b| b.generation));
-                        }
-                        // The slot failed in the call: it was not
-                        // journaled, so if the service goes back to its
-                        // previous version (probation) it never ran; retry
-                        // once the manager has dealt with the slot.
-                        shell_label::FAILED => {
-                            self.retried += 1;
-                            self.await_new_binding(binding.map_or(0, |b| b.generation));
-                        }
-                        _ => return KvReply::parse(&self.msg).ok_or(KvError::BadReply),
-                    },
-                    Err(PpcError::CalleeFaulted) => {
-                        self.retried += 1;
-                        self.await_new_binding(binding.map_or(0, |b| b.generation));
-                    }
-                    // The slot went away before it took the call, which so
-                    // did not run: look the service up again.
-                    Err(PpcError::NotDelivered) => self.retried += 1,
-                    Err(PpcError::NoSuchChannel) => return Err(KvError::Unavailable),
-                }
-            }
-            let now = self.pd.now_ns();
-            if now - *start.get_or_insert(now) > UNAVAILABLE_AFTER_NS || self.pd.halting() {
-                return Err(KvError::Unavailable);
-            }
-            self.pd.yield_now();
-        }
+        self.stub.call(&mut self.msg, |msg| req.encode(msg))?;
+        KvReply::parse(&self.msg).ok_or(KvError::BadReply)
     }
 
     /// The binding the capability map holds now (for a report).
     pub fn binding(&self) -> Option<interfaces::capmap::Binding> {
-        self.capmap.binding(self.index)
+        self.stub.instance().binding()
     }
 
-    /// After a bounce: gives way until the manager commits a new binding,
-    /// rather than calling the old slot again and again (which would take
-    /// CPU from the update). Bounded, because an update that fails before
-    /// its commit thaws the old slot without a new binding.
-    fn await_new_binding(&self, generation: u64) {
-        for _ in 0..MOVED_PATIENCE {
-            if self.capmap.binding(self.index).is_some_and(|b| b.generation != generation) {
-                return;
-            }
-            self.pd.yield_now();
-        }
+    /// Calls bounced by a slot and retried.
+    pub fn retried(&self) -> u64 {
+        self.stub.retried
     }
 
     fn ok(r: KvReply<'_>) -> Result<KvReply<'_>, KvError> {
@@ -189,11 +106,4 @@ impl<'p, P: Pd + ?Sized> KvClient<'p, P> {
     pub fn version(&mut self) -> Result<u32, KvError> {
         self.call(&KvRequest::Version).and_then(Self::ok).map(|r| r.aux)
     }
-}
-
-fn concat<'b>(buf: &'b mut [u8; 40], a: &str, b: &str) -> Option<&'b str> {
-    let n = a.len() + b.len();
-    buf.get_mut(..a.len())?.copy_from_slice(a.as_bytes());
-    buf.get_mut(a.len()..n)?.copy_from_slice(b.as_bytes());
-    core::str::from_utf8(&buf[..n]).ok()
 }

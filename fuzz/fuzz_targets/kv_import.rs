@@ -1,5 +1,5 @@
-//! Every kv version's state import: the schema readers into each version's
-//! store, the module types' own `import_state` (v1..v4, each schema), and a
+//! Every kv version's state import: the derived schema readers
+//! (`module_rt::schema`) into each version's store, the module types' own `import_state` (v1..v4, each schema), and a
 //! round trip: what imports exports, and the export imports to the same
 //! entries.
 #![no_main]
@@ -8,8 +8,9 @@ use interfaces::Message;
 use kv_core::hashed::HashStore;
 use kv_core::modules::{KvV1, KvV2, KvV3, KvV4};
 use kv_core::sorted::SortedStore;
-use kv_core::{schema1, schema2, KvStore};
+use kv_core::KvStore;
 use libfuzzer_sys::fuzz_target;
+use module_rt::schema::{export, import};
 use module_rt::{Env, Module};
 use std::ffi::c_void;
 
@@ -111,28 +112,30 @@ fuzz_target!(|data: &[u8]| {
 fn run(b: &mut Bufs, data: &[u8]) {
     let out = &mut b.out;
     let mut s = SortedStore::new();
-    if schema1::import(data, &mut s).is_ok() {
+    if import(&mut s, 1, data).is_ok() {
         assert!(s.len() <= kv_core::sorted::CAPACITY);
-        let n = schema1::export(s.entries(), out).expect("fits");
+        let n = export(&s, 1, out).expect("fits");
         let mut t = SortedStore::new();
-        schema1::import(&out[..n], &mut t).expect("export re-imports");
+        import(&mut t, 1, &out[..n]).expect("export re-imports");
         assert_eq!(sorted_entries(&s), sorted_entries(&t));
-        // Schema 1 into the hash store (v2+'s conversion) keeps every entry.
+        // Schema 1 into the hash store (v2+'s upgrade) keeps every entry.
         let mut h = HashStore::new();
-        schema1::import(data, &mut h).expect("same entries fit the hash store");
+        import(&mut h, 1, data).expect("same entries fit the hash store");
         let conv: Vec<_> = hashed_entries(&h).into_iter().map(|(k, v, _)| (k, v)).collect();
         assert_eq!(conv, sorted_entries(&s));
+    } else {
+        assert!(s.is_empty(), "a refused import left entries behind");
     }
     // Schema 2 into the hash store; round trip keeps write counts.
     let mut h = HashStore::new();
-    if schema2::import(data, &mut h).is_ok() {
-        let n = schema2::export(&h, out).expect("fits");
+    if import(&mut h, 2, data).is_ok() {
+        let n = export(&h, 2, out).expect("fits");
         let mut g = HashStore::new();
-        schema2::import(&out[..n], &mut g).expect("export re-imports");
+        import(&mut g, 2, &out[..n]).expect("export re-imports");
         assert_eq!(hashed_entries(&h), hashed_entries(&g));
     }
     // Through the module types, every schema (and one none of them reads).
-    for schema in [schema1::SCHEMA, schema2::SCHEMA, 3] {
+    for schema in [1, 2, 3] {
         module_round_trip::<KvV1>(b, schema, data, &[1]);
         module_round_trip::<KvV2>(b, schema, data, &[1, 2]);
         module_round_trip::<KvV3>(b, schema, data, &[1, 2]);

@@ -9,6 +9,7 @@ pub use interfaces;
 use interfaces::abi::{status, ModuleDescriptor, RegionInfo, ShellEnv};
 use interfaces::Message;
 
+pub mod schema;
 mod stream;
 pub use stream::{StateReader, StateWriter};
 

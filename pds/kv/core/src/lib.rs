@@ -3,11 +3,12 @@
 //! write counts), their state schemas and conversions, and the module types
 //! each version's crate exports.
 #![no_std]
+#[cfg(test)]
+extern crate std;
 
 pub mod hashed;
 pub mod modules;
-pub mod schema1;
-pub mod schema2;
+pub mod schema;
 pub mod sorted;
 
 use interfaces::kv::{reply, KvRequest, KvStatus, LIST_END};

@@ -9,12 +9,30 @@
 //! link the module runtime (whose bare-metal panic handler is a module's).
 #![no_std]
 
-use interfaces::abi::{status, ModuleDescriptor, RegionInfo};
+use interfaces::abi::{ModuleDescriptor, RegionInfo};
 use interfaces::queue::{Consumer, Producer};
 use interfaces::Message;
-use module_rt::{Env, Module};
+use module_rt::schema::{self, RecordState, Schema};
+use module_rt::{state_record, Env, Module};
 
-pub const SCHEMA: u32 = 1;
+state_record! {
+    /// The service's own state: the bytes it moved each way.
+    #[derive(Clone, Copy)]
+    pub struct Counts {
+        pub bytes_in: u64,
+        pub bytes_out: u64,
+    }
+}
+
+/// Schema 1: one [`Counts`].
+pub struct Schema1;
+impl Schema for Schema1 {
+    const ID: u32 = 1;
+    const MAX_RECORDS: u32 = 1;
+    type Record<'a> = Counts;
+}
+
+pub const SCHEMA: u32 = Schema1::ID;
 
 pub struct SerialPump<const VERSION: u32> {
     env: Env,
@@ -25,8 +43,7 @@ pub struct SerialPump<const VERSION: u32> {
     to_console: Producer,
     from_console: Consumer,
     /// Bytes moved in and out since the service first started.
-    bytes_in: u64,
-    bytes_out: u64,
+    counts: Counts,
 }
 
 fn region(env: &Env, name: &str) -> Result<RegionInfo, &'static str> {
@@ -51,13 +68,13 @@ impl<const VERSION: u32> SerialPump<VERSION> {
             let room = self.to_console.free().unwrap_or(0).min(buf.len());
             if let Ok(n @ 1..) = self.from_device.pop(&mut buf[..room]) {
                 let _ = self.to_console.push(&buf[..n]);
-                self.bytes_in += n as u64;
+                self.counts.bytes_in += n as u64;
                 moved = true;
             }
             let room = self.to_device.free().unwrap_or(0).min(buf.len());
             if let Ok(n @ 1..) = self.from_console.pop(&mut buf[..room]) {
                 let _ = self.to_device.push(&buf[..n]);
-                self.bytes_out += n as u64;
+                self.counts.bytes_out += n as u64;
                 moved = true;
             }
             if !moved {
@@ -73,7 +90,7 @@ impl<const VERSION: u32> SerialPump<VERSION> {
 }
 
 impl<const VERSION: u32> Module for SerialPump<VERSION> {
-    const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("serial", VERSION, SCHEMA)
+    const DESCRIPTOR: ModuleDescriptor = schema::descriptor::<Self>("serial", VERSION)
         .channel("uart")
         .channel("update_manager")
         .region("uart_rx")
@@ -106,8 +123,7 @@ impl<const VERSION: u32> Module for SerialPump<VERSION> {
             to_device,
             to_console,
             from_console,
-            bytes_in: 0,
-            bytes_out: 0,
+            counts: Counts { bytes_in: 0, bytes_out: 0 },
         })
     }
 
@@ -116,27 +132,32 @@ impl<const VERSION: u32> Module for SerialPump<VERSION> {
     }
 
     fn protected(&mut self, _ch: u32, msg: &mut Message) {
-        *msg = Message::with_words(0, &[self.bytes_in, self.bytes_out]);
+        *msg = Message::with_words(0, &[self.counts.bytes_in, self.counts.bytes_out]);
     }
 
     fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32> {
-        if schema != SCHEMA {
-            return Err(status::UNSUPPORTED_SCHEMA);
-        }
-        let out = out.get_mut(..16).ok_or(status::NO_SPACE)?;
-        out[..8].copy_from_slice(&self.bytes_in.to_le_bytes());
-        out[8..].copy_from_slice(&self.bytes_out.to_le_bytes());
-        Ok(16)
+        schema::export(self, schema, out)
     }
 
     fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32> {
-        let (Some(i), Some(o), SCHEMA, 16) = (data.get(..8), data.get(8..16), schema, data.len()) else {
-            return Err(status::BAD_STATE);
-        };
-        self.bytes_in = u64::from_le_bytes(i.try_into().map_err(|_| status::BAD_STATE)?);
-        self.bytes_out = u64::from_le_bytes(o.try_into().map_err(|_| status::BAD_STATE)?);
+        schema::import(self, schema, data)?;
         // Whatever queued up while no slot was live is moved now.
         self.pump();
         Ok(())
+    }
+}
+
+impl<const VERSION: u32> RecordState for SerialPump<VERSION> {
+    type Newest = Schema1;
+    type Olders = ();
+    fn clear(&mut self) {
+        self.counts = Counts { bytes_in: 0, bytes_out: 0 };
+    }
+    fn insert(&mut self, r: Counts) -> Result<(), i32> {
+        self.counts = r;
+        Ok(())
+    }
+    fn each(&self, f: &mut dyn FnMut(Counts) -> Result<(), i32>) -> Result<(), i32> {
+        f(self.counts)
     }
 }

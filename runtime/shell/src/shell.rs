@@ -301,11 +301,19 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         let n = match &self.journal {
             Some(j) => {
                 let mut scratch = Message::default();
+                let page = self.page;
                 j.replay(token, |ch, request| {
                     scratch = *request;
                     // SAFETY: a hosted module's entry table; one call at a
                     // time; the message is ours.
                     unsafe { (entry.protected)(ch, &mut scratch) };
+                    // A long journal replays in one event: each call done
+                    // is progress, so the watchdog stops only a replay
+                    // that is stuck inside one call (a slow machine or an
+                    // emulator may take over a second for thousands).
+                    if let Some(p) = page {
+                        p.note_progress();
+                    }
                 })
                 .map_err(|e| format!("{e}"))?
             }

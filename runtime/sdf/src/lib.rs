@@ -8,6 +8,7 @@
 //! which peer) from the same file, so nothing is configured twice.
 pub mod check;
 mod model;
+pub mod platform;
 mod parse;
 pub mod topology;
 

@@ -8,8 +8,8 @@
 //! which peer) from the same file, so nothing is configured twice.
 pub mod check;
 mod model;
-pub mod platform;
 mod parse;
+pub mod platform;
 pub mod topology;
 
 pub use check::check_files;

@@ -66,6 +66,18 @@ fn missing_or_oversized_files_are_refused_by_check_files() {
 }
 
 #[test]
+fn the_projects_own_systems_pass_the_checker() {
+    let systems = project_systems();
+    let mut failures = Vec::new();
+    for (path, text) in &systems {
+        if let Err(e) = parse_and_check(text) {
+            failures.push(format!("{}: refused: {e}", path.display()));
+        }
+    }
+    report("project system", systems.len(), failures);
+}
+
+#[test]
 fn at_most_63_protection_domains() {
     let sys = parse(&many_pds(63)).expect("63 PDs parse");
     assert_eq!(sys.pds.len(), 63);

@@ -41,9 +41,8 @@ pub fn check_files(sys: &mut System, search: &[PathBuf]) -> Result<Vec<PathBuf>,
     sys.pds
         .iter()
         .map(|pd| {
-            let missing = |what: &str, path: &str| {
-                err(&pd.origin, format!("{what} '{path}' not found in the search paths"))
-            };
+            let missing =
+                |what: &str, path: &str| err(&pd.origin, format!("{what} '{path}' not found in the search paths"));
             if let Some(path) = &pd.program_image_for_symbols {
                 find_file(path, search).ok_or_else(|| missing("program image for symbols", path))?;
             }

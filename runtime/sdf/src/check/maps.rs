@@ -51,7 +51,8 @@ pub(super) fn check_maps(sys: &System, maps: &[Map], limit: u64, space: &str) ->
                 format!("vaddr {:#x} is not aligned to the region's page size {page:#x}", m.vaddr),
             ));
         }
-        let end = m.vaddr.checked_add(r.size).ok_or_else(|| err(&m.origin, "mapping wraps the address space".into()))?;
+        let end =
+            m.vaddr.checked_add(r.size).ok_or_else(|| err(&m.origin, "mapping wraps the address space".into()))?;
         if end > limit {
             return Err(err(&m.origin, format!("mapping [{:#x}..{end:#x}) reaches past {limit:#x}", m.vaddr)));
         }

@@ -124,7 +124,10 @@ impl System {
             for end in [a, b] {
                 if let Some(prev) = used.get(&(end.pd, end.id)) {
                     let pd = &self.pds[end.pd].name;
-                    return Err(err(&c.origin, format!("channel id {} is used twice in '{pd}' (also for {prev})", end.id)));
+                    return Err(err(
+                        &c.origin,
+                        format!("channel id {} is used twice in '{pd}' (also for {prev})", end.id),
+                    ));
                 }
             }
             for (end, peer) in [(a, b), (b, a)] {

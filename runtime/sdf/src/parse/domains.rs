@@ -92,7 +92,9 @@ impl Parser<'_, '_> {
             len += 1;
         }
         if len >= NUM_DOMAIN_SCHEDULES {
-            return Err(self.err(n, format!("{len} schedule entries; the kernel takes fewer than {NUM_DOMAIN_SCHEDULES}")));
+            return Err(
+                self.err(n, format!("{len} schedule entries; the kernel takes fewer than {NUM_DOMAIN_SCHEDULES}"))
+            );
         }
         if start >= len {
             return Err(self.err(n, format!("start_index {start} is not below the schedule's length {len}")));

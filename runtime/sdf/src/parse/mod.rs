@@ -87,7 +87,9 @@ impl Parser<'_, '_> {
 
     fn no_children(&self, n: Node) -> Result<(), SdfError> {
         match n.children().find(Node::is_element) {
-            Some(c) => Err(self.err(c, format!("unknown element <{}> in <{}>", c.tag_name().name(), n.tag_name().name()))),
+            Some(c) => {
+                Err(self.err(c, format!("unknown element <{}> in <{}>", c.tag_name().name(), n.tag_name().name())))
+            }
             None => Ok(()),
         }
     }

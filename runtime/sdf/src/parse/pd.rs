@@ -174,7 +174,8 @@ impl Parser<'_, '_> {
                 "vcpu" => {
                     self.check_attrs(c, &["id", "setvar_id", "cpu"])?;
                     let text = self.required(c, "id")?;
-                    let id: u64 = text.parse().map_err(|_| self.err(c, format!("id '{text}' is not a decimal number")))?;
+                    let id: u64 =
+                        text.parse().map_err(|_| self.err(c, format!("id '{text}' is not a decimal number")))?;
                     if id >= MAX_CHANNEL_ID {
                         return Err(self.err(c, format!("vcpu id {id} must be below {MAX_CHANNEL_ID}")));
                     }

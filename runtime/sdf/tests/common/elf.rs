@@ -78,15 +78,10 @@ fn section(elf: &mut Vec<u8>, kind: u32, offset: u64, size: u64, link: u32, ents
     elf.extend(entsize.to_le_bytes());
 }
 
-/// Every symbol a system description sets (`setvar_*="…"`, `symbol="…"`).
+/// Every symbol a system description sets.
 pub fn setvar_symbols(xml: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for key in ["setvar_vaddr=\"", "setvar_size=\"", "setvar_prefill_size=\"", "setvar_id=\"", "symbol=\""] {
-        for (at, _) in xml.match_indices(key) {
-            let rest = &xml[at + key.len()..];
-            found.extend(rest.split('"').next().map(str::to_owned));
-        }
-    }
+    let attrs = ["setvar_vaddr", "setvar_size", "setvar_prefill_size", "setvar_id", "symbol"];
+    let mut found: Vec<String> = attrs.into_iter().flat_map(|a| super::attribute_values(xml, a)).collect();
     found.sort();
     found.dedup();
     found

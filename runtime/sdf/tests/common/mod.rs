@@ -120,11 +120,43 @@ pub fn parse_and_check(text: &str) -> Result<System, SdfError> {
 }
 
 /// The checker's whole verdict, as `cargo xtask check` gives it.
-pub fn verdict(text: &str) -> Result<System, SdfError> {
+pub fn verdict(text: &str, search: &[PathBuf]) -> Result<System, SdfError> {
     let mut sys = parse(text)?;
-    check_files(&mut sys, &search_paths())?;
+    check_files(&mut sys, search)?;
     sys.check()?;
     Ok(sys)
+}
+
+/// The systems the project itself boots: `system.xml` and
+/// `tests/systems/*.xml`, sorted.
+pub fn project_systems() -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
+    let dir = root.join("tests").join("systems");
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())).path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    files.insert(0, root.join("system.xml"));
+    assert!(files.len() > 1, "no systems in {}", dir.display());
+    files
+        .into_iter()
+        .map(|p| {
+            let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            (p, text)
+        })
+        .collect()
+}
+
+/// The values of `attr="…"` in `xml`, sorted, without repeats.
+pub fn attribute_values(xml: &str, attr: &str) -> Vec<String> {
+    let key = format!(" {attr}=\"");
+    let mut found: Vec<String> =
+        xml.match_indices(&key).filter_map(|(at, _)| xml[at + key.len()..].split('"').next()).map(Into::into).collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 pub fn report(what: &str, total: usize, failures: Vec<String>) {

@@ -29,8 +29,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const GOOD: usize = 9;
-pub const BAD: usize = 27;
-pub const BAD_FILES: usize = 3;
+pub const BAD: usize = 107;
+pub const BAD_FILES: usize = 5;
 
 pub fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("corpus")

@@ -36,6 +36,46 @@ pub const NUM_DOMAIN_SCHEDULES: u64 = 100;
 /// Kernel configuration: the highest user virtual address (inclusive).
 pub const VSPACE_USER_TOP: u64 = (1 << 40) - 1;
 
+/// Physical memory a region with a `phys_addr` may use (from the board's
+/// `platform_gen.json`): device ranges, then RAM. Each page of such a region
+/// must lie in one of them. The kernel's own devices (the holes) and, in
+/// RAM, what the kernel and the loader occupy are not available; the latter
+/// depends on the image, so only the tool knows it.
+pub const PHYS_RANGES: [(u64, u64); 6] = [
+    (0, 0x800_0000),
+    (0x800_1000, 0x801_0000),
+    (0x801_1000, 0x803_0000),
+    (0x803_1000, 0x6000_0000),
+    (0xC000_0000, 1 << 40),
+    (0x6000_0000, 0xC000_0000),
+];
+
+/// The first page of `size` bytes at `paddr`, in pages of `page` bytes,
+/// that lies in none of [`PHYS_RANGES`]. As in the tool, a page whose end
+/// reaches 2^64 is not checked, and the pages after it wrap around to 0.
+pub fn outside_phys_ranges(paddr: u64, size: u64, page: u64) -> Option<u64> {
+    const WRAP: u128 = 1 << 64;
+    let (mut cur, mut end) = (u128::from(paddr), u128::from(paddr) + u128::from(size));
+    let page = u128::from(page);
+    while cur < end {
+        if cur + page >= WRAP {
+            (cur, end) = (cur + page - WRAP, end.saturating_sub(WRAP));
+            continue;
+        }
+        let range =
+            PHYS_RANGES.iter().map(|&(s, e)| (u128::from(s), u128::from(e))).find(|&(s, e)| s <= cur && cur < e);
+        match range {
+            Some((_, e)) if cur + page <= e => {
+                // Skip every whole page up to the range's end (or ours).
+                let stop = end.min(e);
+                cur += ((stop - cur) / page).max(1) * page;
+            }
+            _ => return Some(cur as u64),
+        }
+    }
+    None
+}
+
 /// The first address a PD may not map at: its stack sits below a guard page
 /// and the IPC buffer at the top of the address space.
 pub fn pd_map_limit(stack_size: u64) -> u64 {
@@ -82,6 +122,17 @@ mod tests {
         assert!(parse_decimal_id("0x5").is_err());
         assert!(parse_decimal_id("-1").unwrap_err().contains("negative"));
         assert!(parse_decimal_id("62").unwrap_err().contains("below 62"));
+    }
+
+    #[test]
+    fn physical_pages_must_be_in_device_ranges_or_ram() {
+        assert_eq!(outside_phys_ranges(0x900_0000, 0x1000, 0x1000), None);
+        assert_eq!(outside_phys_ranges(0x800_0000, 0x1000, 0x1000), Some(0x800_0000));
+        assert_eq!(outside_phys_ranges(0x800_e000, 0x4000, 0x1000), Some(0x801_0000));
+        assert_eq!(outside_phys_ranges(0x5FE0_0000, 0x40_0000, 0x20_0000), None);
+        assert_eq!(outside_phys_ranges(0xFF_FFFF_F000, 0x2000, 0x1000), Some(1 << 40));
+        // The page that wraps is not checked; the next one, at 0, is valid.
+        assert_eq!(outside_phys_ranges(u64::MAX - 0xFFF, 0x2000, 0x1000), None);
     }
 
     #[test]

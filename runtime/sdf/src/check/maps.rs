@@ -15,8 +15,13 @@ pub(super) fn check_region(r: &MemoryRegion) -> Result<(), SdfError> {
             format!("size {:#x} is not a non-zero multiple of the page size {page:#x}", r.size),
         ));
     }
-    if r.phys_addr.is_some_and(|p| p % page != 0) {
-        return Err(err(&r.origin, "phys_addr is not page aligned".into()));
+    if let Some(paddr) = r.phys_addr {
+        if paddr % page != 0 {
+            return Err(err(&r.origin, "phys_addr is not page aligned".into()));
+        }
+        if let Some(at) = crate::platform::outside_phys_ranges(paddr, r.size, page) {
+            return Err(err(&r.origin, format!("the page at {at:#x} is in neither a device range nor RAM")));
+        }
     }
     Ok(())
 }

@@ -11,6 +11,8 @@ pub const MAX_CHANNEL_ID: u64 = 62;
 /// child TCBs starting at 202), not a badge bit, so it may be larger.
 pub const MAX_CHILD_ID: u64 = 512 - 202 - 1;
 pub const MAX_PRIORITY: u64 = 254;
+/// vCPUs in the whole system (the monitor's table of their names).
+pub const MAX_VCPUS: usize = 64;
 pub const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
 pub const SMALL_PAGE: u64 = 0x1000;
 pub const MIN_STACK_SIZE: u64 = 0x1000;

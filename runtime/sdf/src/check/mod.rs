@@ -5,7 +5,7 @@ mod maps;
 
 pub use files::{check_files, find_file};
 
-use crate::platform::{MAX_CHILD_ID, MONITOR_NAME};
+use crate::platform::{MAX_CHILD_ID, MAX_VCPUS, MONITOR_NAME};
 use crate::{model::*, SdfError};
 use std::collections::{HashMap, HashSet};
 
@@ -31,6 +31,10 @@ impl System {
             if pd.name == MONITOR_NAME {
                 return Err(err(&pd.origin, format!("the name '{MONITOR_NAME}' is reserved for Microkit's monitor")));
             }
+        }
+        let vcpus: Vec<&Vcpu> = self.pds.iter().filter_map(|pd| pd.vm.as_ref()).flat_map(|vm| &vm.vcpus).collect();
+        if let Some(v) = vcpus.get(MAX_VCPUS) {
+            return Err(err(&v.origin, format!("{} vcpus; Microkit allows at most {MAX_VCPUS}", vcpus.len())));
         }
         let mut names = HashSet::new();
         for vm in self.pds.iter().filter_map(|pd| pd.vm.as_ref()) {

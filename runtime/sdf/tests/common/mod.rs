@@ -28,8 +28,8 @@ use sdf::{check_files, parse, SdfError, System};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub const GOOD: usize = 9;
-pub const BAD: usize = 110;
+pub const GOOD: usize = 10;
+pub const BAD: usize = 111;
 pub const BAD_FILES: usize = 5;
 
 pub fn corpus() -> PathBuf {

@@ -74,6 +74,14 @@ pub struct Irq {
     pub origin: Origin,
 }
 
+/// A symbol the tool sets in a PD's program image (any `setvar*`), with the
+/// element that asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub origin: Origin,
+}
+
 /// A `setvar` element: the symbol is set to a region's physical address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetVar {
@@ -136,6 +144,9 @@ pub struct ProtectionDomain {
     pub maps: Vec<Map>,
     pub irqs: Vec<Irq>,
     pub setvars: Vec<SetVar>,
+    /// Every symbol set in this PD's image: by its maps, IRQs, setvars,
+    /// children and channel ends (not by vCPUs: the tool ignores theirs).
+    pub symbols: Vec<Symbol>,
     pub cap_maps: Vec<CapMap>,
     pub vm: Option<VirtualMachine>,
     /// Index of the parent PD in [`System::pds`].

@@ -77,6 +77,22 @@ fn the_projects_own_systems_pass_the_checker() {
     report("project system", systems.len(), failures);
 }
 
+/// `corpus/files/pd.elf` (a PD image defining `buf_vaddr`) and `bare.elf`
+/// (the same without libmicrokit's variables) are `common/elf.rs`'s output;
+/// set `SDF_WRITE_ELF=1` to write them again.
+#[test]
+fn committed_program_images_are_the_generators() {
+    let symbols = ["buf_vaddr".to_owned()];
+    for (file, bytes) in [("pd.elf", elf::image(&symbols)), ("bare.elf", elf::image_with(false, &symbols))] {
+        let path = corpus().join("files").join(file);
+        if std::env::var_os("SDF_WRITE_ELF").is_some() {
+            fs::write(&path, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        let committed = fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        assert!(committed == bytes, "{file} differs from what common/elf.rs generates");
+    }
+}
+
 #[test]
 fn at_most_63_protection_domains() {
     let sys = parse(&many_pds(63)).expect("63 PDs parse");

@@ -17,8 +17,9 @@ pub fn find_file(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
 
 /// Checks that every program image (and `path_for_symbols` file) and prefill
 /// file exists in the search paths, sizes regions from their prefill files,
-/// and that each prefill is non-empty and fits its region. Returns the
-/// resolved paths of program images, per PD.
+/// that each prefill is non-empty and fits its region, and that AArch64
+/// program images have what the tool needs (`elf.rs`). Returns the resolved
+/// paths of program images, per PD.
 pub fn check_files(sys: &mut System, search: &[PathBuf]) -> Result<Vec<PathBuf>, SdfError> {
     for r in &mut sys.regions {
         let Some(path) = &r.prefill_path else { continue };
@@ -38,15 +39,24 @@ pub fn check_files(sys: &mut System, search: &[PathBuf]) -> Result<Vec<PathBuf>,
             ));
         }
     }
+    let sys = &*sys;
     sys.pds
         .iter()
         .map(|pd| {
             let missing =
                 |what: &str, path: &str| err(&pd.origin, format!("{what} '{path}' not found in the search paths"));
-            if let Some(path) = &pd.program_image_for_symbols {
-                find_file(path, search).ok_or_else(|| missing("program image for symbols", path))?;
-            }
-            find_file(&pd.program_image, search).ok_or_else(|| missing("program image", &pd.program_image))
+            let read =
+                |file: &Path| std::fs::read(file).map_err(|e| err(&pd.origin, format!("{}: {e}", file.display())));
+            let image =
+                find_file(&pd.program_image, search).ok_or_else(|| missing("program image", &pd.program_image))?;
+            let for_symbols = match &pd.program_image_for_symbols {
+                Some(path) => {
+                    Some(read(&find_file(path, search).ok_or_else(|| missing("program image for symbols", path))?)?)
+                }
+                None => None,
+            };
+            super::elf::check_image(sys, pd, &read(&image)?, for_symbols.as_deref())?;
+            Ok(image)
         })
         .collect()
 }

@@ -1,5 +1,6 @@
 //! The rules the microkit tool applies to a whole system description once
 //! it has read it, each naming the element it refuses.
+mod elf;
 mod files;
 mod maps;
 

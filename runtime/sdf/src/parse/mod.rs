@@ -8,7 +8,6 @@ mod pd;
 use crate::platform::{parse_decimal_id, parse_number, BOOTINFO_KINDS, PAGE_SIZES, SMALL_PAGE};
 use crate::{model::*, SdfError};
 use roxmltree::{Document, Node};
-use std::collections::HashSet;
 
 pub fn parse(xml: &str) -> Result<System, SdfError> {
     let doc = Document::parse(xml).map_err(|e| SdfError {
@@ -17,7 +16,7 @@ pub fn parse(xml: &str) -> Result<System, SdfError> {
         message: format!("not well-formed XML: {e}"),
     })?;
     let root = doc.root_element();
-    let mut p = Parser { doc: &doc, sys: System::default(), symbols: Vec::new() };
+    let mut p = Parser { doc: &doc, sys: System::default() };
     if root.tag_name().name() != "system" {
         return Err(p.err(root, format!("the root element must be <system>, not <{}>", root.tag_name().name())));
     }
@@ -56,8 +55,6 @@ pub fn parse(xml: &str) -> Result<System, SdfError> {
 struct Parser<'a, 'i> {
     doc: &'a Document<'i>,
     sys: System,
-    /// The symbols each PD (by index) has a `setvar` for, to refuse a second.
-    symbols: Vec<HashSet<String>>,
 }
 
 fn describe(n: Node) -> String {
@@ -135,10 +132,12 @@ impl Parser<'_, '_> {
 
     /// Records that PD `pd` sets `symbol`, refusing a second setting.
     fn setvar(&mut self, pd: usize, symbol: &str, n: Node) -> Result<(), SdfError> {
-        if !self.symbols[pd].insert(symbol.to_owned()) {
-            let name = &self.sys.pds[pd].name;
-            return Err(self.err(n, format!("symbol '{symbol}' is set twice in '{name}'")));
+        let owner = &self.sys.pds[pd];
+        if owner.symbols.iter().any(|s| s.name == symbol) {
+            return Err(self.err(n, format!("symbol '{symbol}' is set twice in '{}'", owner.name)));
         }
+        let origin = self.origin(n);
+        self.sys.pds[pd].symbols.push(Symbol { name: symbol.to_owned(), origin });
         Ok(())
     }
 

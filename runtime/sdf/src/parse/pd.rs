@@ -50,13 +50,13 @@ impl Parser<'_, '_> {
             maps: Vec::new(),
             irqs: Vec::new(),
             setvars: Vec::new(),
+            symbols: Vec::new(),
             cap_maps: Vec::new(),
             vm: None,
             parent,
             child_id,
             origin: self.origin(n),
         });
-        self.symbols.push(Default::default());
         if let (Some(parent), Some(sym)) = (parent, n.attribute("setvar_id")) {
             self.setvar(parent, sym, n)?;
         }

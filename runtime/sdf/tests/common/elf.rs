@@ -1,7 +1,8 @@
 //! A minimal AArch64 ELF the microkit tool takes as a PD's program image:
 //! one data segment holding the symbols the tool writes (libmicrokit's
 //! `microkit_*` variables and each `setvar` symbol), and a symbol table.
-//! No code: the image is built, never run.
+//! No code: the image is built, never run. `corpus/files/pd.elf` and
+//! `bare.elf` are two such images (see `corpus.rs`).
 
 const BASE: u64 = 0x20_0000;
 const DATA_OFFSET: u64 = 0x1000;
@@ -18,8 +19,17 @@ const MICROKIT_SYMBOLS: [(&str, u64); 6] = [
 /// The ELF's bytes, defining `setvars` (word-sized) besides libmicrokit's
 /// variables.
 pub fn image(setvars: &[String]) -> Vec<u8> {
-    let symbols: Vec<(&str, u64)> =
-        MICROKIT_SYMBOLS.into_iter().chain(setvars.iter().map(|s| (s.as_str(), 8))).collect();
+    image_with(true, setvars)
+}
+
+/// The ELF's bytes, defining `setvars` (word-sized; those named like
+/// libmicrokit's variables are left out), and libmicrokit's variables if
+/// `libmicrokit`.
+pub fn image_with(libmicrokit: bool, setvars: &[String]) -> Vec<u8> {
+    let own = MICROKIT_SYMBOLS.into_iter().filter(|_| libmicrokit);
+    let named = |s: &String| MICROKIT_SYMBOLS.iter().any(|(name, _)| name == s);
+    let setvars = setvars.iter().filter(|s| !named(s)).map(|s| (s.as_str(), 8));
+    let symbols: Vec<(&str, u64)> = own.chain(setvars).collect();
     let data_size: u64 = symbols.iter().map(|(_, size)| size).sum();
     let mut strtab = vec![0u8];
     let mut symtab = vec![0u8; 24]; // the null symbol

@@ -25,7 +25,11 @@ pub fn check_files(sys: &mut System, search: &[PathBuf]) -> Result<Vec<PathBuf>,
         let Some(path) = &r.prefill_path else { continue };
         let file = find_file(path, search)
             .ok_or_else(|| err(&r.origin, format!("prefill file '{path}' not found in the search paths")))?;
-        let len = std::fs::metadata(&file).map_err(|e| err(&r.origin, format!("{}: {e}", file.display())))?.len();
+        let meta = std::fs::metadata(&file).map_err(|e| err(&r.origin, format!("{}: {e}", file.display())))?;
+        if !meta.is_file() {
+            return Err(err(&r.origin, format!("prefill file '{path}' ({}) is not a file", file.display())));
+        }
+        let len = meta.len();
         if len == 0 {
             return Err(err(&r.origin, format!("prefill file '{path}' is empty")));
         }

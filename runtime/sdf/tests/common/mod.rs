@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub const GOOD: usize = 11;
 pub const BAD: usize = 111;
-pub const BAD_FILES: usize = 9;
+pub const BAD_FILES: usize = 11;
 
 pub fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("corpus")

@@ -1,11 +1,6 @@
 //! The parsed system description.
 
-pub const MAX_PDS: usize = 63;
-/// Channel and IRQ ids must be below this (the and Microkit's limit).
-pub const MAX_CHANNEL_ID: u64 = 62;
-pub const MAX_PRIORITY: u64 = 254;
-pub const PAGE_SIZES: [u64; 2] = [0x1000, 0x20_0000];
-pub const SMALL_PAGE: u64 = 0x1000;
+pub use crate::platform::{MAX_CHANNEL_ID, MAX_PDS, MAX_PRIORITY, PAGE_SIZES, SMALL_PAGE};
 
 /// Where an element came from, for error messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,23 +17,19 @@ pub struct Perms {
 }
 
 impl Perms {
-    /// Parses Microkit's `perms` attribute.
+    /// Parses Microkit's `perms` attribute as the tool does: any string of
+    /// `r`, `w` and `x` (repeats and the empty string included), except a
+    /// write-only one.
     pub fn parse(s: &str) -> Option<Perms> {
         let mut p = Perms { read: false, write: false, execute: false };
         for c in s.chars() {
-            let flag = match c {
-                'r' => &mut p.read,
-                'w' => &mut p.write,
-                'x' => &mut p.execute,
+            match c {
+                'r' => p.read = true,
+                'w' => p.write = true,
+                'x' => p.execute = true,
                 _ => return None,
-            };
-            if *flag {
-                return None; // repeated letter
             }
-            *flag = true;
         }
-        // No empty mapping, and no write-only mapping.
-        (p.read || p.execute || p.write).then_some(())?;
         (!(p.write && !p.read && !p.execute)).then_some(p)
     }
 }
@@ -62,6 +53,7 @@ pub struct Map {
     pub cached: bool,
     pub setvar_vaddr: Option<String>,
     pub setvar_size: Option<String>,
+    pub setvar_prefill_size: Option<String>,
     pub origin: Origin,
 }
 
@@ -77,6 +69,60 @@ impl Map {
 pub struct Irq {
     pub irq: u64,
     pub id: u64,
+    /// Edge triggered (else level, the default).
+    pub edge: bool,
+    pub origin: Origin,
+}
+
+/// A symbol the tool sets in a PD's program image (any `setvar*`), with the
+/// element that asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub origin: Origin,
+}
+
+/// A `setvar` element: the symbol is set to a region's physical address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetVar {
+    pub symbol: String,
+    pub region_paddr: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapKind {
+    Tcb,
+    Sc,
+    VSpace,
+}
+
+/// An extra capability in a PD's CSpace (`<cspace>`), to another PD's object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapMap {
+    pub kind: CapKind,
+    pub pd: String,
+    pub slot: u64,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vcpu {
+    pub id: u64,
+    pub cpu: u8,
+    pub origin: Origin,
+}
+
+/// A guest, run by the PD it is declared in (its VMM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualMachine {
+    pub name: String,
+    /// Not range-checked by the microkit tool (it truncates to a byte).
+    pub priority: u64,
+    pub budget: u64,
+    pub period: u64,
+    pub vcpus: Vec<Vcpu>,
+    pub maps: Vec<Map>,
     pub origin: Origin,
 }
 
@@ -86,9 +132,23 @@ pub struct ProtectionDomain {
     pub priority: u8,
     pub passive: bool,
     pub stack_size: u64,
+    pub budget: u64,
+    pub period: u64,
+    pub cpu: u8,
+    pub smc: bool,
+    pub fpu: bool,
+    /// The scheduling domain, when the system declares `<domains>`.
+    pub domain: Option<String>,
     pub program_image: String,
+    pub program_image_for_symbols: Option<String>,
     pub maps: Vec<Map>,
     pub irqs: Vec<Irq>,
+    pub setvars: Vec<SetVar>,
+    /// Every symbol set in this PD's image: by its maps, IRQs, setvars,
+    /// children and channel ends (not by vCPUs: the tool ignores theirs).
+    pub symbols: Vec<Symbol>,
+    pub cap_maps: Vec<CapMap>,
+    pub vm: Option<VirtualMachine>,
     /// Index of the parent PD in [`System::pds`].
     pub parent: Option<usize>,
     /// The id the parent knows this child by.
@@ -103,6 +163,8 @@ pub struct MemoryRegion {
     pub page_size: Option<u64>,
     pub phys_addr: Option<u64>,
     pub prefill_path: Option<String>,
+    /// `prefill_bootinfo`: filled at boot (e.g. `fdt`); sized one page.
+    pub prefill_bootinfo: Option<String>,
     pub origin: Origin,
 }
 
@@ -113,6 +175,7 @@ pub struct End {
     pub id: u64,
     pub pp: bool,
     pub notify: bool,
+    pub setvar_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +190,19 @@ pub struct System {
     pub pds: Vec<ProtectionDomain>,
     pub regions: Vec<MemoryRegion>,
     pub channels: Vec<Channel>,
+    /// The domain schedule, if the system declares one.
+    pub domains: Option<Domains>,
+    /// The `<system>` element.
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Domains {
+    /// Domain names with their ids (given, or assigned as the tool does).
+    pub ids: Vec<(String, u8)>,
+    /// Schedule entries (end markers included).
+    pub schedule_len: usize,
+    pub origin: Origin,
 }
 
 impl System {

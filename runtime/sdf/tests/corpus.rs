@@ -1,116 +1,10 @@
-//! Data-driven tests over `tests/corpus`:
-//!
-//! - `good/*.xml` must parse, pass `check_files` (search path
-//!   `corpus/files`) and pass `check`.
-//! - `bad/*.xml` must be refused by `parse` or `check`.
-//! - `bad_files/*.xml` must parse and pass `check`, and then be refused by
-//!   `check_files`.
-//!
-//! Every refused file starts with two comments naming what it must be
-//! refused with:
-//!
-//! ```text
-//! <!-- expect: a distinctive substring of the error message -->
-//! <!-- element: <protection_domain name="x"> -->
-//! ```
-//!
-//! An empty `element:` means the error must name no element (XML that is not
-//! well-formed). The number of files in each directory is pinned, so a
-//! missing or misplaced file cannot pass silently.
-use sdf::{check_files, parse, SdfError, System};
+//! The checker over the corpus in `tests/corpus` (see `common/mod.rs` for
+//! its layout); `parity.rs` runs the same files through the microkit tool.
+mod common;
+
+use common::*;
+use sdf::{check_files, parse};
 use std::fs;
-use std::path::{Path, PathBuf};
-
-const GOOD: usize = 4;
-const BAD: usize = 28;
-const BAD_FILES: usize = 3;
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("corpus")
-}
-
-fn search_paths() -> Vec<PathBuf> {
-    vec![corpus().join("files")]
-}
-
-/// The `.xml` files of `corpus/<dir>`, sorted, asserting how many there are.
-fn xml_files(dir: &str, expected: usize) -> Vec<(PathBuf, String)> {
-    let dir = corpus().join(dir);
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())).path())
-        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-        .collect();
-    files.sort();
-    assert_eq!(
-        files.len(),
-        expected,
-        "{}: expected {expected} .xml files, found {}: {files:#?}",
-        dir.display(),
-        files.len()
-    );
-    files
-        .into_iter()
-        .map(|p| {
-            let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-            (p, text)
-        })
-        .collect()
-}
-
-fn name(path: &Path) -> String {
-    let parent = path.parent().and_then(Path::file_name).unwrap_or_default();
-    format!("{}/{}", parent.to_string_lossy(), path.file_name().unwrap_or_default().to_string_lossy())
-}
-
-/// What a refused file must be refused with.
-struct Expect {
-    substring: String,
-    element: String,
-}
-
-/// Reads `<!-- KEY VALUE -->` from `line`.
-fn header(path: &Path, line: Option<&str>, key: &str) -> String {
-    line.map(str::trim)
-        .and_then(|l| l.strip_prefix("<!--"))
-        .and_then(|l| l.strip_suffix("-->"))
-        .and_then(|l| l.trim().strip_prefix(key))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("{}: expected a `<!-- {key} ... -->` comment, found {line:?}", name(path)))
-}
-
-fn expectation(path: &Path, text: &str) -> Expect {
-    let mut lines = text.lines();
-    let substring = header(path, lines.next(), "expect:");
-    assert!(!substring.is_empty(), "{}: empty `expect:`", name(path));
-    let element = header(path, lines.next(), "element:");
-    Expect { substring, element }
-}
-
-/// Compares an error with what the file expects; `None` if it matches.
-fn mismatch(path: &Path, expect: &Expect, e: &SdfError) -> Option<String> {
-    let mut wrong = Vec::new();
-    if !e.message.contains(&expect.substring) {
-        wrong.push(format!("message should contain {:?}", expect.substring));
-    }
-    if e.element != expect.element {
-        wrong.push(format!("element should be {:?}, is {:?}", expect.element, e.element));
-    }
-    if e.line == 0 {
-        wrong.push("line should be known".to_owned());
-    }
-    (!wrong.is_empty()).then(|| format!("{}: refused with `{e}`, but {}", name(path), wrong.join("; ")))
-}
-
-fn parse_and_check(text: &str) -> Result<System, SdfError> {
-    let sys = parse(text)?;
-    sys.check()?;
-    Ok(sys)
-}
-
-fn report(what: &str, total: usize, failures: Vec<String>) {
-    assert!(failures.is_empty(), "{} of {total} {what} files failed:\n  {}", failures.len(), failures.join("\n  "));
-}
 
 #[test]
 fn good_systems_are_accepted() {
@@ -171,16 +65,32 @@ fn missing_or_oversized_files_are_refused_by_check_files() {
     report("bad_files", files.len(), failures);
 }
 
-/// A system of `n` top-level PDs, each at its own priority.
-fn many_pds(n: usize) -> String {
-    let mut xml = String::from("<system>\n");
-    for i in 0..n {
-        xml.push_str(&format!(
-            "  <protection_domain name=\"pd{i}\" priority=\"{i}\"><program_image path=\"hello.elf\"/></protection_domain>\n"
-        ));
+#[test]
+fn the_projects_own_systems_pass_the_checker() {
+    let systems = project_systems();
+    let mut failures = Vec::new();
+    for (path, text) in &systems {
+        if let Err(e) = parse_and_check(text) {
+            failures.push(format!("{}: refused: {e}", path.display()));
+        }
     }
-    xml.push_str("</system>\n");
-    xml
+    report("project system", systems.len(), failures);
+}
+
+/// `corpus/files/pd.elf` (a PD image defining `buf_vaddr`) and `bare.elf`
+/// (the same without libmicrokit's variables) are `common/elf.rs`'s output;
+/// set `SDF_WRITE_ELF=1` to write them again.
+#[test]
+fn committed_program_images_are_the_generators() {
+    let symbols = ["buf_vaddr".to_owned()];
+    for (file, bytes) in [("pd.elf", elf::image(&symbols)), ("bare.elf", elf::image_with(false, &symbols))] {
+        let path = corpus().join("files").join(file);
+        if std::env::var_os("SDF_WRITE_ELF").is_some() {
+            fs::write(&path, &bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        let committed = fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        assert!(committed == bytes, "{file} differs from what common/elf.rs generates");
+    }
 }
 
 #[test]

@@ -9,19 +9,20 @@
 //! (no circle):
 //!
 //! ```text
-//! manager ─┬─> protocol ──> image, history
-//!          ├─> faults ────> protocol
-//!          ├─> uploads        (the upload region and its frame protocol)
-//!          ├─> console, command, history, status, floors, image, placer
+//! manager ─┬─> protocol ─────> image, history
+//!          ├─> faults ───────> protocol
+//!          ├─> image_store ──> image
+//!          ├─> uploads
+//!          └─> console, command, history, status, floors, placer
 //! ```
 //!
 //! - `protocol`: the update protocol (admit, build, quiesce, transfer,
 //!   commit, retire; probation and its rollback) over the `SlotControl`
 //!   trait and plain records. It never sees the manager; its unit tests
 //!   drive it with fake slots.
-//! - `image`: the image store's entries and the descriptor an image is
-//!   admitted by; `uploads`: bundles received over the console line into
-//!   the upload region.
+//! - `image_store`: the images the manager can load; `image`: an entry and
+//!   the descriptor it is admitted by; `uploads`: bundles received over the
+//!   console line into the upload region.
 //! - `console` (line editing), `command` (parsing), `history` (the log),
 //!   `status` (tables): the operator's console, without the manager.
 //! - `faults`: what a child's fault or hang is, and the restart backoff.
@@ -42,6 +43,7 @@ mod floor_spec;
 mod floors;
 pub mod history;
 pub mod image;
+mod image_store;
 pub mod manager;
 mod placer;
 mod protocol;

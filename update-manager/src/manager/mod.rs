@@ -14,7 +14,7 @@ mod version_floors;
 use crate::console::{Deferred, LineEditor, PROMPT};
 use crate::faults::{Restarts, Trouble};
 use crate::history::History;
-use crate::image::{self, Image};
+use crate::image_store::ImageStore;
 use crate::placer::ImagePlacer;
 use crate::protocol::{Instance, Policy, Target};
 use crate::uploads::{Input, Uploads};
@@ -23,7 +23,6 @@ use interfaces::capmap::CapMap;
 use interfaces::control;
 use interfaces::control_page::ControlPage;
 use interfaces::queue::{Consumer, Producer};
-use interfaces::store::Store;
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, Region};
 
 /// One slot of a service instance, as the manager reaches it.
@@ -75,7 +74,7 @@ pub(crate) struct Console {
 pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) pd: &'static P,
     pub(crate) placer: L,
-    pub(crate) images: Vec<Image>,
+    pub(crate) images: ImageStore,
     pub(crate) capmap: &'static CapMap,
     /// The update protocol's record of each service instance.
     pub(crate) instances: Vec<Instance>,
@@ -93,7 +92,7 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     /// manager an `upload` region.
     pub(crate) uploads: Option<Uploads>,
     pub(crate) started_ns: u64,
-    /// Each service's version floor (0: none), see `floors.rs`.
+    /// Each service's version floor (0: none), see `floors`.
     pub(crate) floors: Vec<(String, u32)>,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
@@ -149,10 +148,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub fn with_floors(pd: &'static P, placer: L, floors: &[(&str, u32)]) -> Result<Self, String> {
         let store_region = region(pd, "image_store", false)?;
         // SAFETY: the image store is read-only and never changes.
-        let store = Store::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })
-            .map_err(|e| format!("{e}"))?;
-        let images =
-            store.images().map(|(name, bytes)| Image { name, bytes, descriptor: image::descriptor(bytes) }).collect();
+        let images = ImageStore::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })?;
         let map = region(pd, control::region::CAPMAP, true)?;
         if map.size < interfaces::capmap::CAPMAP_SIZE {
             return Err("the capmap region is too small".into());
@@ -327,14 +323,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// The lowest version of `service` in the image store, at or above its
     /// version floor.
     fn first_image(&self, service: &str) -> Option<&'static str> {
-        self.images
-            .iter()
-            .filter_map(|i| {
-                i.descriptor.as_ref().ok().filter(|d| d.service() == service).map(|d| (d.module_version, i.name))
-            })
-            .filter(|&(v, _)| v >= self.floor(service).unwrap_or(0))
-            .min()
-            .map(|(_, n)| n)
+        self.images.first_of(service, self.floor(service).unwrap_or(0))
     }
 
     fn boot(&mut self, i: usize) -> String {

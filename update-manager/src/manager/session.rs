@@ -85,7 +85,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 self.say(&text)
             }
             Command::Update { service, image, timeout_ms } => {
-                let Some(img) = self.images.iter().find(|i| i.name == image).map(|i| i.name) else {
+                let Some(img) = self.images.get(&image).map(|i| i.name) else {
                     return self.say(&format!("error: no image named '{image}' (see 'images')\n"));
                 };
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))

@@ -113,7 +113,7 @@ impl<P: Pd + 'static, L: ImagePlacer> SlotControl for Manager<P, L> {
     }
 
     fn image(&self, name: &str) -> Option<&Image> {
-        self.images.iter().find(|i| i.name == name)
+        self.images.get(name)
     }
 
     fn check_floor(&self, d: &ModuleDescriptor) -> Result<(), String> {

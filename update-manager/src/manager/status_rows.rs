@@ -14,7 +14,7 @@ use pd_api::Pd;
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn images_table(&self) -> String {
         let mut out = String::from("IMAGE           SERVICE  VERSION  SCHEMA  IMPORTS   SIZE\n");
-        for i in &self.images {
+        for i in self.images.iter() {
             match &i.descriptor {
                 Ok(d) => {
                     let imports: Vec<String> =

@@ -119,10 +119,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     /// or kept for a rollback), so that its upload slot takes the next
     /// upload. Built-in images cannot be forgotten.
     pub(crate) fn forget(&mut self, name: &str) -> Result<String, String> {
-        let Some(i) = self.images.iter().position(|i| i.name == name) else {
+        let Some(img) = self.images.get(name) else {
             return Err(format!("error: no image named '{name}' (see 'images')"));
         };
-        let Some(k) = self.upload_slot(&self.images[i]) else {
+        let Some(k) = self.upload_slot(img) else {
             return Err(format!("refused: {name} is built into the image store; it cannot be forgotten"));
         };
         for (inst, pair) in self.instances.iter().zip(&self.slots) {
@@ -136,7 +136,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 }
             }
         }
-        self.images.remove(i);
+        self.images.remove(name);
         let text = format!("forgot {name}: upload slot {k} takes the next upload");
         self.record(format!("forget {name}"), [None; 5], Ok(text.clone()));
         Ok(text)
@@ -163,14 +163,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             return (false, text);
         }
         let name = format!("{}-v{}", d.service(), d.module_version);
-        if self.images.iter().any(|i| i.name == name) {
+        if self.images.get(&name).is_some() {
             let text = format!("refused: the manager already holds an image named {name}");
             self.record_upload(text.clone(), false);
             return (false, text);
         }
         // The staging slot held no listed image: nothing is dropped.
         let stored = self.uploads.as_ref().expect("uploads").set_name(k, &name);
-        self.images.push(Image { name: stored, bytes: v.image, descriptor: Ok(d) });
+        self.images.add(Image { name: stored, bytes: v.image, descriptor: Ok(d) });
         let text = format!(
             "admitted {stored} ({} v{}, schema {}, {} bytes)",
             d.service(),

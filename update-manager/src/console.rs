@@ -110,6 +110,19 @@ impl LineEditor {
     }
 }
 
+/// Console input that waits for an operation to end, with its echo.
+pub struct Deferred {
+    pub echo: String,
+    pub what: Typed,
+}
+
+pub enum Typed {
+    Line(String),
+    /// A line that was refused as typed (too long, garbage): its error.
+    Refused(String),
+    EndOfInput,
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

@@ -7,6 +7,16 @@ use object::read::elf::ElfFile64;
 pub use object::Architecture;
 use object::{Endianness, Object, ObjectSection, ObjectSymbol};
 
+/// An image in the manager's store: built in, or uploaded and verified.
+/// Its bytes are never written while it is listed.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    /// The descriptor, or why the image is refused.
+    pub descriptor: Result<ModuleDescriptor, String>,
+}
+
 /// The architecture modules must be built for: the one this manager runs on.
 pub const NATIVE: Architecture =
     if cfg!(target_arch = "aarch64") { Architecture::Aarch64 } else { Architecture::X86_64 };

@@ -10,13 +10,14 @@
 //! upload changes nothing: the bytes of a listed image, which a slot may
 //! load at any time (an update, a rollback's rebuild, a reload after a
 //! fault), are never written while it is listed.
-use crate::image;
-use crate::manager::{Image, Manager};
-use crate::placer::ImagePlacer;
-use alloc::{format, string::String, vec::Vec};
+//!
+//! This module keeps the region and the protocol's state; what the manager
+//! does with a frame (answers, the console line, the log, admission) is
+//! `manager::uploading`.
+use alloc::{string::String, vec::Vec};
 use bundle::{Target, HEADER_LEN, MAX_IMAGE};
-use pd_api::{Pd, Region};
-use upload::{encode, Decoded, Decoder, Frame, Kind, Nak, Receiver, Reply, FRAME_OVERHEAD, MAX_PAYLOAD};
+use pd_api::Region;
+use upload::{Decoded, Decoder, Frame, Kind, Receiver, Reply};
 
 /// This system's bundle target.
 pub const TARGET: Target = if cfg!(target_arch = "aarch64") { Target::Aarch64Sel4 } else { Target::Host };
@@ -29,7 +30,7 @@ const FRAME_PATIENCE_NS: u64 = 2_000_000_000;
 /// The reason code of a NAK for a bundle that failed verification.
 pub const NAK_REJECTED: u8 = 7;
 
-pub(crate) struct Uploads {
+pub struct Uploads {
     region: Region,
     slot_size: usize,
     slots: usize,
@@ -74,13 +75,13 @@ impl Uploads {
     }
 
     /// The slot whose bundle area holds `bytes`, if any.
-    fn slot_of(&self, bytes: &[u8]) -> Option<usize> {
+    pub fn slot_of(&self, bytes: &[u8]) -> Option<usize> {
         let at = (bytes.as_ptr() as usize).checked_sub(self.region.base as usize)?;
         (at < self.slots * self.slot_size).then_some(at / self.slot_size)
     }
 
     /// Writes `name` into slot `k` and returns it with a static lifetime.
-    fn set_name(&self, k: usize, name: &str) -> &'static str {
+    pub fn set_name(&self, k: usize, name: &str) -> &'static str {
         let n = name.len().min(NAME_LEN);
         // SAFETY: as in `bundle_area`; the name area precedes the bundle.
         let area = unsafe { core::slice::from_raw_parts_mut(self.region.base.add(k * self.slot_size), NAME_LEN) };
@@ -88,13 +89,69 @@ impl Uploads {
         core::str::from_utf8(&area[..n]).unwrap_or("upload")
     }
 
-    pub fn in_frame(&self) -> bool {
-        self.decoder.in_frame()
+    /// How many bundles the region holds.
+    pub fn slot_count(&self) -> usize {
+        self.slots
+    }
+
+    /// Passes one byte from the line, come at `now`, through the frame
+    /// decoder.
+    pub fn demux(&mut self, b: u8, now: u64) -> Input {
+        if self.decoder.in_frame() && now - self.last_byte_ns > FRAME_PATIENCE_NS {
+            self.decoder.reset(); // the line went quiet mid-frame
+        }
+        self.last_byte_ns = now;
+        match self.decoder.feed(b) {
+            Decoded::Console(c) => Input::Console(c),
+            Decoded::Stray(c) => Input::Console2(upload::SOH, c),
+            Decoded::Frame(f) => Input::Frame { kind: f.kind, seq: f.seq, payload: f.payload.to_vec() },
+            Decoded::Pending | Decoded::Dropped => Input::Nothing,
+        }
+    }
+
+    /// An upload begins: it is received into slot `free` (one that holds no
+    /// listed image), or, with none, not at all (whatever was under way is
+    /// dropped too).
+    pub fn begin(&mut self, free: Option<usize>, seq: u16) {
+        self.staging = free;
+        if free.is_none() {
+            self.receiver.on_frame(&Frame { kind: Kind::Abort, seq, payload: &[] }, &mut []);
+        }
+    }
+
+    /// Takes a frame of the upload under way (into its staging slot).
+    pub fn receive(&mut self, kind: Kind, seq: u16, payload: &[u8]) -> Reply {
+        // Nothing to write into without an upload under way (the receiver
+        // then stores nothing either).
+        let area: &mut [u8] = match self.staging {
+            Some(k) => self.bundle_area(k),
+            None => &mut [],
+        };
+        self.receiver.on_frame(&Frame { kind, seq, payload }, area)
+    }
+
+    /// The upload under way is over: the slot it was received into.
+    pub fn end(&mut self) -> Option<usize> {
+        self.staging.take()
+    }
+
+    /// The first `len` bytes received into slot `k`.
+    pub fn bundle(&self, k: usize, len: usize) -> &'static [u8] {
+        &self.bundle_area(k)[..len]
+    }
+
+    /// The answer to the last completed upload.
+    pub fn last_outcome(&self) -> Option<(bool, String)> {
+        self.last_outcome.clone()
+    }
+
+    pub fn set_last_outcome(&mut self, ok: bool, text: String) {
+        self.last_outcome = Some((ok, text));
     }
 }
 
 /// What the console byte stream held.
-pub(crate) enum Input {
+pub enum Input {
     Console(u8),
     /// A stray `SOH` and the byte after it, both console input.
     Console2(u8, u8),
@@ -104,195 +161,4 @@ pub(crate) enum Input {
         payload: Vec<u8>,
     },
     Nothing,
-}
-
-impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
-    /// Passes one byte from the line through the frame decoder.
-    pub(crate) fn demux(&mut self, b: u8) -> Input {
-        let now = self.pd.now_ns();
-        let Some(up) = self.uploads.as_mut() else { return Input::Console(b) };
-        if up.in_frame() && now - up.last_byte_ns > FRAME_PATIENCE_NS {
-            up.decoder.reset(); // the line went quiet mid-frame
-        }
-        up.last_byte_ns = now;
-        match up.decoder.feed(b) {
-            Decoded::Console(c) => Input::Console(c),
-            Decoded::Stray(c) => Input::Console2(upload::SOH, c),
-            Decoded::Frame(f) => Input::Frame { kind: f.kind, seq: f.seq, payload: f.payload.to_vec() },
-            Decoded::Pending | Decoded::Dropped => Input::Nothing,
-        }
-    }
-
-    fn send_frame(&mut self, kind: Kind, seq: u16, payload: &[u8]) {
-        let mut buf = [0u8; MAX_PAYLOAD + FRAME_OVERHEAD];
-        let n = encode(kind, seq, &payload[..payload.len().min(MAX_PAYLOAD)], &mut buf).unwrap_or(0);
-        self.send_bytes(&buf[..n]);
-    }
-
-    fn answer(&mut self, seq: u16, ok: bool, text: &str) {
-        if ok {
-            self.send_frame(Kind::Ack, seq, text.as_bytes());
-        } else {
-            let mut p = Vec::from([NAK_REJECTED]);
-            p.extend_from_slice(&0u64.to_le_bytes());
-            p.extend_from_slice(text.as_bytes());
-            self.send_frame(Kind::Nak, seq, &p);
-        }
-    }
-
-    /// The upload slot holding the listed image `img`, if it was uploaded.
-    fn upload_slot(&self, img: &Image) -> Option<usize> {
-        self.uploads.as_ref()?.slot_of(img.bytes)
-    }
-
-    /// The first upload slot that holds no listed image.
-    fn free_upload_slot(&self) -> Option<usize> {
-        let up = self.uploads.as_ref()?;
-        (0..up.slots).find(|&k| !self.images.iter().any(|i| up.slot_of(i.bytes) == Some(k)))
-    }
-
-    pub(crate) fn on_upload_frame(&mut self, kind: Kind, seq: u16, payload: &[u8]) {
-        if self.uploads.is_none() {
-            return;
-        }
-        if kind == Kind::Begin {
-            // A new upload: received only into a slot holding no listed
-            // image, or not at all.
-            let free = self.free_upload_slot();
-            let up = self.uploads.as_mut().expect("uploads");
-            up.staging = free;
-            if free.is_none() {
-                // Whatever was under way is dropped too.
-                up.receiver.on_frame(&Frame { kind: Kind::Abort, seq, payload: &[] }, &mut []);
-                let why = format!(
-                    "refused: the upload store is full: each of its {} slots holds a listed image \
-                     ('forget' one that is not in use)",
-                    up.slots
-                );
-                self.answer(seq, false, &why);
-                self.say(&format!("\nupload: {why}\n{}", crate::console::PROMPT));
-                self.record_upload(why, false);
-                return;
-            }
-        }
-        let up = self.uploads.as_mut().expect("uploads");
-        // Nothing to write into without an upload under way (the receiver
-        // then stores nothing either).
-        let area: &mut [u8] = match up.staging {
-            Some(k) => up.bundle_area(k),
-            None => &mut [],
-        };
-        let reply = up.receiver.on_frame(&Frame { kind, seq, payload }, area);
-        match reply {
-            Reply::Ack => self.send_frame(Kind::Ack, seq, b""),
-            Reply::Aborted => {
-                self.uploads.as_mut().expect("uploads").staging = None;
-                self.send_frame(Kind::Ack, seq, b"")
-            }
-            Reply::Nak { reason, resume } => {
-                let mut p = Vec::from([reason as u8]);
-                p.extend_from_slice(&resume.to_le_bytes());
-                self.send_frame(Kind::Nak, seq, &p);
-                // A refusal that ends the upload is said and logged too.
-                let why = match reason {
-                    Nak::BadBegin => Some("refused: not a well-formed bundle (header or length)"),
-                    Nak::TooLarge => Some("refused: the bundle is larger than the upload buffer"),
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    self.uploads.as_mut().expect("uploads").staging = None;
-                    self.say(&format!("\nupload: {why}\n{}", crate::console::PROMPT));
-                    self.record_upload(String::from(why), false);
-                }
-            }
-            Reply::Complete { len } => {
-                let staging = self.uploads.as_mut().and_then(|u| u.staging.take());
-                let (ok, text) = match staging {
-                    Some(k) => self.admit_upload(k, len),
-                    None => (false, String::from("refused: no upload slot was set aside for this bundle")),
-                };
-                // The answer first, then a line and a fresh prompt for
-                // whoever watches the console.
-                self.answer(seq, ok, &text);
-                self.say(&format!("\nupload: {text}\n{}", crate::console::PROMPT));
-                if let Some(up) = self.uploads.as_mut() {
-                    up.last_outcome = Some((ok, text));
-                }
-            }
-            Reply::AlreadyComplete { .. } => {
-                let (ok, text) =
-                    self.uploads.as_ref().and_then(|u| u.last_outcome.clone()).unwrap_or((false, String::new()));
-                self.answer(seq, ok, &text);
-            }
-        }
-    }
-
-    /// `forget <image>`: drops an uploaded image that no slot holds (live,
-    /// or kept for a rollback), so that its upload slot takes the next
-    /// upload. Built-in images cannot be forgotten.
-    pub(crate) fn forget(&mut self, name: &str) -> Result<String, String> {
-        let Some(i) = self.images.iter().position(|i| i.name == name) else {
-            return Err(format!("error: no image named '{name}' (see 'images')"));
-        };
-        let Some(k) = self.upload_slot(&self.images[i]) else {
-            return Err(format!("refused: {name} is built into the image store; it cannot be forgotten"));
-        };
-        for inst in &self.instances {
-            for (s, slot) in inst.slots.iter().enumerate() {
-                if slot.held.is_some_and(|h| h.image == name) {
-                    return Err(if inst.live.map(|l| l.index()) == Some(s) {
-                        format!("refused: {name} is live in {} (slot {})", inst.name, slot.pd_name)
-                    } else {
-                        format!("refused: {name} is kept in slot {} for a rollback of {}", slot.pd_name, inst.name)
-                    });
-                }
-            }
-        }
-        self.images.remove(i);
-        let text = format!("forgot {name}: upload slot {k} takes the next upload");
-        self.record(format!("forget {name}"), [None; 5], Ok(text.clone()));
-        Ok(text)
-    }
-
-    /// Verifies the bundle received into slot `k` (which holds no listed
-    /// image); if it is genuine, its image joins the manager's images.
-    /// Returns (admitted, what happened).
-    fn admit_upload(&mut self, k: usize, len: usize) -> (bool, String) {
-        let up = self.uploads.as_mut().expect("uploads");
-        let bytes: &'static [u8] = &up.bundle_area(k)[..len];
-        let verified = bundle::verify(bytes, TARGET, crate::TRUSTED_KEYS, |img| image::descriptor(img).ok());
-        let v = match verified {
-            Ok(v) => v,
-            Err(e) => {
-                let text = format!("refused: {e}");
-                self.record_upload(text.clone(), false);
-                return (false, text);
-            }
-        };
-        let d = image::descriptor(v.image).expect("verified above");
-        if let Err(e) = self.check_floor(&d) {
-            let text = format!("refused: {e}");
-            self.record_upload(text.clone(), false);
-            return (false, text);
-        }
-        let name = format!("{}-v{}", d.service(), d.module_version);
-        if self.images.iter().any(|i| i.name == name) {
-            let text = format!("refused: the manager already holds an image named {name}");
-            self.record_upload(text.clone(), false);
-            return (false, text);
-        }
-        // The staging slot held no listed image: nothing is dropped.
-        let up = self.uploads.as_mut().expect("uploads");
-        let stored = up.set_name(k, &name);
-        self.images.push(Image { name: stored, bytes: v.image, descriptor: Ok(d) });
-        let text = format!(
-            "admitted {stored} ({} v{}, schema {}, {} bytes)",
-            d.service(),
-            d.module_version,
-            d.state_schema,
-            v.image.len()
-        );
-        self.record_upload(text.clone(), true);
-        (true, text)
-    }
 }

@@ -1,24 +1,29 @@
-//! The manager's state, commands and event handling.
-use crate::console::{LineEditor, PROMPT};
+//! The manager: its state, its console line and its event loop. It owns
+//! everything the parts below it are given: the protocol's records and the
+//! slots behind them (`slots`), the waits and the watchdog (`supervise`),
+//! what is done about troubles (`troubles`), the operator's session
+//! (`session`, `status_rows`, `version_floors`) and uploads (`uploading`).
+mod session;
+mod slots;
+mod status_rows;
+mod supervise;
+mod troubles;
+mod uploading;
+mod version_floors;
+
+use crate::console::{Deferred, LineEditor, PROMPT};
+use crate::faults::{Restarts, Trouble};
 use crate::history::History;
-use crate::image;
+use crate::image_store::ImageStore;
 use crate::placer::ImagePlacer;
-use crate::update::Target;
+use crate::protocol::{Instance, Policy, Target};
+use crate::uploads::{Input, Uploads};
 use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
-use interfaces::abi::ModuleDescriptor;
-use interfaces::capmap::{CapMap, Slot};
+use interfaces::capmap::CapMap;
 use interfaces::control;
 use interfaces::control_page::ControlPage;
 use interfaces::queue::{Consumer, Producer};
-use interfaces::store::Store;
 use pd_api::{ChannelId, ChildId, Fault, FaultAction, Handler, Pd, Region};
-
-/// A module held by a slot (live or retired), and where it came from.
-#[derive(Clone, Copy)]
-pub(crate) struct Held {
-    pub image: &'static str,
-    pub descriptor: ModuleDescriptor,
-}
 
 /// One slot of a service instance, as the manager reaches it.
 pub(crate) struct SlotRef {
@@ -30,8 +35,6 @@ pub(crate) struct SlotRef {
     pub page: &'static ControlPage,
     /// The sequence number of the last command posted.
     pub seq: u64,
-    /// The module loaded in this slot, if any.
-    pub held: Option<Held>,
     /// Loaded since its last (re)start: must be restarted before a build.
     pub dirty: bool,
     /// The watchdog's view: the event the slot was inside when last looked
@@ -48,25 +51,6 @@ pub(crate) struct Watch {
     pub progress: u64,
     /// Since when neither changed.
     pub since: u64,
-}
-
-pub(crate) struct Instance {
-    pub name: String,
-    pub service: String,
-    pub capmap_index: usize,
-    pub slots: [SlotRef; 2],
-    pub live: Option<Slot>,
-    pub generation: u64,
-    /// The live version's probation, until the update is final.
-    pub probation: Option<crate::probation::Probation>,
-    /// Faults of the live version since it became final, for the backoff.
-    pub restarts: crate::faults::Restarts,
-}
-
-pub(crate) struct Image {
-    pub name: &'static str,
-    pub bytes: &'static [u8],
-    pub descriptor: Result<ModuleDescriptor, String>,
 }
 
 /// Console output kept while the line does not drain, at most.
@@ -90,9 +74,14 @@ pub(crate) struct Console {
 pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) pd: &'static P,
     pub(crate) placer: L,
-    pub(crate) images: Vec<Image>,
+    pub(crate) images: ImageStore,
     pub(crate) capmap: &'static CapMap,
+    /// The update protocol's record of each service instance.
     pub(crate) instances: Vec<Instance>,
+    /// Each instance's slot pair (A, B), as the manager reaches it.
+    pub(crate) slots: Vec<[SlotRef; 2]>,
+    /// Each instance's faults since its version became final.
+    pub(crate) restarts: Vec<Restarts>,
     /// Every child, with its fault count.
     pub(crate) children: Vec<(ChildId, String, u32)>,
     pub(crate) console: Console,
@@ -101,9 +90,9 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pending: Vec<u8>,
     /// Bundles uploaded over the console line, if the system gives the
     /// manager an `upload` region.
-    pub(crate) uploads: Option<crate::uploads::Uploads>,
+    pub(crate) uploads: Option<Uploads>,
     pub(crate) started_ns: u64,
-    /// Each service's version floor (0: none), see `floors.rs`.
+    /// Each service's version floor (0: none), see `floors`.
     pub(crate) floors: Vec<(String, u32)>,
     /// Print each phase as it completes.
     pub(crate) verbose: bool,
@@ -114,7 +103,7 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     /// that arrive meanwhile are noted here, not acted on.
     pub(crate) busy: bool,
     /// Faults and hangs noted while busy, handled once the operation ends.
-    pub(crate) troubles: Vec<crate::supervise::Trouble>,
+    pub(crate) troubles: Vec<Trouble>,
     /// When the watchdog last looked (it also looks while an operation
     /// waits, so a new slot that hangs in a step is caught as fast as a
     /// live one).
@@ -129,11 +118,11 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     /// What was typed while busy that waits for the operation to end: each
     /// line with its echo (held back, so that every command's echo stands
     /// right before its answer).
-    pub(crate) deferred: alloc::collections::VecDeque<crate::session::Deferred>,
+    pub(crate) deferred: alloc::collections::VecDeque<Deferred>,
     /// The echo of the line being typed while busy.
     pub(crate) held_echo: String,
     /// Probation settings for the next updates.
-    pub(crate) probation_policy: crate::probation::Policy,
+    pub(crate) probation_policy: Policy,
     /// The input ended at this time: halt once the output is out.
     pub(crate) halt_requested: Option<u64>,
 }
@@ -159,10 +148,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub fn with_floors(pd: &'static P, placer: L, floors: &[(&str, u32)]) -> Result<Self, String> {
         let store_region = region(pd, "image_store", false)?;
         // SAFETY: the image store is read-only and never changes.
-        let store = Store::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })
-            .map_err(|e| format!("{e}"))?;
-        let images =
-            store.images().map(|(name, bytes)| Image { name, bytes, descriptor: image::descriptor(bytes) }).collect();
+        let images = ImageStore::parse(unsafe { core::slice::from_raw_parts(store_region.base, store_region.size) })?;
         let map = region(pd, control::region::CAPMAP, true)?;
         if map.size < interfaces::capmap::CAPMAP_SIZE {
             return Err("the capmap region is too small".into());
@@ -179,7 +165,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         let mut children = Vec::new();
         pd.for_each_child(&mut |id, name| children.push((id, name.to_owned(), 0)));
-        let mut instances = Vec::new();
+        let (mut instances, mut slots) = (Vec::new(), Vec::new());
         for (_, name, _) in &children {
             let Some(inst) = name.strip_suffix("_a") else { continue };
             if pd.child(&format!("{inst}_b")).is_none() {
@@ -200,21 +186,13 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     page,
                     seq: 0,
                     pd_name,
-                    held: None,
                     dirty: false,
                     watch: None,
                 })
             };
-            instances.push(Instance {
-                name: inst.to_owned(),
-                service: inst.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned(),
-                capmap_index: instances.len(),
-                slots: [slot("a")?, slot("b")?],
-                live: None,
-                generation: 0,
-                probation: None,
-                restarts: Default::default(),
-            });
+            slots.push([slot("a")?, slot("b")?]);
+            let service = inst.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned();
+            instances.push(Instance::new(inst.to_owned(), service, instances.len()));
         }
         let serial = match pd.channel("serial") {
             Some(ch) => SerialPeer::Fixed(ch),
@@ -237,12 +215,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             placer,
             images,
             capmap,
+            restarts: instances.iter().map(|_| Restarts::default()).collect(),
             instances,
+            slots,
             children,
             console,
             history: History::default(),
             pending: Vec::new(),
-            uploads: pd.region("upload").and_then(crate::uploads::Uploads::new),
+            uploads: pd.region("upload").and_then(Uploads::new),
             started_ns,
             floors,
             verbose: false,
@@ -327,7 +307,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             SerialPeer::Fixed(ch) => self.pd.notify(ch),
             SerialPeer::Instance(i) => {
                 if let Some(live) = self.instances[i].live {
-                    self.pd.notify(self.instances[i].slots[live.index()].channel);
+                    self.pd.notify(self.slots[i][live.index()].channel);
                 }
             }
         }
@@ -336,21 +316,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     fn is_serial_channel(&self, ch: ChannelId) -> bool {
         match self.console.serial {
             SerialPeer::Fixed(c) => c == ch,
-            SerialPeer::Instance(i) => self.instances[i].slots.iter().any(|s| s.channel == ch),
+            SerialPeer::Instance(i) => self.slots[i].iter().any(|s| s.channel == ch),
         }
     }
 
     /// The lowest version of `service` in the image store, at or above its
     /// version floor.
     fn first_image(&self, service: &str) -> Option<&'static str> {
-        self.images
-            .iter()
-            .filter_map(|i| {
-                i.descriptor.as_ref().ok().filter(|d| d.service() == service).map(|d| (d.module_version, i.name))
-            })
-            .filter(|&(v, _)| v >= self.floor(service).unwrap_or(0))
-            .min()
-            .map(|(_, n)| n)
+        self.images.first_of(service, self.floor(service).unwrap_or(0))
     }
 
     fn boot(&mut self, i: usize) -> String {
@@ -365,8 +338,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         let command = format!("boot {name} {image}");
         match self.switch(&[i], Target::Image(image), 2_000_000_000) {
-            Ok((times, _)) => {
-                self.record(command, times.map(Some), Ok(format!("{name} runs {image}")));
+            Ok(done) => {
+                self.record(command, done.times_us.map(Some), Ok(format!("{name} runs {image}")));
                 format!("boot: {name} slot a <- {image} (generation {})\n", self.instances[i].generation)
             }
             Err(e) => {
@@ -375,10 +348,6 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 text
             }
         }
-    }
-
-    pub(crate) fn slot(&self, inst: usize, s: Slot) -> &SlotRef {
-        &self.instances[inst].slots[s.index()]
     }
 }
 
@@ -408,13 +377,13 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             // here may wait for a slot, and the waits take input too.
             while let Some(b) = self.input.pop_front() {
                 match self.demux(b) {
-                    crate::uploads::Input::Console(c) => self.console_byte(c),
-                    crate::uploads::Input::Console2(a, c) => {
+                    Input::Console(c) => self.console_byte(c),
+                    Input::Console2(a, c) => {
                         self.console_byte(a);
                         self.console_byte(c);
                     }
-                    crate::uploads::Input::Frame { kind, seq, payload } => self.on_upload_frame(kind, seq, &payload),
-                    crate::uploads::Input::Nothing => {}
+                    Input::Frame { kind, seq, payload } => self.on_upload_frame(kind, seq, &payload),
+                    Input::Nothing => {}
                 }
             }
             self.flush();

@@ -1,27 +1,14 @@
 //! The operator's session: the commands typed at the console, their
 //! answers, and the history they leave.
+use super::Manager;
 use crate::command::{self, Command};
-use crate::console::{Event, PROMPT};
+use crate::console::{Deferred, Event, Typed, PROMPT};
 use crate::history::{Phase, Record, PHASES};
-use crate::manager::Manager;
 use crate::placer::ImagePlacer;
+use crate::protocol::{self, Target};
 use crate::status;
-use crate::update::Target;
 use alloc::{format, string::String, vec::Vec};
 use pd_api::Pd;
-
-/// Console input that waits for an operation to end, with its echo.
-pub(crate) struct Deferred {
-    echo: String,
-    what: Typed,
-}
-
-enum Typed {
-    Line(String),
-    /// A line that was refused as typed (too long, garbage): its error.
-    Refused(String),
-    EndOfInput,
-}
 
 impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     pub(crate) fn record_upload(&mut self, outcome: String, admitted: bool) {
@@ -54,11 +41,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         self.say(&format!("{command}: {} instance(s)\n", insts.len()));
         match self.switch(&insts, target, timeout_ms * 1_000_000) {
-            Ok((times, blackout_us)) => {
-                self.say(&format!("  blackout  {blackout_us:>11} us\n"));
-                let summary = self.runs_summary(&insts);
+            Ok(done) => {
+                self.say(&format!("  blackout  {:>11} us\n", done.blackout_us));
+                let summary = protocol::runs_summary(&self.instances, &insts);
                 self.say(&format!("done: {summary}\n"));
-                self.record(command, times.map(Some), Ok(summary));
+                self.record(command, done.times_us.map(Some), Ok(summary));
             }
             Err((phase, why)) => {
                 self.say(&format!(
@@ -98,7 +85,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 self.say(&text)
             }
             Command::Update { service, image, timeout_ms } => {
-                let Some(img) = self.images.iter().find(|i| i.name == image).map(|i| i.name) else {
+                let Some(img) = self.images.get(&image).map(|i| i.name) else {
                     return self.say(&format!("error: no image named '{image}' (see 'images')\n"));
                 };
                 self.run_switch(&service, Target::Image(img), timeout_ms, format!("update {service} {image}"))
@@ -141,7 +128,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 if !self.instances.iter().any(|i| i.service == service && i.probation.is_some()) {
                     return self.say(&format!("error: '{service}' has no update on probation\n"));
                 }
-                self.make_final(&service, "accepted by the operator", true);
+                protocol::make_final(self, &service, "accepted by the operator", true);
             }
         }
     }

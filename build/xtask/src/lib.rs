@@ -103,9 +103,15 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("kv_client.elf", "kv_client"),
 ];
 
+/// Programs that exist on seL4 only (build/sel4): the virtio-blk driver
+/// and the block device's test client (tests/systems/blk-virtio.xml).
+pub const SEL4_ONLY_PROGRAMS: &[(&str, &str)] =
+    &[("virtio_blk_driver.elf", "virtio_blk_driver"), ("blk_test_client.elf", "blk_test_client")];
+
 /// Programs that exist on the host only: the update benchmarks' PDs
 /// (tests/src/bin/bench_pd.rs), the block driver on a disk image file and
-/// the file service's client (their seL4 PDs are not written yet).
+/// the file service's client (their seL4 PDs are not written yet; the
+/// seL4 block driver is `virtio_blk_driver.elf`).
 pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] =
     &[("bench_pd.elf", "bench_pd"), ("blk_driver.elf", "blk_driver"), ("fs_client.elf", "fs_client")];
 

@@ -5,7 +5,8 @@
 //! region with a `<setvar region_paddr>`), from which the virtqueue and
 //! the driver's request buffers are taken. The client's data never
 //! reaches the device directly: it is copied through a bounce buffer in
-//! that region, so the device sees nothing but the region.
+//! that region (and the crate's own small buffers through a shadow page),
+//! so the device sees nothing but the region.
 //!
 //! Every wait for the device is bounded by a deadline on a caller's
 //! clock; a request that misses it fails, and the device is given up for
@@ -107,7 +108,8 @@ pub struct DmaHal;
 // SAFETY: `dma_alloc` returns zeroed, page-aligned memory of the DMA region
 // that no other allocation aliases (the region only grows); `share` gives
 // the device the physical address of a buffer only if the whole buffer is
-// in that region (every buffer the driver below submits is).
+// in that region (every buffer the driver below submits is), and copies
+// any other through the shadow page.
 unsafe impl Hal for DmaHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let (p, v) = dma_alloc_pages(pages).unwrap_or_else(|| panic!("virtio: DMA region exhausted ({pages} pages)"));
@@ -124,11 +126,63 @@ unsafe impl Hal for DmaHal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        let p = dma_translate(buffer.cast::<u8>().as_ptr() as usize, buffer.len());
-        p.unwrap_or_else(|| panic!("virtio: a buffer outside the DMA region was shared")) as PhysAddr
+        if let Some(p) = dma_translate(buffer.cast::<u8>().as_ptr() as usize, buffer.len()) {
+            return p as PhysAddr;
+        }
+        // SAFETY: the crate's contract: `buffer` is valid for the call.
+        let p = unsafe { shadow_share(buffer) };
+        p.unwrap_or_else(|| panic!("virtio: no room to share a {}-byte buffer", buffer.len())) as PhysAddr
     }
 
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        // SAFETY: the crate's contract: `buffer` is the one shared as `paddr`.
+        unsafe { shadow_unshare(paddr as usize, buffer, direction) }
+    }
+}
+
+/// A page of the DMA region for the small buffers the crate shares from
+/// outside it (the request header and status of its blocking `flush`,
+/// on its stack): copied in on `share`, back on `unshare`. Its virtual
+/// address (0 until first used), bytes in use, buffers shared.
+static SHADOW: [AtomicUsize; 3] = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// # Safety
+/// `buffer` is valid for reads for the call.
+unsafe fn shadow_share(buffer: NonNull<[u8]>) -> Option<usize> {
+    if SHADOW[0].load(Relaxed) == 0 {
+        SHADOW[0].store(dma_alloc_pages(1)?.1.as_ptr() as usize, Relaxed);
+    }
+    let (base, used) = (SHADOW[0].load(Relaxed), SHADOW[1].load(Relaxed));
+    let off = used.next_multiple_of(16);
+    let len = buffer.len();
+    if len > PAGE_SIZE.saturating_sub(off) {
+        return None;
+    }
+    SHADOW[1].store(off + len, Relaxed);
+    SHADOW[2].store(SHADOW[2].load(Relaxed) + 1, Relaxed);
+    // SAFETY: `base + off .. + len` is inside the shadow page (checked
+    // above), which nothing else uses; `buffer` is readable (the contract).
+    unsafe { core::ptr::copy_nonoverlapping(buffer.cast::<u8>().as_ptr(), (base + off) as *mut u8, len) };
+    dma_translate(base + off, len)
+}
+
+/// # Safety
+/// `buffer` is valid for writes for the call, and was shared as `paddr`.
+unsafe fn shadow_unshare(paddr: usize, buffer: NonNull<[u8]>, direction: BufferDirection) {
+    let base = SHADOW[0].load(Relaxed);
+    let Some(page) = dma_translate(base, PAGE_SIZE).filter(|_| base != 0) else { return };
+    let Some(off) = paddr.checked_sub(page).filter(|&o| o < PAGE_SIZE) else { return };
+    let len = buffer.len().min(PAGE_SIZE - off);
+    if direction != BufferDirection::DriverToDevice {
+        // SAFETY: inside the shadow page (clamped above); the device is done
+        // with it (the crate unshares after the request completed).
+        unsafe { core::ptr::copy_nonoverlapping((base + off) as *const u8, buffer.cast::<u8>().as_ptr(), len) };
+    }
+    let live = SHADOW[2].load(Relaxed).saturating_sub(1);
+    SHADOW[2].store(live, Relaxed);
+    if live == 0 {
+        SHADOW[1].store(0, Relaxed);
+    }
 }
 
 /// The first virtio block device among `count` transports at `base`:
@@ -312,5 +366,25 @@ mod tests {
         assert_eq!(dma_translate(b + 8 * PAGE_SIZE - 4, 5), None);
         assert_eq!(dma_translate(b - 1, 1), None);
         assert_eq!(dma_translate(b, usize::MAX), None);
+
+        // A buffer outside the region goes through the shadow page, and
+        // comes back with what the device wrote there.
+        let mut status = [7u8; 3];
+        let buf = NonNull::from(&mut status[..]);
+        // SAFETY: `status` lives through both calls.
+        let p = unsafe { DmaHal::share(buf, BufferDirection::DeviceToDriver) } as usize;
+        let shadow = b + (p - paddr);
+        assert!(shadow >= b + 3 * PAGE_SIZE && shadow + 3 <= b + 8 * PAGE_SIZE);
+        // SAFETY: the shadow bytes just shared; the "device" writes them.
+        unsafe {
+            assert_eq!(*(shadow as *const [u8; 3]), [7, 7, 7]);
+            (shadow as *mut u8).write(0);
+            DmaHal::unshare(p as PhysAddr, buf, BufferDirection::DeviceToDriver);
+        }
+        assert_eq!(status, [0, 7, 7]);
+        // A buffer inside the region is translated, not copied.
+        let inside = NonNull::slice_from_raw_parts(NonNull::new(base).unwrap(), 16);
+        // SAFETY: 16 bytes of the region, valid for the call.
+        assert_eq!(unsafe { DmaHal::share(inside, BufferDirection::Both) } as usize, paddr);
     }
 }

@@ -242,7 +242,6 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
     MODULES
         .iter()
-        .filter(|m| !m.host_only)
         .map(|m| {
             let elf = match m.source {
                 crate::Source::Crate(package) => build_module_elf(package, m.image, system, out)?,

@@ -12,6 +12,7 @@
 //! client uses it (`build/sel4/blk_test_client`, and the tests here).
 #![no_std]
 
+pub mod cache;
 pub mod client;
 pub mod virtio;
 

@@ -270,7 +270,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     }
 
     /// The watchdog: a slot whose module is inside the same event as at
-    /// the last look, with no progress in it (a transfer's bytes), for over
+    /// the last look, with no progress in it (a transfer's bytes, a
+    /// protected call returned), for over
     /// [`HANG_NS`], is stopped; if it is still inside that event once
     /// stopped, it hangs. (One that finished the event meanwhile is
     /// resumed: it was slow, not stuck.)

@@ -102,8 +102,9 @@ pub struct SlotCounters {
     /// without losing calls, so its probation is over.
     pub journal_overflow: AtomicU64,
     /// Bumped as a long event moves on (state bytes published by an
-    /// export, or received by an import): the watchdog's sign that a slot
-    /// inside one event for long is slow, not stuck.
+    /// export, or received by an import; a protected call of the module
+    /// returned, e.g. a block request of the fs slot): the watchdog's sign
+    /// that a slot inside one event for long is slow, not stuck.
     pub progress: AtomicU64,
 }
 

@@ -1,8 +1,9 @@
 //! Generates the PD table from the system description: for every PD its
 //! channels (by peer name), IRQs (channel id and interrupt number),
 //! mappings (by local name), children and extra VSpace caps, keyed by PD
-//! name at run time; and one `.data` symbol per `setvar_vaddr` name, for
-//! the microkit tool to patch.
+//! name at run time; and one `.data` symbol per `setvar_vaddr` name and
+//! per `<setvar symbol=".." region_paddr=".."/>` symbol (a DMA region's
+//! physical address), for the microkit tool to patch.
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -68,6 +69,11 @@ fn main() {
         out.push_str("],\n    },\n");
     }
     out.push_str("];\n\n");
+    for s in region_paddr_symbols(&xml) {
+        if !setvars.contains(&s) {
+            setvars.push(s);
+        }
+    }
     let mut programs: Vec<&str> = Vec::new();
     for pd in &sys.pds {
         if !programs.contains(&pd.program_image.as_str()) {
@@ -115,6 +121,24 @@ fn size_prefilled_regions(sys: &mut sdf::System) {
         let len = std::fs::metadata(&file).unwrap().len();
         r.size = len.max(1).next_multiple_of(r.page_size.unwrap_or(4096));
     }
+}
+
+/// The symbols of `<setvar symbol=".." region_paddr=".."/>` elements (the
+/// sdf crate accepts them without modelling them).
+fn region_paddr_symbols(xml: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(xml).expect("system.xml is well formed");
+    let mut v: Vec<String> = Vec::new();
+    for n in doc.descendants().filter(|n| n.has_tag_name("setvar") && n.attribute("region_paddr").is_some()) {
+        let s = n.attribute("symbol").expect("setvar symbol");
+        assert!(
+            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "setvar symbol '{s}' is not an identifier"
+        );
+        if !v.iter().any(|x| x == s) {
+            v.push(s.to_owned());
+        }
+    }
+    v
 }
 
 /// `<cspace><cap_vspace slot=".." pd=".."/></cspace>` inside each PD:

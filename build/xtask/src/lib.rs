@@ -18,9 +18,6 @@ pub struct ModuleImage {
     pub source: Source,
     /// Only in the test store (`test-images.bin`): deliberately faulty.
     pub test_only: bool,
-    /// Only in the host runtime's stores: no seL4 system runs its service
-    /// yet (the file service waits for the virtio-blk driver PD).
-    pub host_only: bool,
 }
 
 /// Where a module comes from.
@@ -33,15 +30,11 @@ pub enum Source {
 }
 
 const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::Crate(package), test_only, host_only: false }
-}
-
-const fn host_module(image: &'static str, package: &'static str) -> ModuleImage {
-    ModuleImage { image, source: Source::Crate(package), test_only: false, host_only: true }
+    ModuleImage { image, source: Source::Crate(package), test_only }
 }
 
 const fn c_module(image: &'static str, dir: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::C(dir), test_only, host_only: false }
+    ModuleImage { image, source: Source::C(dir), test_only }
 }
 
 /// The C module built as `name` (its image name), if there is one.
@@ -78,13 +71,13 @@ pub const MODULES: &[ModuleImage] = &[
     // The updatable serial service (serial0 in system.xml).
     module("serial-v1", "serial-v1", false),
     module("serial-v2", "serial-v2", false),
-    // The file service (fs0 in tests/systems/fs.xml): embedded-sdmmc
-    // 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
-    host_module("fs-v1", "fs-v1"),
-    host_module("fs-v2", "fs-v2"),
-    host_module("fs-v3", "fs-v3"),
-    host_module("fs-v4", "fs-v4"),
-    host_module("fs-v5", "fs-v5"),
+    // The file service (fs0 in tests/systems/fs.xml, and fs-sel4.xml on
+    // seL4): embedded-sdmmc 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
+    module("fs-v1", "fs-v1", false),
+    module("fs-v2", "fs-v2", false),
+    module("fs-v3", "fs-v3", false),
+    module("fs-v4", "fs-v4", false),
+    module("fs-v5", "fs-v5", false),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),
@@ -103,9 +96,20 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("kv_client.elf", "kv_client"),
 ];
 
+/// Programs that exist on seL4 only (build/sel4): the virtio-blk driver
+/// and the block device's test client (tests/systems/blk-virtio.xml), and
+/// the file service's client (tests/systems/fs-sel4.xml; on the host it
+/// is pds/client's `fs_client`).
+pub const SEL4_ONLY_PROGRAMS: &[(&str, &str)] = &[
+    ("virtio_blk_driver.elf", "virtio_blk_driver"),
+    ("blk_test_client.elf", "blk_test_client"),
+    ("fs_client.elf", "fs_client"),
+];
+
 /// Programs that exist on the host only: the update benchmarks' PDs
 /// (tests/src/bin/bench_pd.rs), the block driver on a disk image file and
-/// the file service's client (their seL4 PDs are not written yet).
+/// the file service's client (their seL4 PDs are not written yet; the
+/// seL4 block driver is `virtio_blk_driver.elf`).
 pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] =
     &[("bench_pd.elf", "bench_pd"), ("blk_driver.elf", "blk_driver"), ("fs_client.elf", "fs_client")];
 

@@ -93,6 +93,12 @@ enum Cmd {
         /// Time protected calls in the client first.
         #[arg(long)]
         bench: bool,
+        /// The disk image the virtio-blk driver serves (for a system with
+        /// one, e.g. tests/systems/blk-virtio.xml), given to QEMU as a
+        /// virtio-blk device. Default: a fresh FAT32 image made with
+        /// mkfs.fat at <target>/disk-sel4.img.
+        #[arg(long, value_name = "PATH")]
+        disk: Option<PathBuf>,
     },
 }
 
@@ -185,8 +191,18 @@ fn main() {
                 exit(1)
             }
         },
-        Cmd::Qemu { system, store, console, build_only, bench } => {
+        Cmd::Qemu { system, store, console, build_only, bench, disk } => {
             let mut system = system.unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
+            let disk = match disk {
+                Some(d) => Some(d),
+                None if !build_only && xtask::sel4::needs_disk(&system) => {
+                    let d = xtask::target_dir().join("disk-sel4.img");
+                    xtask::make_disk_image(&d).unwrap_or_else(|e| fail(&e));
+                    eprintln!("fresh FAT32 disk image: {}", d.display());
+                    Some(d)
+                }
+                None => None,
+            };
             if let Some(store) = store {
                 system = xtask::sel4::system_with_store(&system, &store).unwrap_or_else(|e| fail(&e));
             }
@@ -213,6 +229,12 @@ fn main() {
                     xtask::sel4::qemu(&image.loader)
                 }
             };
+            if let Some(d) = &disk {
+                if !d.is_file() {
+                    fail(&format!("disk image {}: no such file", d.display()));
+                }
+                qemu.args(xtask::sel4::disk_args(d));
+            }
             let err = qemu.exec();
             fail(&format!("starting qemu-system-aarch64: {err}"))
         }

@@ -189,7 +189,7 @@ fn build_programs(
         .arg("--release")
         .arg("--target-dir")
         .arg(release_dir);
-    for (_, bin) in crate::PROGRAMS {
+    for (_, bin) in crate::PROGRAMS.iter().chain(crate::SEL4_ONLY_PROGRAMS) {
         c.args(["--bin", bin]);
     }
     if !features.is_empty() {
@@ -242,7 +242,6 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
     MODULES
         .iter()
-        .filter(|m| !m.host_only)
         .map(|m| {
             let elf = match m.source {
                 crate::Source::Crate(package) => build_module_elf(package, m.image, system, out)?,
@@ -318,6 +317,33 @@ pub struct Image {
     pub report: PathBuf,
 }
 
+/// Whether `system` has service slots (and so loads modules).
+fn has_slots(system: &Path) -> Result<bool, String> {
+    let xml = std::fs::read_to_string(system).map_err(|e| format!("{}: {e}", system.display()))?;
+    let sys = sdf::parse(&xml).map_err(|e| format!("{}: {e}", system.display()))?;
+    Ok(!sdf::topology::instances(&sys).is_empty())
+}
+
+/// Whether `system` has the virtio-blk driver, and so needs a disk.
+pub fn needs_disk(system: &Path) -> bool {
+    std::fs::read_to_string(system).is_ok_and(|x| x.contains("virtio_blk_driver.elf"))
+}
+
+/// QEMU options that give the guest the disk image `path` as a modern
+/// virtio-blk device on `virt`'s virtio-mmio bus (raw format, written in
+/// place).
+pub fn disk_args(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut drive = std::ffi::OsString::from("file=");
+    drive.push(path);
+    drive.push(",if=none,format=raw,id=hd0");
+    ["-global", "virtio-mmio.force-legacy=false", "-drive"]
+        .into_iter()
+        .map(Into::into)
+        .chain([drive])
+        .chain(["-device", "virtio-blk-device,drive=hd0"].into_iter().map(Into::into))
+        .collect()
+}
+
 /// Builds the whole seL4 image of `system`.
 pub fn build_image(system: &Path) -> Result<Image, String> {
     build_image_with(system, &[])
@@ -335,8 +361,9 @@ pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, Strin
     std::fs::create_dir_all(&search).map_err(|e| format!("{}: {e}", search.display()))?;
     let spec = target_spec(&out_dir())?;
     // The image stores first: the programs' region table sizes the regions
-    // that prefill files size. Same selection as the host build.
-    let images = build_modules(&system, &out_dir().join("modules"))?;
+    // that prefill files size. Same selection as the host build. A system
+    // without service slots (tests/systems/blk-virtio.xml) has no modules.
+    let images = if has_slots(&system)? { build_modules(&system, &out_dir().join("modules"))? } else { Vec::new() };
     for &(file, with_tests) in STORES {
         let chosen: Vec<(&str, Vec<u8>)> =
             images.iter().filter(|(m, _)| with_tests || !m.test_only).map(|(m, b)| (m.image, b.clone())).collect();
@@ -356,8 +383,11 @@ pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, Strin
     }
     let mut elves = Vec::new();
     for p in &programs {
-        let (_, bin) =
-            crate::PROGRAMS.iter().find(|(elf, _)| elf == p).ok_or_else(|| format!("no seL4 program builds '{p}'"))?;
+        let (_, bin) = crate::PROGRAMS
+            .iter()
+            .chain(crate::SEL4_ONLY_PROGRAMS)
+            .find(|(elf, _)| elf == p)
+            .ok_or_else(|| format!("no seL4 program builds '{p}'"))?;
         let src = bin_dir.join(format!("{bin}.elf"));
         elves.push(std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?);
     }

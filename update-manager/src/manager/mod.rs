@@ -51,6 +51,8 @@ pub(crate) struct Watch {
     pub progress: u64,
     /// Since when neither changed.
     pub since: u64,
+    /// When the event was first seen.
+    pub began: u64,
 }
 
 /// Console output kept while the line does not drain, at most.

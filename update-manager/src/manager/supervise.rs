@@ -11,7 +11,7 @@
 use super::{Manager, Watch};
 use crate::faults::Trouble;
 use crate::placer::ImagePlacer;
-use crate::protocol::HANG_NS;
+use crate::protocol::{EVENT_LIMIT_NS, HANG_NS};
 
 use core::sync::atomic::Ordering::Relaxed;
 use pd_api::{ChildId, Event, Pd};
@@ -90,9 +90,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     }
 
     /// The watchdog: a slot whose module is inside the same event as at
-    /// the last look, with no progress in it (a transfer's bytes), for over
-    /// [`HANG_NS`], is stopped; if it is still inside that event once
-    /// stopped, it hangs. (One that finished the event meanwhile is
+    /// the last look, with no progress in it (a transfer's bytes, a
+    /// replayed journal entry, a protected call of the module returned),
+    /// for over [`HANG_NS`], or inside one event for over
+    /// [`EVENT_LIMIT_NS`] whatever its progress, is stopped; if it is still
+    /// inside that event once stopped, it hangs. (One that finished the event meanwhile is
     /// resumed: it was slow, not stuck.)
     pub(crate) fn watchdog(&mut self) {
         let now = self.pd.now_ns();
@@ -114,8 +116,14 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                     (Some(n), Some(w)) if n == w.event && progress == w.progress => {
                         (now.saturating_sub(w.since) >= HANG_NS, w.since)
                     }
+                    // Moving, but an event that never ends is a livelock
+                    // (a module calling out in a loop for ever).
+                    (Some(n), Some(w)) if n == w.event => {
+                        slot.watch = Some(Watch { progress, since: now, ..w });
+                        (now.saturating_sub(w.began) >= EVENT_LIMIT_NS, w.began)
+                    }
                     (Some(n), _) => {
-                        slot.watch = Some(Watch { event: n, progress, since: now });
+                        slot.watch = Some(Watch { event: n, progress, since: now, began: now });
                         (false, 0)
                     }
                 };

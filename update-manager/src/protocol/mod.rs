@@ -31,8 +31,13 @@ pub use switch::{switch, Failure, Switched, Target};
 pub const STEP_NS: u64 = 3_000_000_000;
 /// Deadline of an export or an import (they copy the state).
 pub const TRANSFER_NS: u64 = 5_000_000_000;
-/// A slot inside one event for this long hangs (the watchdog's limit).
+/// A slot inside one event for this long with no progress in it hangs
+/// (the watchdog's limit).
 pub const HANG_NS: u64 = 1_000_000_000;
+/// A slot inside one event for this long hangs even if it makes progress:
+/// far above any real event (a 4 MiB journal replayed in QEMU on a loaded
+/// machine), it stops a module that calls out in a loop for ever.
+pub const EVENT_LIMIT_NS: u64 = 30_000_000_000;
 
 /// One slot of one service instance: the instance's index and A or B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

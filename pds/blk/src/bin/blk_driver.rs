@@ -31,20 +31,17 @@ impl Disk for ImageFile {
 struct Driver {
     server: Server,
     disk: ImageFile,
-    /// Set once the client broke the queue protocol: it is not served again.
-    broken: bool,
 }
 
 impl Handler<HostPd> for Driver {
     fn notified(&mut self, _pd: &HostPd, _ch: ChannelId) {}
 
     fn protected(&mut self, pd: &HostPd, _ch: ChannelId, msg: &mut Message) {
-        let ok = msg.label == interfaces::blk::KICK && !self.broken;
-        if ok && self.server.serve(&mut self.disk).is_err() {
+        let (reply, ended) = self.server.kick(&mut self.disk, msg.label);
+        if ended {
             pd.log(format_args!("the block client wrote impossible queue indices; no longer served"));
-            self.broken = true;
         }
-        *msg = Message::with_words(if ok && !self.broken { 0 } else { 1 }, &[]);
+        *msg = Message::with_words(reply, &[]);
     }
 }
 
@@ -67,6 +64,6 @@ fn main() {
         let server = unsafe { Server::new(region.base, region.size) }
             .unwrap_or_else(|| fail("the 'blk' region is too small".into()));
         pd.log(format_args!("disk {path}: {} blocks", len / interfaces::blk::BLOCK as u64));
-        Driver { server, disk: ImageFile { file, blocks: len / interfaces::blk::BLOCK as u64 }, broken: false }
+        Driver { server, disk: ImageFile { file, blocks: len / interfaces::blk::BLOCK as u64 } }
     })
 }

@@ -92,6 +92,10 @@ fn updatable_ratio() {
             &[("HOST_DISK_blkdirect", images[1].as_os_str())],
         )
     });
+    // No probation: fs has no journal a rollback could replay, so one
+    // would go back to the old version's state, without the files opened
+    // since (see the README).
+    assert!(sys.command("probation 0").contains("0 ms"));
     // The release fsdirect hosts; fsratio waits for it.
     let out = sys.command("update fs fs-v5");
     assert!(out.contains("done: fs0 runs fs-v5"), "{out}");

@@ -29,10 +29,10 @@ use system_tests::systems::fs_system;
 use system_tests::System;
 
 /// A scratch directory with `n` fresh disk images, in memory (tmpfs) where
-/// there is one: the benchmarks measure the service, not the host's
-/// writeback of a shared machine's disk, which can stall a driver's write
-/// for long enough (over a second) that the manager takes the slot for
-/// hung.
+/// there is one: the benchmarks measure the service, not the writeback of
+/// a disk shared with other work, which stalls the driver's writes now and
+/// then (most likely what made fs0 lose its open files in 2 of about 40
+/// runs on disk images: see the README).
 fn disks(name: &str, n: usize) -> (PathBuf, Vec<PathBuf>) {
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };

@@ -31,8 +31,9 @@ use system_tests::System;
 /// A scratch directory with `n` fresh disk images, in memory (tmpfs) where
 /// there is one: the benchmarks measure the service, not the writeback of
 /// a disk shared with other work, which stalls the driver's writes now and
-/// then (most likely what made fs0 lose its open files in 2 of about 40
-/// runs on disk images: see the README).
+/// then; past 1 s the manager takes the fs slot waiting on it for hung
+/// and reloads it empty (most likely what made fs0 lose its open files in
+/// 2 of about 40 runs on disk images: see the README).
 fn disks(name: &str, n: usize) -> (PathBuf, Vec<PathBuf>) {
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };

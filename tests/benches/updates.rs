@@ -34,18 +34,16 @@
 //!   calls: from the start of the call that hung to its answer, served by
 //!   the old version after the hot rollback (the client's retry), as the
 //!   client measures it; 5 rounds.
+#[path = "support/report.rs"]
+mod report;
 #[path = "support/xproc.rs"]
 mod xproc;
 
+use report::{blackout_of, generation_of, median, number_after};
 use std::time::{Duration, Instant};
 use system_tests::systems::{one_instance_system as system, wait_log, warm_generation};
 use system_tests::{clients, System};
 use xproc::CrossProcessCopy;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn updatable_ppc() {
     let sys_xml = system(
@@ -82,24 +80,6 @@ fn updatable_ppc() {
     }
     println!("updatable_ppc_ratio_boots: {ratios:.3?}");
     println!("updatable_ppc_ratio: {:.3}", median(&mut ratios));
-}
-
-/// The blackout (us) an update printed: from the export's start to the
-/// capability-map commit.
-fn blackout_of(out: &str) -> f64 {
-    number_after(out, "blackout")
-}
-
-/// The number on the line of `out` that starts with `word`.
-fn number_after(out: &str, word: &str) -> f64 {
-    let line = out.lines().find(|l| l.trim_start().starts_with(word)).unwrap_or_else(|| panic!("no {word} in:\n{out}"));
-    line.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad line '{line}'"))
-}
-
-/// The generation an update committed ("... (generation N)").
-fn generation_of(out: &str) -> u64 {
-    let tail = out.rsplit_once("(generation ").map(|(_, t)| t).unwrap_or_else(|| panic!("no generation in:\n{out}"));
-    tail.split(')').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad generation in:\n{out}"))
 }
 
 fn blackout(size: u64) {

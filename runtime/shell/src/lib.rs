@@ -9,7 +9,9 @@
 
 extern crate alloc;
 
-mod env;
+/// Public so that a shell-less host PD (the benchmarks' direct baseline)
+/// can hand a module the very environment a slot does.
+pub mod env;
 #[cfg(feature = "host")]
 pub mod host_loader;
 mod shell;

@@ -12,6 +12,8 @@
 //! - `probclient`: kv puts in batches, each logged with its start, end and
 //!   cost per call (`BATCH start_ns end_ns ns_per_call`): the benchmark
 //!   sorts them by whether a probation was on.
+//! - `fsdirect`, `fsratio`, `fsdirty`: the file service's benchmarks
+//!   (`fs.rs` here, driven by tests/benches/fs.rs).
 //! - `hangclient`: kv puts and gets, each checked; a call that took over
 //!   200 ms (it hit a slot that hung, and was answered after the rollback)
 //!   is logged as `BENCH hang_recovery_ms: N`.
@@ -23,6 +25,9 @@ use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
 use std::ffi::c_void;
 use std::time::Instant;
+
+#[path = "bench_pd/fs.rs"]
+mod fs;
 
 struct Idle;
 impl Handler<HostPd> for Idle {
@@ -58,15 +63,21 @@ unsafe extern "C" fn no_wait(_: *mut c_void, _: usize) -> i64 {
     -1
 }
 
-/// Loads the module prefilled into `module_code` and initialises it.
-fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
+/// Loads the module prefilled into `module_code` (not yet initialised).
+fn load_prefilled(pd: &HostPd) -> (&'static ModuleEntry, interfaces::abi::ModuleDescriptor) {
     let code = pd.region("module_code").expect("module_code region");
     // SAFETY: prefilled by the runtime, read-only, never written again.
     let bytes = unsafe { code.as_slice() };
     let h = interfaces::elf::Elf::parse(bytes).expect("an ELF module").header;
     // The file ends with its section headers.
     let len = h.shoff as usize + h.shnum as usize * h.shentsize as usize;
-    let (entry, _) = SharedObjectLoader.load(bytes, &[len as u64]).expect("load kv module");
+    SharedObjectLoader.load(bytes, &[len as u64]).expect("load the prefilled module")
+}
+
+/// Loads the kv module prefilled into `module_code` and initialises it
+/// with an environment that offers nothing (kv needs nothing).
+fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
+    let (entry, _) = load_prefilled(pd);
     let env = Box::leak(Box::new(ShellEnv {
         abi_version: ABI_VERSION,
         // No streamed transfers: the stubs below are never called.
@@ -87,7 +98,7 @@ fn load_direct(pd: &HostPd) -> &'static ModuleEntry {
     entry
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -277,12 +288,19 @@ fn main() {
         if name == "kvdirect" {
             return Role::Direct(Direct(load_direct(pd)));
         }
+        if name == "fsdirect" {
+            return Role::Direct(Direct(fs::load_direct(pd)));
+        }
         if name == "benchclient" {
             bench_client(pd);
         } else if name == "probclient" {
             prob_client(pd);
         } else if name == "hangclient" {
             hang_client(pd);
+        } else if name == "fsratio" {
+            fs::ratio_client(pd);
+        } else if name == "fsdirty" {
+            fs::dirty_client(pd);
         } else if name.starts_with("capwriter") {
             // A hostile client: tries to point kv0 at another slot by
             // writing the capability map, which is mapped read-only here.

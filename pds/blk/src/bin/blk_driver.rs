@@ -1,5 +1,7 @@
 //! The block driver on the host runtime: the device is a disk image file,
-//! named by `HOST_DISK` (set by `host-runtime --disk`). Requests arrive
+//! named by `HOST_DISK_<pd name>` if set (a system with two drivers, such
+//! as the fs benchmark's, gives each its own disk), else by `HOST_DISK`
+//! (set by `host-runtime --disk`). Requests arrive
 //! through the `blk` region's queues, rung by a protected call.
 use blk::{DeviceError, Disk, Server};
 use host_runtime::HostPd;
@@ -51,7 +53,9 @@ fn main() {
             pd.log(format_args!("{why}"));
             std::process::exit(2)
         };
-        let path = std::env::var("HOST_DISK").unwrap_or_else(|_| fail("no disk image (HOST_DISK unset)".into()));
+        let path = std::env::var(format!("HOST_DISK_{}", pd.name()))
+            .or_else(|_| std::env::var("HOST_DISK"))
+            .unwrap_or_else(|_| fail("no disk image (HOST_DISK unset)".into()));
         let file = File::options()
             .read(true)
             .write(true)

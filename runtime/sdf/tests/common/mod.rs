@@ -23,6 +23,7 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 pub mod elf;
+pub mod mutate;
 
 use sdf::{check_files, parse, SdfError, System};
 use std::fs;

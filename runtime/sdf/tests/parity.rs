@@ -148,7 +148,7 @@ fn the_microkit_tool_agrees_with_the_checker() {
 
     // Mutations of the good systems: whatever either side makes of them,
     // the other must make the same.
-    let mut rng = mutate::Rng(0x5eed_0f_5df);
+    let mut rng = mutate::Rng(0x5EED_F00D);
     let mutant = tool.scratch.join("mutant.xml");
     for i in 0..MUTANTS {
         total += 1;

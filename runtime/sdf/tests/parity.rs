@@ -4,6 +4,9 @@
 //! corpus file the tool's complaint must also contain the file's `tool:`
 //! substring, so that both refuse it for the same reason.
 //!
+//! Then the same for a few hundred random mutations of the good systems
+//! (`common/mutate.rs`, a fixed seed), with no expectation but agreement.
+//!
 //! Runs when `MICROKIT_SDK` names a Microkit 2.3.0 SDK with `bin/microkit`
 //! (board `qemu_virt_aarch64`, config `debug`); otherwise it says it was
 //! skipped and passes. The tool needs real program images: each `hello.elf`
@@ -19,6 +22,8 @@ use std::process::Command;
 
 const BOARD: &str = "qemu_virt_aarch64";
 const CONFIG: &str = "debug";
+/// Randomized cases (a few milliseconds each with the tool).
+const MUTANTS: usize = 300;
 
 /// `$MICROKIT_SDK/bin/microkit`, or why the tool half is skipped.
 fn tool() -> Result<PathBuf, String> {
@@ -139,6 +144,18 @@ fn the_microkit_tool_agrees_with_the_checker() {
         let path = tool.scratch.join(format!("{n}_pds.xml"));
         fs::write(&path, many_pds(n)).expect("write a generated system");
         failures.extend(tool.compare(&format!("{n} PDs"), &path, &search, Some("too many protection domains")));
+    }
+
+    // Mutations of the good systems: whatever either side makes of them,
+    // the other must make the same.
+    let mut rng = mutate::Rng(0x5EED_F00D);
+    let mutant = tool.scratch.join("mutant.xml");
+    for i in 0..MUTANTS {
+        total += 1;
+        let text = mutate::mutate(&good[i % good.len()].1, &mut rng);
+        fs::write(&mutant, &text).expect("write a mutated system");
+        let label = format!("mutant {i} of {}", name(&good[i % good.len()].0));
+        failures.extend(tool.compare(&label, &mutant, &search, None).map(|f| format!("{f}\n{text}\n")));
     }
 
     let project = project_systems();

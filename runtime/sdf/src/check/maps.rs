@@ -7,13 +7,8 @@ pub(super) fn check_region(r: &MemoryRegion) -> Result<(), SdfError> {
     if !PAGE_SIZES.contains(&page) {
         return Err(err(&r.origin, format!("page_size {page:#x} is not one of 0x1000, 0x200000")));
     }
-    // A prefilled region may leave its size out (0 until `check_files` sizes
-    // it from the file), but a size that is given must be a page multiple.
-    if !r.size.is_multiple_of(page) || (r.size == 0 && r.prefill_path.is_none()) {
-        return Err(err(
-            &r.origin,
-            format!("size {:#x} is not a non-zero multiple of the page size {page:#x}", r.size),
-        ));
+    if !r.size.is_multiple_of(page) {
+        return Err(err(&r.origin, format!("size {:#x} is not a multiple of the page size {page:#x}", r.size)));
     }
     if let Some(paddr) = r.phys_addr {
         if paddr % page != 0 {
@@ -49,6 +44,10 @@ pub(super) fn check_maps(sys: &System, maps: &[Map], limit: u64, space: &str) ->
     let mut spans: Vec<(u64, u64, &Map)> = Vec::new();
     for m in maps {
         let r = sys.region(&m.mr).ok_or_else(|| err(&m.origin, format!("no memory region named '{}'", m.mr)))?;
+        // A prefilled region's size is 0 only until `check_files` sizes it.
+        if r.size == 0 && r.prefill_path.is_none() {
+            return Err(err(&m.origin, format!("region '{}' has size 0 and cannot be mapped", m.mr)));
+        }
         let page = r.page_size.unwrap_or(SMALL_PAGE);
         if m.vaddr % page != 0 {
             return Err(err(

@@ -159,7 +159,9 @@ impl Parser<'_, '_> {
         }
         let page_size = page.unwrap_or(SMALL_PAGE);
         let size = match (self.number(n, "size")?, &prefill_path, &prefill_bootinfo) {
-            (Some(0), _, _) => return Err(self.err(n, "size must not be 0".into())),
+            // Any file is larger than that (a region of size 0 is allowed,
+            // but cannot be mapped: see `check_maps`).
+            (Some(0), Some(_), _) => return Err(self.err(n, "size 0 is smaller than any prefill file".into())),
             (Some(s), _, _) => s,
             (None, _, Some(_)) => page_size,
             // Sized from the prefill file by `check_files`.

@@ -23,13 +23,14 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 pub mod elf;
+pub mod mutate;
 
 use sdf::{check_files, parse, SdfError, System};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const GOOD: usize = 11;
-pub const BAD: usize = 111;
+pub const BAD: usize = 113;
 pub const BAD_FILES: usize = 11;
 
 pub fn corpus() -> PathBuf {

@@ -15,7 +15,8 @@ fn ops(f: &FakeSlots) -> Vec<&str> {
     f.ops.iter().map(String::as_str).collect()
 }
 
-/// Where kv0 stands: its live slot, generation, and the image in each slot.
+/// Where instance `i` stands: its live slot, generation, and the image in
+/// each slot.
 fn standing(f: &FakeSlots, i: usize) -> (Option<Slot>, u64, [Option<&'static str>; 2]) {
     let inst = &f.instances[i];
     (inst.live, inst.generation, inst.held.map(|h| h.map(|h| h.image)))
@@ -219,4 +220,20 @@ fn a_refused_image_changes_nothing() {
     }
     assert!(f.ops.is_empty());
     assert_eq!(standing(&f, 0), (Some(Slot::A), 1, [Some("kv-v1"), None]));
+}
+
+#[test]
+fn with_probation_off_or_refused_an_update_is_final_at_its_commit() {
+    let mut f = FakeSlots::booted(&["kv0"], 1);
+    f.policy.window_ms = 0;
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    assert!(!ops(&f).contains(&"0b PROBATION"), "no journal is asked for");
+    assert!(f.instances[0].probation.is_none());
+
+    let mut f = FakeSlots::booted(&["kv0"], 1);
+    f.script(B0, op::PROBATION, Answer::Refuse("no journal region"));
+    f.switch(&[0], Target::Image("kv-v2")).expect("a slot without a journal still commits");
+    assert!(f.instances[0].probation.is_none());
+    assert!(f.said.contains("  note: kv0: no probation: no journal region\n"), "{}", f.said);
+    assert_eq!(f.capmap[&0], Binding { generation: 2, live: Some(Slot::B) });
 }

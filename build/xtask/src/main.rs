@@ -194,6 +194,8 @@ fn main() {
         Cmd::Qemu { system, store, console, build_only, bench, disk } => {
             let mut system = system.unwrap_or_else(|| xtask::workspace_root().join("system.xml"));
             let disk = match disk {
+                // Checked before the build, which takes minutes.
+                Some(d) if !d.is_file() => fail(&format!("disk image {}: no such file", d.display())),
                 Some(d) => Some(d),
                 None if !build_only && xtask::sel4::needs_disk(&system) => {
                     let d = xtask::target_dir().join("disk-sel4.img");
@@ -230,9 +232,6 @@ fn main() {
                 }
             };
             if let Some(d) = &disk {
-                if !d.is_file() {
-                    fail(&format!("disk image {}: no such file", d.display()));
-                }
                 qemu.args(xtask::sel4::disk_args(d));
             }
             let err = qemu.exec();

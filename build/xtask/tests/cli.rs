@@ -49,3 +49,33 @@ fn commands_still_work() {
     let o = xtask(&["help", "sign"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--package <PKG>"));
 }
+
+#[test]
+fn qemu_refuses_a_missing_disk_image_before_building() {
+    let o = xtask(&["qemu", "tests/systems/blk-virtio.xml", "--disk", "/nonexistent/disk.img"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("disk image /nonexistent/disk.img: no such file"), "{}", stderr(&o));
+}
+
+#[test]
+fn qemu_gets_the_disk_as_a_modern_virtio_blk_device() {
+    let args: Vec<String> = xtask::sel4::disk_args(std::path::Path::new("/tmp/d.img"))
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "-global",
+            "virtio-mmio.force-legacy=false",
+            "-drive",
+            "file=/tmp/d.img,if=none,format=raw,id=hd0",
+            "-device",
+            "virtio-blk-device,drive=hd0"
+        ]
+    );
+    let root = xtask::workspace_root();
+    assert!(xtask::sel4::needs_disk(&root.join("tests/systems/blk-virtio.xml")));
+    assert!(xtask::sel4::needs_disk(&root.join("tests/systems/fs-sel4.xml")));
+    assert!(!xtask::sel4::needs_disk(&root.join("system.xml")));
+}

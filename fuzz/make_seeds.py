@@ -2,7 +2,7 @@
 """Writes the seed corpora (fuzz/corpus/<target>/): small, hand-made inputs
 that reach past each parser's first checks. Layouts follow the Rust sources
 (upload/src/frame.rs, bundle/src/lib.rs, interfaces/src/{abi,elf}.rs,
-pds/kv/core/src/schema{1,2}.rs). Needs python3 and, for the module image
+pds/kv/core/src/schema.rs, fuzz/fuzz_targets/fs/harness.rs). Needs python3 and, for the module image
 seed, a C compiler (cc); run again after a format changes."""
 import hashlib, os, struct, subprocess, sys, tempfile, zlib
 
@@ -130,3 +130,21 @@ put("kv_import", "schema1", s1)
 put("kv_import", "schema2", s2)
 put("kv_import", "schema1-empty", struct.pack("<I", 0))
 put("kv_import", "schema2-dup", b"KV2\0" + struct.pack("<I", 2) + (struct.pack("<HHI", 1, 1, 3) + b"xy") * 2)
+
+# --- fs adapters: an image (even: FAT16, odd: FAT32), then damage ------------
+# Each patch is `offset: u24 LE, value: u8` within the image's first 512 KiB
+# (see fuzz/fuzz_targets/fs/harness.rs).
+def patch(offset, value):
+    return struct.pack("<I", offset)[:3] + bytes([value])
+
+
+for v in range(1, 6):
+    t = "fs_v%d" % v
+    put(t, "fat16-clean", b"\x00")
+    put(t, "fat32-clean", b"\x01")
+    # The boot sector's bytes-per-sector, sectors-per-cluster and FAT count.
+    put(t, "fat16-geometry", b"\x00" + patch(11, 0) + patch(13, 0) + patch(16, 9))
+    put(t, "fat32-geometry", b"\x01" + patch(12, 0x80) + patch(13, 255) + patch(44, 0xff))
+    # Bytes spread over the FATs and the first directories.
+    put(t, "fat16-scatter", b"\x00" + b"".join(patch(o, 0xff) for o in range(512, 200000, 7919)))
+    put(t, "fat32-scatter", b"\x01" + b"".join(patch(o, 0xa5) for o in range(16384, 500000, 7919)))

@@ -8,6 +8,7 @@
 
 pub mod dev;
 pub mod schema;
+pub mod volume;
 
 use heapless::String;
 use interfaces::abi::{status, ModuleDescriptor, RegionInfo};
@@ -129,6 +130,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             // The budget of a call follows the disk's size, once known.
             self.disk_blocks = dev.blocks().map_err(|_| FsStatus::Io)?;
             dev::new_call(self.disk_blocks);
+            volume::check(self.disk_blocks, |n, block| dev.read(block, n).map_err(|_| FsStatus::Io))?;
             self.fat = Some(F::mount(dev)?);
         }
         self.fat.as_mut().ok_or(FsStatus::Io)

@@ -1,0 +1,6 @@
+//! fs v1's adapter over damaged disks (see `fs/harness.rs`).
+#![no_main]
+#[path = "fs/harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run::<fs_v1::Sdmmc, 1, 1>(data));

@@ -107,9 +107,9 @@ pub const SEL4_ONLY_PROGRAMS: &[(&str, &str)] = &[
 ];
 
 /// Programs that exist on the host only: the update benchmarks' PDs
-/// (tests/src/bin/bench_pd.rs), the block driver on a disk image file and
-/// the file service's client (their seL4 PDs are not written yet; the
-/// seL4 block driver is `virtio_blk_driver.elf`).
+/// (tests/src/bin/bench_pd.rs), the block driver on a disk image file (on
+/// seL4 it is `virtio_blk_driver.elf`) and the file service's client (on
+/// seL4 built from build/sel4/fs_client, under the same image name).
 pub const HOST_ONLY_PROGRAMS: &[(&str, &str)] =
     &[("bench_pd.elf", "bench_pd"), ("blk_driver.elf", "blk_driver"), ("fs_client.elf", "fs_client")];
 

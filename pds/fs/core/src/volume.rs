@@ -102,15 +102,15 @@ mod tests {
     fn a_sound_volume_passes_and_each_impossible_number_is_corrupt() {
         assert_eq!(checked(&disk()), Ok(()));
         let damage: [(usize, usize, &[u8]); 9] = [
-            (0, 510, &[0, 0]),          // no MBR signature
-            (0, 454, &[0, 0, 0, 0]),    // partition at block 0
-            (0, 458, &[0xff; 4]),       // partition past the disk
-            (1, 13, &[0]),              // zero blocks a cluster (0.6.0 divides by it)
-            (1, 13, &[3]),              // not a power of two
-            (1, 11, &[0, 4]),           // 1,024-byte sectors
-            (1, 16, &[0]),              // no FAT
-            (1, 22, &[0xff, 0x7f]),     // FATs larger than the volume
-            (1, 19, &[0x10, 0]),        // fewer blocks than the metadata
+            (0, 510, &[0, 0]),       // no MBR signature
+            (0, 454, &[0, 0, 0, 0]), // partition at block 0
+            (0, 458, &[0xff; 4]),    // partition past the disk
+            (1, 13, &[0]),           // zero blocks a cluster (0.6.0 divides by it)
+            (1, 13, &[3]),           // not a power of two
+            (1, 11, &[0, 4]),        // 1,024-byte sectors
+            (1, 16, &[0]),           // no FAT
+            (1, 22, &[0xff, 0x7f]),  // FATs larger than the volume
+            (1, 19, &[0x10, 0]),     // fewer blocks than the metadata
         ];
         for (block, at, bytes) in damage {
             let mut d = disk();

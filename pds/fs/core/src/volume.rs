@@ -30,8 +30,10 @@ pub fn check(blocks: u64, mut read: impl FnMut(u64, &mut [u8; BLOCK]) -> Result<
     if !signed(&b) {
         return Err(FsStatus::Corrupt);
     }
+    // A partition may start at block 0: `mkfs.fat --mbr=y` writes the
+    // partition table into the volume's own boot sector.
     let (start, length) = (u32_at(&b, 446 + 8), u32_at(&b, 446 + 12));
-    if start == 0 || length == 0 || start.saturating_add(length) > blocks {
+    if length == 0 || start.saturating_add(length) > blocks {
         return Err(FsStatus::Corrupt);
     }
     read(start, &mut b)?;
@@ -103,7 +105,7 @@ mod tests {
         assert_eq!(checked(&disk()), Ok(()));
         let damage: [(usize, usize, &[u8]); 9] = [
             (0, 510, &[0, 0]),       // no MBR signature
-            (0, 454, &[0, 0, 0, 0]), // partition at block 0
+            (0, 458, &[0, 0, 0, 0]), // an empty partition
             (0, 458, &[0xff; 4]),    // partition past the disk
             (1, 13, &[0]),           // zero blocks a cluster (0.6.0 divides by it)
             (1, 13, &[3]),           // not a power of two
@@ -117,6 +119,16 @@ mod tests {
             d[block][at..at + bytes.len()].copy_from_slice(bytes);
             assert_eq!(checked(&d), Err(FsStatus::Corrupt), "block {block} offset {at} = {bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_volume_whose_boot_sector_is_the_mbr_passes() {
+        // As `mkfs.fat --mbr=y` writes it: the partition starts at block 0.
+        let [mbr, mut boot] = disk();
+        boot[446..].copy_from_slice(&mbr[446..]);
+        boot[454..458].copy_from_slice(&0u32.to_le_bytes());
+        let d = [boot, boot];
+        assert_eq!(checked(&d), Ok(()));
     }
 
     #[test]

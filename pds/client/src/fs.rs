@@ -242,6 +242,21 @@ fn quiet(n: u64) -> bool {
     n < 10 || n % 1000 == 999
 }
 
+/// A stop condition for [`run`], which asks it once before each step:
+/// false for the first `steps` asks, then true, so the client makes
+/// `steps` steps and then stops cleanly (closes, re-reads and logs its
+/// files). For a platform that has no other way to tell the client to
+/// stop (seL4: the client PD has no channel from the manager or the
+/// console).
+pub fn after_steps(steps: u64) -> impl Fn() -> bool {
+    let asked = core::cell::Cell::new(0u64);
+    move || {
+        let n = asked.get();
+        asked.set(n.saturating_add(1));
+        n >= steps
+    }
+}
+
 /// The client's main loop, until `stop()` says so (or the system halts);
 /// then it closes its files, checks them once more and logs its model.
 pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
@@ -297,5 +312,17 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
     } else {
         stats.wrong.fetch_add(1, Relaxed);
         pd.log(format_args!("fs client done after {seq} steps: the final check FAILED"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn after_steps_lets_that_many_steps_run_then_stops_for_good() {
+        let stop = super::after_steps(3);
+        let asks: [bool; 6] = core::array::from_fn(|_| stop());
+        assert_eq!(asks, [false, false, false, true, true, true]);
+        let never = super::after_steps(0);
+        assert!(never());
     }
 }

@@ -1,15 +1,24 @@
 //! The file service's client PD on seL4: the same load as on the host
 //! (`client::fs::run`: files appended, read back and audited through the
-//! fs service). It works from `init`, as a Microkit PD may, and never
-//! stops (the host's stop file has no seL4 counterpart).
+//! fs service). It works from `init`, as a Microkit PD may. The host's
+//! stop file has no seL4 counterpart, so it makes a fixed number of steps
+//! ([`STEPS`]), then stops as the host's client does on `HOST_FS_STOP`:
+//! it closes its files, re-reads them and logs its model (`fsmodel ...`,
+//! then `fs client done ...`), which the QEMU test checks the disk image
+//! against.
 #![no_std]
 #![no_main]
 
 use sel4_microkit::{protection_domain, NullHandler};
 use sel4_pd::Sel4Pd;
 
+/// The client's steps before its clean stop: enough to outlast the QEMU
+/// test's live updates (build/xtask/tests/qemu.rs,
+/// `the_file_service_updates_live_across_the_fat_releases_on_sel4`).
+const STEPS: u64 = 8_000;
+
 #[protection_domain(heap_size = 0x4000)]
 fn init() -> NullHandler {
-    client::fs::run(Sel4Pd::current(), &|| false, false);
+    client::fs::run(Sel4Pd::current(), &client::fs::after_steps(STEPS), false);
     NullHandler::new()
 }

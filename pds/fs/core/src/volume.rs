@@ -31,7 +31,9 @@ pub fn check(blocks: u64, mut read: impl FnMut(u64, &mut [u8; BLOCK]) -> Result<
         return Err(FsStatus::Corrupt);
     }
     let (start, length) = (u32_at(&b, 446 + 8), u32_at(&b, 446 + 12));
-    if start == 0 || length == 0 || start.saturating_add(length) > blocks {
+    // `start` may be 0: `mkfs.fat --mbr=y` (`xtask::make_disk_image`) writes
+    // the partition table into the FAT boot sector itself.
+    if length == 0 || start.saturating_add(length) > blocks {
         return Err(FsStatus::Corrupt);
     }
     read(start, &mut b)?;
@@ -103,7 +105,7 @@ mod tests {
         assert_eq!(checked(&disk()), Ok(()));
         let damage: [(usize, usize, &[u8]); 9] = [
             (0, 510, &[0, 0]),       // no MBR signature
-            (0, 454, &[0, 0, 0, 0]), // partition at block 0
+            (0, 454, &[0, 0, 0, 0]), // partition at block 0, a bare MBR
             (0, 458, &[0xff; 4]),    // partition past the disk
             (1, 13, &[0]),           // zero blocks a cluster (0.6.0 divides by it)
             (1, 13, &[3]),           // not a power of two
@@ -117,6 +119,16 @@ mod tests {
             d[block][at..at + bytes.len()].copy_from_slice(bytes);
             assert_eq!(checked(&d), Err(FsStatus::Corrupt), "block {block} offset {at} = {bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_boot_sector_holding_the_partition_table_passes() {
+        // As `mkfs.fat --mbr=y` writes it: partition 0 starts at block 0,
+        // whose FAT boot sector is also the MBR.
+        let [_, mut boot] = disk();
+        boot[454..458].copy_from_slice(&0u32.to_le_bytes());
+        boot[458..462].copy_from_slice(&8192u32.to_le_bytes());
+        assert_eq!(checked(&[boot, [0; BLOCK]]), Ok(()));
     }
 
     #[test]

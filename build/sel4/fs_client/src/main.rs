@@ -5,10 +5,14 @@
 //! ([`STEPS`]), then stops as the host's client does on `HOST_FS_STOP`:
 //! it closes its files, re-reads them and logs its model (`fsmodel ...`,
 //! then `fs client done ...`), which the QEMU test checks the disk image
-//! against.
+//! against. The clients take turns to stop (the `turn` region they share:
+//! client n stops once it holds n, then stores n + 1), so that their logs
+//! never interleave on the debug console.
 #![no_std]
 #![no_main]
 
+use core::sync::atomic::{AtomicU64, Ordering};
+use pd_api::Pd;
 use sel4_microkit::{protection_domain, NullHandler};
 use sel4_pd::Sel4Pd;
 
@@ -19,6 +23,19 @@ const STEPS: u64 = 8_000;
 
 #[protection_domain(heap_size = 0x4000)]
 fn init() -> NullHandler {
-    client::fs::run(Sel4Pd::current(), &client::fs::after_steps(STEPS), false);
+    let pd = Sel4Pd::current();
+    let turn = match pd.region("turn") {
+        // SAFETY: a writable page the clients share, used through an atomic.
+        Some(r) if r.writable && r.size >= core::mem::size_of::<AtomicU64>() => unsafe {
+            &*(r.base as *const AtomicU64)
+        },
+        _ => {
+            pd.log(format_args!("no writable 'turn' region"));
+            return NullHandler::new();
+        }
+    };
+    let n = client::fs::number(pd.name());
+    client::fs::run(pd, &client::fs::after_steps_in_turn(STEPS, turn, n), false);
+    turn.store(n as u64 + 1, Ordering::Release);
     NullHandler::new()
 }

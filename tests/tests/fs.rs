@@ -6,7 +6,6 @@
 //! Debian's `fsck.fat -n` must find nothing wrong with the disk image, and
 //! every file on it must equal its client's model, read with the FAT crate
 //! on the host.
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use system_tests::{client_totals, System};
@@ -73,95 +72,18 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!log.iter().any(|l| l.contains("FAILED") || l.contains("wrong reply")), "{}", log.join("\n"));
-    let mut model = BTreeMap::new();
-    for l in &log {
-        let Some(rest) = l.split("fsmodel ").nth(1) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        assert_eq!(f.len(), 3, "every file is known at the end: {l}");
-        model.insert(f[0].to_owned(), (f[1].parse::<u32>().unwrap(), f[2].parse::<u32>().unwrap()));
-    }
+    let model = xtask::fs_image::models(log.iter().map(String::as_str)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(model.len(), 16, "two clients, eight files each: {model:?}");
     for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
         assert_eq!((wrong, failed), (0, 0));
     }
     assert_eq!(sys.shutdown(), 0);
 
-    // The outside judge.
-    let fsck =
-        std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap()).arg("-n").arg(&image).output().unwrap();
-    let text = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
-    assert!(fsck.status.success(), "fsck.fat -n found errors:\n{text}");
-
-    // Every file on the disk is its client's model, and nothing else is.
-    let on_disk = read_root(&image);
-    let names: Vec<&String> = on_disk.keys().collect();
-    assert_eq!(names, model.keys().collect::<Vec<_>>(), "the root holds exactly the clients' files");
-    for (name, (generation, len)) in &model {
-        let (n, k) = (name.as_bytes()[1] - b'0', name.as_bytes()[3] - b'0');
-        let data = &on_disk[name];
-        assert_eq!(data.len(), *len as usize, "{name}: length");
-        let bad = data
-            .iter()
-            .enumerate()
-            .position(|(i, &b)| b != client::fs::pattern(n as u32, k as u32, *generation, i as u32));
-        assert_eq!(bad, None, "{name}: first wrong byte");
-    }
+    // The outside judge: a clean fsck, and every file on the disk is its
+    // client's model, and nothing else is.
+    xtask::fs_image::fsck(&image).unwrap_or_else(|e| panic!("{e}"));
+    xtask::fs_image::check_files(&image, &model, client::fs::pattern).unwrap_or_else(|e| panic!("{e}"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Every file in the image's root directory, read with embedded-sdmmc.
-fn read_root(image: &Path) -> BTreeMap<String, Vec<u8>> {
-    use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Mode, VolumeIdx, VolumeManager};
-    use std::os::unix::fs::FileExt;
-    struct Img(std::fs::File);
-    impl BlockDevice for Img {
-        type Error = std::io::Error;
-        fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), Self::Error> {
-            for (i, b) in blocks.iter_mut().enumerate() {
-                self.0.read_exact_at(&mut b.contents, (start.0 as u64 + i as u64) * 512)?;
-            }
-            Ok(())
-        }
-        fn write(&self, _: &[Block], _: BlockIdx) -> Result<(), Self::Error> {
-            Err(std::io::Error::other("read-only"))
-        }
-        fn num_blocks(&self) -> Result<BlockCount, Self::Error> {
-            Ok(BlockCount((self.0.metadata()?.len() / 512) as u32))
-        }
-    }
-    struct Clock;
-    impl embedded_sdmmc::TimeSource for Clock {
-        fn get_timestamp(&self) -> embedded_sdmmc::Timestamp {
-            embedded_sdmmc::Timestamp::from_fat(0, 0)
-        }
-    }
-    let vm: VolumeManager<Img, Clock, 4, 4, 1> =
-        VolumeManager::new_with_limits(Img(std::fs::File::open(image).unwrap()), Clock, 0);
-    let vol = vm.open_raw_volume(VolumeIdx(0)).unwrap();
-    let root = vm.open_root_dir(vol).unwrap();
-    let mut names = Vec::new();
-    vm.iterate_dir(root, |e| {
-        if !e.attributes.is_volume() && !e.attributes.is_directory() {
-            names.push(e.name.to_string());
-        }
-    })
-    .unwrap();
-    let mut files = BTreeMap::new();
-    for name in names {
-        let f = vm.open_file_in_dir(root, name.as_str(), Mode::ReadOnly).unwrap();
-        let mut data = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = vm.read(f, &mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
-        vm.close_file(f).unwrap();
-        files.insert(name, data);
-    }
-    files
 }
 
 /// Damages a fresh image: `loop` makes the root directory's cluster chain

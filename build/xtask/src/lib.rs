@@ -6,6 +6,7 @@ use std::process::Command;
 
 pub mod cheader;
 pub mod cmodule;
+pub mod fs_image;
 pub mod keys;
 pub mod module;
 pub mod sel4;

@@ -9,6 +9,7 @@
 //! whole, its size checked by `Stat` and by a listing. Now and then a file
 //! is removed and created anew (a new generation).
 use core::fmt::Write;
+use core::sync::atomic::AtomicU64;
 use fs_api::{FsClient, FsError};
 use heapless::String;
 use interfaces::fs::{FsStatus, OpenMode};
@@ -242,6 +243,37 @@ fn quiet(n: u64) -> bool {
     n < 10 || n % 1000 == 999
 }
 
+/// A stop condition for [`run`], which asks it once before each step:
+/// false for the first `steps` asks, then true, so the client makes
+/// `steps` steps and then stops cleanly (closes, re-reads and logs its
+/// files). For a platform that has no other way to tell the client to
+/// stop (seL4: the client PD has no channel from the manager or the
+/// console).
+pub fn after_steps(steps: u64) -> impl Fn() -> bool {
+    let asked = core::cell::Cell::new(0u64);
+    move || {
+        let n = asked.get();
+        asked.set(n.saturating_add(1));
+        n >= steps
+    }
+}
+
+/// [`after_steps`] for clients that must not stop together: client `n`
+/// goes on stepping past `steps` until `turn` holds `n`, and the caller
+/// stores `n + 1` in it once [`run`] has returned. So the clients finish
+/// one after the other, in the order of their numbers, and their final
+/// logs never interleave (on seL4 two PDs printing at once on the debug
+/// console interleave their characters).
+pub fn after_steps_in_turn(steps: u64, turn: &AtomicU64, n: u32) -> impl Fn() -> bool + '_ {
+    let done = after_steps(steps);
+    move || done() && turn.load(core::sync::atomic::Ordering::Acquire) == n as u64
+}
+
+/// The client's number from its PD's name (`fsc1`: 1; none: 0).
+pub fn number(name: &str) -> u32 {
+    name.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0)
+}
+
 /// The client's main loop, until `stop()` says so (or the system halts);
 /// then it closes its files, checks them once more and logs its model.
 pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
@@ -258,7 +290,7 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
         Ok(fs) => fs,
         Err(e) => return pd.log(format_args!("cannot reach the fs service: {e}")),
     };
-    let n = pd.name().trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+    let n = number(pd.name());
     let mut c = Client { fs, n, files: [File::default(); FILES], dirs };
     let mut seq = 0u64;
     while !pd.halting() && !stop() {
@@ -297,5 +329,30 @@ pub fn run<P: Pd + ?Sized>(pd: &P, stop: &dyn Fn() -> bool, dirs: bool) {
     } else {
         stats.wrong.fetch_add(1, Relaxed);
         pd.log(format_args!("fs client done after {seq} steps: the final check FAILED"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn after_steps_lets_that_many_steps_run_then_stops_for_good() {
+        let stop = super::after_steps(3);
+        let asks: [bool; 6] = core::array::from_fn(|_| stop());
+        assert_eq!(asks, [false, false, false, true, true, true]);
+        let never = super::after_steps(0);
+        assert!(never());
+    }
+
+    #[test]
+    fn in_turn_the_clients_stop_one_after_the_other() {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        let turn = AtomicU64::new(0);
+        let (c0, c1) = (super::after_steps_in_turn(1, &turn, 0), super::after_steps_in_turn(1, &turn, 1));
+        assert_eq!((c0(), c1()), (false, false));
+        // Both have made their steps; client 1 goes on until 0 is done.
+        assert_eq!((c0(), c1(), c1()), (true, false, false));
+        turn.store(1, Ordering::Release);
+        assert!(c1());
+        assert_eq!((super::number("fsc1"), super::number("fsc12"), super::number("x")), (1, 12, 0));
     }
 }

@@ -130,6 +130,9 @@ impl Board {
     fn spawn(&mut self, i: usize) -> Result<(), String> {
         let (cfg, fds) = self.pd_config(i);
         let mut cmd = Command::new(&self.images[i]);
+        // argv[0] is the PD's name, so `ps` and /proc tell the PDs apart
+        // (every slot runs the same shell binary).
+        cmd.arg0(&self.sys.pds[i].name);
         cmd.env(ENV_VAR, serde_json::to_string(&cfg).expect("serialisable"));
         if Some(i) != self.console_pd {
             cmd.stdin(Stdio::null());

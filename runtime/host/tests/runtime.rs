@@ -193,3 +193,26 @@ fn halt_stops_every_pd_and_exits_zero() {
     let mut r = boot("halt", &xml);
     assert_eq!(r.wait_exit(), 0);
 }
+
+#[test]
+fn each_pd_process_is_named_after_its_pd() {
+    let xml = format!("<system>{}{}</system>", pd("idle", 30, ""), pd("idle2", 20, ""));
+    let r = boot("names", &xml);
+    let runtime = r.child.id();
+    // argv[0] of every child of the runtime, once both have started.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let names = loop {
+        let children = std::fs::read_to_string(format!("/proc/{runtime}/task/{runtime}/children")).unwrap_or_default();
+        let mut names: Vec<String> = children
+            .split_whitespace()
+            .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(c.split(|&b| b == 0).next().unwrap_or_default()).into_owned())
+            .collect();
+        names.sort();
+        if names.len() == 2 || Instant::now() > deadline {
+            break names;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(names, ["idle", "idle2"]);
+}

@@ -28,6 +28,8 @@ use std::time::Instant;
 
 #[path = "bench_pd/fs.rs"]
 mod fs;
+#[path = "bench_pd/placement.rs"]
+mod placement;
 
 struct Idle;
 impl Handler<HostPd> for Idle {
@@ -112,6 +114,12 @@ fn bench_client(pd: &HostPd) {
     KvRequest::Put { key: b"bench", value: b"value" }.encode(&mut msg).unwrap();
     pd.ppcall(direct, &mut msg).expect("direct put");
     let slot = pd.channel("kv0_a").expect("channel to kv0_a");
+    match placement::client_and_servers(&["kv0_a", "kv0_b", "kvdirect"]) {
+        Some((client, servers)) => {
+            pd.log(format_args!("BENCH placement: client on cpu {client}, servers on cpu {servers}"))
+        }
+        None => pd.log(format_args!("BENCH placement: one core, nothing pinned")),
+    }
     // The same client-side work as the stub does, minus the capability
     // map: encode, call, validate the reply, copy the value out.
     let mut plain_get = |ch: ChannelId| {
@@ -130,7 +138,7 @@ fn bench_client(pd: &HostPd) {
     // drift (frequency, other load, where the scheduler put each process)
     // moves both sides of a round alike and cancels in its ratio.
     const BATCH: u32 = 2_000;
-    const ROUNDS: usize = 121;
+    const ROUNDS: usize = 15;
     let (mut upd, mut dir, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS + 1 {
         let (mut u, mut d, mut r) = (0.0, 0.0, 0.0);

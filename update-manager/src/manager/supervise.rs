@@ -108,28 +108,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 }
                 let busy = slot.page.busy_in();
                 let progress = slot.page.counters.progress.load(Relaxed);
-                let (hung, since) = match (busy, slot.watch) {
-                    (None, _) => {
-                        slot.watch = None;
-                        (false, 0)
-                    }
-                    (Some(n), Some(w)) if n == w.event && progress == w.progress => {
-                        (now.saturating_sub(w.since) >= HANG_NS, w.since)
-                    }
-                    // Moving, but an event that never ends is a livelock
-                    // (a module calling out in a loop for ever).
-                    (Some(n), Some(w)) if n == w.event => {
-                        slot.watch = Some(Watch { progress, since: now, ..w });
-                        (now.saturating_sub(w.began) >= EVENT_LIMIT_NS, w.began)
-                    }
-                    (Some(n), _) => {
-                        slot.watch = Some(Watch { event: n, progress, since: now, began: now });
-                        (false, 0)
-                    }
-                };
-                if !hung {
-                    continue;
-                }
+                let (watch, verdict) = Watch::look(slot.watch, busy, progress, now);
+                slot.watch = watch;
+                let Some(since) = verdict else { continue };
                 let (child, page) = (slot.child, slot.page);
                 let incarnation = self.incarnation_of(child);
                 if self.noted.contains(&(child, incarnation)) {
@@ -175,5 +156,88 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         self.flush();
         self.maybe_halt();
         self.schedule_tick();
+    }
+}
+
+impl Watch {
+    /// One look of the watchdog at a slot: `busy` is the event the slot's
+    /// module is inside (if any), `progress` its progress counter, `now`
+    /// the clock. Returns the watch to keep and, if the slot hangs, since
+    /// when: inside the same event with no progress for [`HANG_NS`], or
+    /// inside one event for [`EVENT_LIMIT_NS`] however it progresses (a
+    /// module calling out in a loop for ever is a livelock).
+    pub(crate) fn look(
+        watch: Option<Watch>,
+        busy: Option<u64>,
+        progress: u64,
+        now: u64,
+    ) -> (Option<Watch>, Option<u64>) {
+        match (busy, watch) {
+            (None, _) => (None, None),
+            (Some(n), Some(w)) if n == w.event && progress == w.progress => {
+                (Some(w), (now.saturating_sub(w.since) >= HANG_NS).then_some(w.since))
+            }
+            (Some(n), Some(w)) if n == w.event => (
+                Some(Watch { progress, since: now, ..w }),
+                (now.saturating_sub(w.began) >= EVENT_LIMIT_NS).then_some(w.began),
+            ),
+            (Some(n), _) => (Some(Watch { event: n, progress, since: now, began: now }), None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Looks every 50 ms from `t0` to `t1` at a slot inside `event`, whose
+    /// progress `step` gives at each look; returns the first hang verdict.
+    fn watch_over(t0: u64, t1: u64, event: u64, step: impl Fn(u64) -> u64) -> Option<(u64, u64)> {
+        let mut w = None;
+        let mut t = t0;
+        while t <= t1 {
+            let (next, verdict) = Watch::look(w, Some(event), step(t), t);
+            if let Some(since) = verdict {
+                return Some((t, since));
+            }
+            w = next;
+            t += WATCH_PERIOD_NS;
+        }
+        None
+    }
+
+    #[test]
+    fn a_slot_stuck_in_one_event_hangs_after_the_hang_time() {
+        let (at, since) = watch_over(10 * MS, 10_000 * MS, 7, |_| 3).expect("a hang");
+        assert_eq!(since, 10 * MS);
+        assert!(at >= since + HANG_NS && at < since + HANG_NS + WATCH_PERIOD_NS, "seen at {at}");
+    }
+
+    #[test]
+    fn progress_defers_the_hang_but_not_past_the_event_limit() {
+        // Progress at every look (a transfer's bytes, calls out returning).
+        let (at, since) = watch_over(0, 2 * EVENT_LIMIT_NS, 7, |t| t / WATCH_PERIOD_NS).expect("a livelock");
+        assert_eq!(since, 0, "counted from the event's start");
+        assert!((EVENT_LIMIT_NS..EVENT_LIMIT_NS + WATCH_PERIOD_NS).contains(&at), "seen at {at}");
+        // Progress that stops: a hang one hang time after the last move.
+        let last_move = 5_000 * MS;
+        let (at, since) = watch_over(0, EVENT_LIMIT_NS, 7, |t| t.min(last_move) / WATCH_PERIOD_NS).expect("a hang");
+        assert_eq!(since, last_move);
+        assert!(at >= last_move + HANG_NS && at < last_move + HANG_NS + WATCH_PERIOD_NS);
+    }
+
+    #[test]
+    fn a_slot_that_moves_between_events_or_idles_never_hangs() {
+        let mut w = None;
+        for k in 0..2_000u64 {
+            let t = k * WATCH_PERIOD_NS;
+            // A new event at every look, or no event at all.
+            let busy = (k % 3 != 0).then_some(k);
+            let (next, verdict) = Watch::look(w, busy, 0, t);
+            assert_eq!(verdict, None, "look {k}");
+            w = next;
+        }
     }
 }

@@ -128,9 +128,55 @@ pub(crate) fn cargo() -> Command {
     c
 }
 
-/// The host shared object a module package builds to.
-pub fn module_path(profile_dir: &Path, package: &str) -> PathBuf {
-    profile_dir.join(format!("lib{}.so", package.replace('-', "_")))
+/// The profile every module is built with (`[profile.module]` in the
+/// workspace's Cargo.toml), whatever the rest is built with.
+pub const MODULE_PROFILE: &str = "module";
+
+/// The host shared object a module package builds to in `dir`.
+pub fn module_path(dir: &Path, package: &str) -> PathBuf {
+    dir.join(format!("lib{}.so", package.replace('-', "_")))
+}
+
+/// Where the module profile's host outputs are.
+fn module_dir() -> PathBuf {
+    target_dir().join(MODULE_PROFILE)
+}
+
+/// The `[profile.module]` settings of the workspace's Cargo.toml, as
+/// `--config profile.module.KEY=VALUE` arguments: what a crate outside the
+/// workspace is built with, so that it gets the same profile.
+pub fn module_profile_config() -> Result<Vec<String>, String> {
+    let path = workspace_root().join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = format!("[profile.{MODULE_PROFILE}]");
+    let body = text
+        .split_once(&format!("\n{header}\n"))
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("{}: no {header}", path.display()))?;
+    let mut out = Vec::new();
+    for line in body.lines().map(str::trim).take_while(|l| !l.starts_with('[')) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once('=').ok_or_else(|| format!("{}: {header}: '{line}'", path.display()))?;
+        out.push("--config".to_owned());
+        out.push(format!("profile.{MODULE_PROFILE}.{}={}", key.trim(), value.trim()));
+    }
+    Ok(out)
+}
+
+/// Builds module packages with the module profile for the host.
+fn cargo_build_modules<'a>(packages: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["build", "--quiet", "--profile", MODULE_PROFILE]);
+    for p in packages {
+        c.args(["-p", p]);
+    }
+    let status = c.status().map_err(|e| format!("running cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the modules failed".into());
+    }
+    Ok(())
 }
 
 /// Builds every host program and module, and assembles
@@ -155,10 +201,14 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
         let _ = std::fs::remove_file(&dst);
         std::os::unix::fs::symlink(profile_dir.join(bin), &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
     }
+    cargo_build_modules(MODULES.iter().filter_map(|m| match m.source {
+        Source::Crate(package) => Some(package),
+        Source::C(_) => None,
+    }))?;
     let mut images = Vec::new();
     for m in MODULES {
         let p = match m.source {
-            Source::Crate(package) => module_path(&profile_dir, package),
+            Source::Crate(package) => module_path(&module_dir(), package),
             Source::C(dir) => cmodule::build_host(dir, m.image, &profile_dir.join("c-modules"))?,
         };
         images.push((m, std::fs::read(&p).map_err(|e| format!("module {}: {}: {e}", m.image, p.display()))?));
@@ -215,7 +265,7 @@ fn host_module_path(package: &str) -> PathBuf {
     let debug = target_dir().join("debug");
     match c_module_dir(package) {
         Some(_) => module_path(&debug.join("c-modules"), package),
-        None => module_path(&debug, package),
+        None => module_path(&module_dir(), package),
     }
 }
 
@@ -226,12 +276,8 @@ pub fn build_module(package: &str) -> Result<Vec<u8>, String> {
         let p = cmodule::build_host(dir, package, &target_dir().join("debug").join("c-modules"))?;
         return std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
     }
-    let status =
-        cargo().args(["build", "--quiet", "-p", package]).status().map_err(|e| format!("running cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("building {package} failed"));
-    }
-    let p = module_path(&target_dir().join("debug"), package);
+    cargo_build_modules([package]).map_err(|e| format!("{e}: {package}"))?;
+    let p = module_path(&module_dir(), package);
     std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
 

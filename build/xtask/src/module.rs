@@ -100,9 +100,10 @@ fn seed_lockfile(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo rustc` on the crate's library as the in-tree modules are built
-/// (release, panic=abort, no debug info: the image is copied into a slot's
-/// code region, so it is kept small); returns the library it wrote.
+/// `cargo rustc` on the crate's library with the profile the in-tree
+/// modules are built with (the framework's `[profile.module]`, passed as
+/// `--config`: the crate is a workspace of its own); returns the library
+/// it wrote.
 fn cargo_build(manifest: &Path, target: Target) -> Result<PathBuf, String> {
     let (crate_type, kind) = match target {
         Target::Host => ("cdylib", "so"),
@@ -110,12 +111,11 @@ fn cargo_build(manifest: &Path, target: Target) -> Result<PathBuf, String> {
     };
     let mut c = crate::cargo();
     c.env_remove("RUSTFLAGS")
-        .args(["rustc", "--lib", "--release", "--crate-type", crate_type, "--manifest-path"])
+        .args(["rustc", "--lib", "--profile", crate::MODULE_PROFILE, "--crate-type", crate_type, "--manifest-path"])
         .arg(manifest)
         .args(["--message-format", "json-render-diagnostics", "--target-dir"])
         .arg(build_dir())
-        .args(["--config", "profile.release.panic=\"abort\"", "--config", "profile.release.debug=false"])
-        .args(["--config", "profile.release.strip=\"debuginfo\""])
+        .args(crate::module_profile_config()?)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if target == Target::Aarch64Sel4 {

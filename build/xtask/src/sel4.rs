@@ -268,11 +268,22 @@ pub fn build_module_elf(package: &str, name: &str, system: &Path, out: &Path) ->
     let target = target_dir().join("sel4-modules");
     let mut c = crate::cargo();
     c.env_remove("RUSTFLAGS")
-        .args(["rustc", "--quiet", "--lib", "--release", "--crate-type", "staticlib", "-p", package])
+        .args([
+            "rustc",
+            "--quiet",
+            "--lib",
+            "--profile",
+            crate::MODULE_PROFILE,
+            "--crate-type",
+            "staticlib",
+            "-p",
+            package,
+        ])
         .args(["--target", MODULE_TARGET, "--target-dir"])
         .arg(&target);
     run(&mut c, &format!("building module {name}"))?;
-    let lib = target.join(MODULE_TARGET).join("release").join(format!("lib{}.a", package.replace('-', "_")));
+    let lib =
+        target.join(MODULE_TARGET).join(crate::MODULE_PROFILE).join(format!("lib{}.a", package.replace('-', "_")));
     link_module(&lib, name, system, out)
 }
 

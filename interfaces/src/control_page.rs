@@ -106,6 +106,11 @@ pub struct SlotCounters {
     /// returned, e.g. a block request of the fs slot): the watchdog's sign
     /// that a slot inside one event for long is slow, not stuck.
     pub progress: AtomicU64,
+    /// Nonzero while the module waits in a protected call to another PD
+    /// (the fs slot on its block driver): that time is the callee's, not
+    /// the slot's, so the watchdog's hang rule does not run on it (only
+    /// the limit on one event's length does).
+    pub calling_out: AtomicU64,
 }
 
 #[repr(C)]
@@ -150,6 +155,7 @@ impl ControlPage {
             &c.journaled,
             &c.journal_overflow,
             &c.progress,
+            &c.calling_out,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -178,6 +184,21 @@ impl ControlPage {
     pub fn note_progress(&self) {
         let c = &self.counters.progress;
         c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Slot side: the module starts (`true`) or ends (`false`) waiting in
+    /// a protected call to another PD; a call that returned is progress.
+    #[inline]
+    pub fn calling_out(&self, calling: bool) {
+        self.counters.calling_out.store(calling as u64, Ordering::Relaxed);
+        if !calling {
+            self.note_progress();
+        }
+    }
+
+    /// Manager side: the slot's module waits in a call to another PD.
+    pub fn is_calling_out(&self) -> bool {
+        self.counters.calling_out.load(Ordering::Relaxed) != 0
     }
 
     /// Manager side: `Some(n)` while the slot is inside event `n`.

@@ -149,18 +149,22 @@ unsafe extern "C" fn ppcall<P: Pd + 'static>(c: *mut c_void, ch: u32, msg: *mut 
     if ch >= 64 || c.allowed_channels & (1 << ch) == 0 || msg.is_null() {
         return -1;
     }
-    // A protected call that returns is progress of the event: a service
-    // whose call waits on a device (the fs slot on the block driver, one
-    // call per block request) is slow, not stuck, while its requests
-    // complete. (Each request is bounded by its driver; a call that never
-    // returns makes no progress, and the watchdog stops the slot.)
+    // The time a protected call waits is the callee's, and a call that
+    // returns is progress of the event: a service whose call waits on a
+    // device (the fs slot on the block driver, one call per block
+    // request) is slow, not stuck, however slowly the device answers (on
+    // a loaded machine QEMU's took over a second). A call that never
+    // returns is caught by the watchdog's limit on one event's length.
+    if let Some(p) = c.page {
+        p.calling_out(true);
+    }
     // SAFETY: the module passes its own message buffer.
     let r = match c.pd.ppcall(ch, unsafe { &mut *msg }) {
         Ok(()) => 0,
         Err(_) => -2,
     };
     if let Some(p) = c.page {
-        p.note_progress();
+        p.calling_out(false);
     }
     r
 }

@@ -108,7 +108,8 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 }
                 let busy = slot.page.busy_in();
                 let progress = slot.page.counters.progress.load(Relaxed);
-                let (watch, verdict) = Watch::look(slot.watch, busy, progress, now);
+                let waiting = slot.page.is_calling_out();
+                let (watch, verdict) = Watch::look(slot.watch, busy, progress, waiting, now);
                 slot.watch = watch;
                 let Some(since) = verdict else { continue };
                 let (child, page) = (slot.child, slot.page);
@@ -161,20 +162,23 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
 impl Watch {
     /// One look of the watchdog at a slot: `busy` is the event the slot's
-    /// module is inside (if any), `progress` its progress counter, `now`
-    /// the clock. Returns the watch to keep and, if the slot hangs, since
-    /// when: inside the same event with no progress for [`HANG_NS`], or
-    /// inside one event for [`EVENT_LIMIT_NS`] however it progresses (a
-    /// module calling out in a loop for ever is a livelock).
+    /// module is inside (if any), `progress` its progress counter,
+    /// `waiting` whether it waits in a protected call to another PD (time
+    /// that is not the slot's own), `now` the clock. Returns the watch to
+    /// keep and, if the slot hangs, since when: inside the same event
+    /// with no progress and no call out for [`HANG_NS`], or inside one
+    /// event for [`EVENT_LIMIT_NS`] however it progresses (a module
+    /// calling out in a loop for ever, or in a call that never returns).
     pub(crate) fn look(
         watch: Option<Watch>,
         busy: Option<u64>,
         progress: u64,
+        waiting: bool,
         now: u64,
     ) -> (Option<Watch>, Option<u64>) {
         match (busy, watch) {
             (None, _) => (None, None),
-            (Some(n), Some(w)) if n == w.event && progress == w.progress => {
+            (Some(n), Some(w)) if n == w.event && progress == w.progress && !waiting => {
                 (Some(w), (now.saturating_sub(w.since) >= HANG_NS).then_some(w.since))
             }
             (Some(n), Some(w)) if n == w.event => (
@@ -198,7 +202,7 @@ mod tests {
         let mut w = None;
         let mut t = t0;
         while t <= t1 {
-            let (next, verdict) = Watch::look(w, Some(event), step(t), t);
+            let (next, verdict) = Watch::look(w, Some(event), step(t), false, t);
             if let Some(since) = verdict {
                 return Some((t, since));
             }
@@ -229,13 +233,41 @@ mod tests {
     }
 
     #[test]
+    fn time_in_a_call_out_is_not_the_slots_but_counts_to_the_event_limit() {
+        // One block request that takes 5 s (a starved device), then a hang.
+        let (mut w, mut t) = (None, 0);
+        let (at, since) = loop {
+            let waiting = t < 5_000 * MS;
+            let (next, verdict) = Watch::look(w, Some(7), u64::from(!waiting), waiting, t);
+            if let Some(since) = verdict {
+                break (t, since);
+            }
+            assert!(t < EVENT_LIMIT_NS, "no hang");
+            w = next;
+            t += WATCH_PERIOD_NS;
+        };
+        assert!(since >= 5_000 * MS && at >= since + HANG_NS, "since {since} at {at}");
+        // A call that never returns: the limit on one event's length.
+        let (mut w, mut t) = (None, 0);
+        let at = loop {
+            let (next, verdict) = Watch::look(w, Some(7), 0, true, t);
+            if verdict.is_some() {
+                break t;
+            }
+            w = next;
+            t += WATCH_PERIOD_NS;
+        };
+        assert!((EVENT_LIMIT_NS..EVENT_LIMIT_NS + WATCH_PERIOD_NS).contains(&at), "seen at {at}");
+    }
+
+    #[test]
     fn a_slot_that_moves_between_events_or_idles_never_hangs() {
         let mut w = None;
         for k in 0..2_000u64 {
             let t = k * WATCH_PERIOD_NS;
             // A new event at every look, or no event at all.
             let busy = (k % 3 != 0).then_some(k);
-            let (next, verdict) = Watch::look(w, busy, 0, t);
+            let (next, verdict) = Watch::look(w, busy, 0, false, t);
             assert_eq!(verdict, None, "look {k}");
             w = next;
         }

@@ -354,6 +354,27 @@ pub fn assert_clean_progress(sys: &mut System, before: &[Row]) -> Vec<Row> {
     }
 }
 
+/// Totals per client: (PD, verified, wrong, failed, audits).
+pub type Totals = Vec<(String, u64, u64, u64, u64)>;
+
+/// Waits, for at most `limit`, until each of `clients` clients served
+/// more verified calls than in `before`; none may have seen a wrong reply
+/// or a failed call meanwhile. Returns the totals it judged.
+pub fn clients_progressed(sys: &mut System, before: &Totals, clients: usize, limit: Duration) -> Totals {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = client_totals(&sys.status());
+        for (name, _, wrong, failed, _) in &now {
+            assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
+        }
+        if now.len() == clients && before.iter().zip(&now).all(|(b, n)| n.1 > b.1) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the clients made no progress in {limit:?}: {before:?} -> {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// xorshift64*: a fixed sequence per seed, so a failing run of a test that
 /// draws its events from it can be replayed.
 pub struct Rng(pub u64);

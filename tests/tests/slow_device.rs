@@ -4,8 +4,8 @@
 //! stalled it for over a second on a loaded machine), that time is the
 //! driver's, not the slot's: the manager's 1 s hang rule must not stop
 //! the fs slot, reload it empty and lose its clients' open files.
-use std::time::{Duration, Instant};
-use system_tests::{client_totals, System};
+use std::time::Duration;
+use system_tests::{client_totals, clients_progressed, System};
 
 /// The pid of the PD process named `pd` (the host runtime sets a PD's
 /// argv[0] to its name).
@@ -23,23 +23,6 @@ fn pd_pid(sys: &System, pd: &str) -> i32 {
         .unwrap()
 }
 
-/// Waits (bounded) until every client served more calls than in `before`,
-/// none wrong and none failed.
-fn progress(sys: &mut System, before: &[(String, u64, u64, u64, u64)]) -> Vec<(String, u64, u64, u64, u64)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = client_totals(&sys.status());
-        for (name, _, wrong, failed, _) in &now {
-            assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");
-        }
-        if now.len() == 2 && before.iter().zip(&now).all(|(b, n)| n.1 > b.1) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "the clients made no progress in 30 s: {before:?} -> {now:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_stalled_block_driver_does_not_make_the_file_service_hang() {
     let dir = std::env::temp_dir().join(format!("slow-device-{}", std::process::id()));
@@ -49,7 +32,7 @@ fn a_stalled_block_driver_does_not_make_the_file_service_hang() {
     let system = xtask::workspace_root().join("tests/systems/fs.xml");
     let mut sys = System::boot_with(Some(&system), &["--disk".as_ref(), image.as_os_str()], &[]);
     let start = client_totals(&sys.status());
-    let seen = progress(&mut sys, &start);
+    let seen = clients_progressed(&mut sys, &start, 2, Duration::from_secs(30));
 
     let blk = pd_pid(&sys, "blk");
     // SAFETY: signals to a child process of the runtime this test started.
@@ -59,7 +42,7 @@ fn a_stalled_block_driver_does_not_make_the_file_service_hang() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(blk, libc::SIGCONT) }, 0);
 
-    progress(&mut sys, &seen);
+    clients_progressed(&mut sys, &seen, 2, Duration::from_secs(30));
     let fs_rows: Vec<_> = sys.status().into_iter().filter(|r| r.pd.starts_with("fs0_")).collect();
     assert!(fs_rows.iter().all(|r| r.faults == 0), "no fault or hang of an fs slot: {fs_rows:?}");
     let log = sys.log.lock().unwrap().join("\n");

@@ -2,7 +2,7 @@
 //! test checks the exact sequence of slot operations and the binding the
 //! capability map is left with.
 use super::fake_slots::{Answer, FakeSlots};
-use super::{hot_rollback, make_final, probation_over, SlotAt, Target, TRANSFER_NS};
+use super::{hot_rollback, make_final, probation_end_reason, SlotAt, Target, TRANSFER_NS};
 use crate::history::Phase;
 use alloc::{string::String, vec::Vec};
 use interfaces::capmap::{Binding, Slot};
@@ -176,9 +176,9 @@ fn a_probation_that_runs_out_makes_the_update_final() {
     let mut f = FakeSlots::booted(&["kv0"], 1);
     f.switch(&[0], Target::Image("kv-v2")).unwrap();
     f.ops.clear();
-    assert!(!probation_over(&f, 0, f.now));
+    assert_eq!(probation_end_reason(&f, 0, f.now), None);
     f.now += f.policy.window_ms * 1_000_000;
-    assert!(probation_over(&f, 0, f.now));
+    assert_eq!(probation_end_reason(&f, 0, f.now), Some("probation over"));
     make_final(&mut f, "kv", "probation over", true);
     assert_eq!(ops(&f), ["0b PROBATION end"]);
     assert_eq!(f.finalized, ["kv kv-v2 v2 (probation over) raise"]);

@@ -147,7 +147,8 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
         assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
         assert!(report.contains("runs fs-v3 (v3, schema 1)"), "{report}");
         let log = sys.log.lock().unwrap().clone();
-        assert!(log.iter().any(|l| l.contains("fs-faulty: wrote") && l.contains("failing now")), "{log:?}");
+        let failed = log.iter().rfind(|l| l.contains("fs-faulty: wrote") && l.contains("failing now"));
+        eprintln!("{image}: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
         assert_eq!(fs_live_version(&mut sys), "3");
         seen = progress(&mut sys, &seen);
         seen = progress(&mut sys, &seen);

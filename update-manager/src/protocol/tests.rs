@@ -163,6 +163,24 @@ fn a_fault_on_probation_goes_back_to_the_old_version_with_the_journal_replayed()
 }
 
 #[test]
+fn a_fault_on_checkpoint_probation_goes_back_to_the_old_version_with_the_last_checkpoint() {
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.checkpoints = true;
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    // The checkpoint is in the schema the old version (kv-v1) imports.
+    assert_eq!(f.probation_words.last().map(|w| w[1]), Some(1));
+    assert!(f.instances[0].probation.is_some_and(|p| p.checkpoint));
+    f.ops.clear();
+    // B served three calls, checkpointing state 50, then faulted.
+    f.set_checkpointed(B0, 3, 50);
+    f.failed.push(B0);
+    let done = hot_rollback(&mut f, "kv", Some(B0), "kv0_b abort");
+    assert_eq!(ops(&f), ["0a REPLAY", "commit 0 gen3 a", "0a ACTIVATE", "0a kick", "0b restart"]);
+    assert_eq!(f.state(A0), Some(50), "the new version's state, not the old one's plus anything");
+    assert_eq!(done.replayed, "kv0: took over the checkpoint after 3 call(s)");
+}
+
+#[test]
 fn an_operators_rollback_on_probation_freezes_the_healthy_new_slot_first() {
     let mut f = FakeSlots::booted(&["kv0"], 1);
     f.switch(&[0], Target::Image("kv-v2")).unwrap();

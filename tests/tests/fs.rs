@@ -99,6 +99,15 @@ fn fs_system_with_test_images(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Both clients' verified calls per second over a second.
+fn calls_per_second(sys: &mut System) -> f64 {
+    let sum = |t: &[(String, u64, u64, u64, u64)]| t.iter().map(|c| c.1).sum::<u64>();
+    let (before, t0) = (sum(&client_totals(&sys.status())), Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let after = sum(&client_totals(&sys.status()));
+    (after - before) as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// The live fs slot's module version, from a status table.
 fn fs_live_version(sys: &mut System) -> String {
     let rows = sys.status();
@@ -160,6 +169,9 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
     seen = progress(&mut sys, &seen);
     let status = sys.command("status");
     assert!(status.contains("call(s) checkpointed"), "{status}");
+    // For the README: the clients' calls per second while every call is
+    // checkpointed (two files synced and the device flushed per write).
+    let on_probation = calls_per_second(&mut sys);
     let out = sys.command("rollback fs");
     assert!(out.contains("takes over the new one's last checkpoint"), "{out}");
     assert!(out.contains("runs fs-v3 (v3, schema 1) again"), "{out}");
@@ -173,6 +185,7 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
     seen = progress(&mut sys, &seen);
     progress(&mut sys, &seen);
     assert_eq!(fs_live_version(&mut sys), "4");
+    eprintln!("calls/s of both clients: fs-v5 on probation {on_probation:.0}, fs-v4 final {:.0}", calls_per_second(&mut sys));
     let log = sys.command("log all");
     assert!(!log.contains("state was lost"), "{log}");
 

@@ -185,7 +185,10 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
     seen = progress(&mut sys, &seen);
     progress(&mut sys, &seen);
     assert_eq!(fs_live_version(&mut sys), "4");
-    eprintln!("calls/s of both clients: fs-v5 on probation {on_probation:.0}, fs-v4 final {:.0}", calls_per_second(&mut sys));
+    eprintln!(
+        "calls/s of both clients: fs-v5 on probation {on_probation:.0}, fs-v4 final {:.0}",
+        calls_per_second(&mut sys)
+    );
     let log = sys.command("log all");
     assert!(!log.contains("state was lost"), "{log}");
 

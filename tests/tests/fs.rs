@@ -40,8 +40,8 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
         &["--disk".as_ref(), image.as_os_str()],
         &[("HOST_FS_STOP", stop.as_os_str())],
     );
-    // Rollbacks move the state (the journal's replay of file writes is not
-    // for a disk: see the README).
+    // No probation: every update, up and down, moves the state (the
+    // probation's checkpoints are the next test's).
     assert!(sys.command("probation 0").contains("0 ms"));
     let start = client_totals(&sys.status());
     let mut seen = progress(&mut sys, &start);

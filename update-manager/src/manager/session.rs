@@ -128,7 +128,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let p = self.probation_policy;
                 let calls =
                     if p.calls == 0 { String::from("no call limit") } else { format!("at most {} calls", p.calls) };
-                self.say(&format!("probation: {} ms, {calls} (and while the journal has room and checkpoints succeed)\n", p.window_ms));
+                self.say(&format!(
+                    "probation: {} ms, {calls} (and while the journal has room and checkpoints succeed)\n",
+                    p.window_ms
+                ));
             }
             Command::Probation { window_ms: Some(ms), calls } => {
                 self.probation_policy.window_ms = ms;

@@ -52,6 +52,8 @@ pub struct FakeSlots {
     checkpointed: BTreeMap<Key, u64>,
     /// The words of each PROBATION command.
     pub probation_words: Vec<Vec<u64>>,
+    /// Every slot's journal is full (or its checkpoint failed).
+    pub overflowed: bool,
     /// The capability map.
     pub capmap: BTreeMap<usize, Binding>,
     /// Slots that faulted or hung and were not reset since.
@@ -119,6 +121,7 @@ impl FakeSlots {
             checkpoints: false,
             checkpointed: BTreeMap::new(),
             probation_words: Vec::new(),
+            overflowed: false,
             capmap: BTreeMap::new(),
             failed: Vec::new(),
             said: String::new(),
@@ -279,7 +282,7 @@ impl SlotControl for FakeSlots {
     }
 
     fn journal(&self, at: SlotAt) -> JournalCounters {
-        JournalCounters { journaled: self.journaled.get(&key(at)).copied().unwrap_or(0), overflowed: false }
+        JournalCounters { journaled: self.journaled.get(&key(at)).copied().unwrap_or(0), overflowed: self.overflowed }
     }
 
     fn failed(&self, at: SlotAt) -> bool {

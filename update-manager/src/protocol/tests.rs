@@ -190,6 +190,22 @@ fn an_operators_rollback_on_probation_freezes_the_healthy_new_slot_first() {
 }
 
 #[test]
+fn a_failed_checkpoint_ends_the_probation_and_says_why() {
+    let mut f = FakeSlots::booted(&["kv0"], 1);
+    f.checkpoints = true;
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    f.set_checkpointed(B0, 2, 7);
+    assert_eq!(probation_end_reason(&f, 0, f.now), None);
+    f.overflowed = true;
+    let why = probation_end_reason(&f, 0, f.now).unwrap();
+    assert!(why.starts_with("probation over: a checkpoint failed"), "{why}");
+    f.checkpoints = false;
+    f.switch(&[0], Target::Image("kv-v1")).unwrap();
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    assert_eq!(probation_end_reason(&f, 0, f.now), Some("probation over: the journal is full"));
+}
+
+#[test]
 fn a_probation_that_runs_out_makes_the_update_final() {
     let mut f = FakeSlots::booted(&["kv0"], 1);
     f.switch(&[0], Target::Image("kv-v2")).unwrap();

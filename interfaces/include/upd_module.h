@@ -172,6 +172,8 @@ typedef struct upd_ModuleEntry {
   void (*protected_)(uint32_t channel, struct upd_Message *msg);
   /**
    * `status::OK` when quiescent, `status::NOT_READY` to be asked again.
+   * On a checkpoint probation also asked after every call (the module
+   * serves on): `status::OK` once the call's effects are durable.
    */
   int32_t (*prepare)(void);
   /**

@@ -274,6 +274,8 @@ pub struct ModuleEntry {
     pub notified: unsafe extern "C" fn(channel: u32),
     pub protected: unsafe extern "C" fn(channel: u32, msg: *mut Message),
     /// `status::OK` when quiescent, `status::NOT_READY` to be asked again.
+    /// On a checkpoint probation also asked after every call (the module
+    /// serves on): `status::OK` once the call's effects are durable.
     pub prepare: unsafe extern "C" fn() -> i32,
     /// Writes the state in `schema` (its own or one it lists as exportable).
     pub export_state: unsafe extern "C" fn(schema: u32, buf: *mut u8, cap: usize, out_len: *mut usize) -> i32,

@@ -17,6 +17,10 @@ pub mod region {
     pub const CONTROL: &str = "control";
     /// The probation journal (see `journal`), shared by both slots.
     pub const JOURNAL: &str = "journal";
+    /// The probation checkpoint (see `checkpoint`), shared by both slots:
+    /// mapped instead of a journal by a service whose calls cannot run
+    /// again (the file service).
+    pub const CHECKPOINT: &str = "checkpoint";
 }
 
 /// Labels of manager -> shell commands (on the slot's control page).
@@ -49,15 +53,30 @@ pub mod op {
     pub const EXPORT: u64 = 0x4c00_0009;
     /// Probation: word 0 = the probation's token: journal every completed
     /// call under it from now on; 0 = probation is over, stop journaling.
+    /// Word 1 = the state schema the old version imports: a slot with a
+    /// checkpoint region (instead of a journal) exports its state in it
+    /// after every completed call. Answers OK with word 0 =
+    /// [`probation_kind`].
     pub const PROBATION: u64 = 0x4c00_000a;
     /// A hot rollback is coming: a live slot on probation stops serving at
     /// once (calls are answered `MOVED`) without asking its module, whose
     /// state is about to be discarded.
     pub const FREEZE: u64 = 0x4c00_000b;
     /// A retired slot takes over: replays the journal of probation word 0
-    /// on top of the state it kept; answers OK with word 0 = entries
-    /// replayed. The slot is then ready to be activated.
+    /// on top of the state it kept, or imports its checkpoint; answers OK
+    /// with word 0 = the calls replayed (or that the checkpoint covers),
+    /// word 1 = [`probation_kind`]. The slot is then ready to be activated.
     pub const REPLAY: u64 = 0x4c00_000c;
+}
+
+/// How a slot keeps what its module did on probation (a word of the
+/// `PROBATION` and `REPLAY` replies).
+pub mod probation_kind {
+    /// A journal of the calls, replayed by the old version.
+    pub const JOURNAL: u64 = 0;
+    /// A checkpoint of the state after each call, imported by the old
+    /// version.
+    pub const CHECKPOINT: u64 = 1;
 }
 
 /// Labels of shell replies to control calls.

@@ -35,6 +35,7 @@ macro_rules! wire_enum {
 pub mod abi;
 pub mod blk;
 pub mod capmap;
+pub mod checkpoint;
 pub mod control;
 pub mod control_page;
 pub mod elf;

@@ -102,9 +102,8 @@ fn updatable_ratio() {
             &[("HOST_DISK_blkdirect", images[1].as_os_str())],
         )
     });
-    // No probation: fs has no journal a rollback could replay, so one
-    // would go back to the old version's state, without the files opened
-    // since (see the README).
+    // No probation: the throughput of the service itself, not of its
+    // probation checkpoints (and this system maps no checkpoint region).
     assert!(sys.command("probation 0").contains("0 ms"));
     // The release fsdirect hosts; fsratio waits for it.
     let out = sys.command("update fs fs-v5");
@@ -127,7 +126,8 @@ fn blackout() {
         &["--disk".as_ref(), images[0].as_os_str()],
         &[("FS_BENCH_ROUNDS", rounds.as_ref())],
     );
-    // Every update moves the state (see the README on fs and probation).
+    // Every update moves the state: no probation (this system maps no
+    // checkpoint region).
     assert!(sys.command("probation 0").contains("0 ms"));
     let (mut blackouts, mut quiesce) = (Vec::new(), Vec::new());
     let mut first = 0.0;

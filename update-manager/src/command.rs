@@ -69,7 +69,7 @@ commands:
                                         replace every instance of <service> with <image>, state and all
                                         (quiescence timeout: default 2000 ms)
   rollback <service>                    return every instance of <service> to its previous version
-                                        (during probation: the calls the new version served are replayed)
+                                        (on probation: its calls replayed, or its checkpoint taken over)
   probation [<ms> [<calls>]]            show or set how long a new version stays on probation
                                         (default 5000 ms; 0 ms: no probation; calls 0: no limit)
   accept <service>                      end the probation of <service>'s update now: it becomes final

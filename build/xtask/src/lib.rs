@@ -79,6 +79,10 @@ pub const MODULES: &[ModuleImage] = &[
     module("fs-v3", "fs-v3", false),
     module("fs-v4", "fs-v4", false),
     module("fs-v5", "fs-v5", false),
+    // fs-v5 failing in the middle of a write, after a few hundred writes
+    // (the checkpoint probation's rollback tests).
+    module("fs-fault-write", "fs-fault-write", true),
+    module("fs-spin-write", "fs-spin-write", true),
     // The benchmarks' service (state of any size); not deployed.
     module("blob-v1", "blob-v1", true),
     module("blob-v2", "blob-v2", true),

@@ -516,6 +516,73 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
     let _ = std::fs::remove_file(&disk);
 }
 
+/// The checkpoint probation on seL4 (see the README's *The file
+/// service*): fs-v1 live, `fs-fault-write` and then `fs-spin-write` on
+/// probation; each fails in the middle of a write (half its data and a new
+/// cluster on the disk), is stopped (a fault; the watchdog) and rolled
+/// back to fs-v1, which takes over its last checkpoint (schema 1); the
+/// clients make clean progress after each, then stop cleanly, and the
+/// disk is clean and holds exactly their files.
+#[test]
+fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
+    const DONE: &str = "fs client done";
+    const STOP_TIMEOUT: Duration = Duration::from_secs(240);
+    let _one = serial();
+    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
+    let Some((loader, _)) = image_of(&system, Some("test-images.bin")) else { return };
+    let dir = xtask::target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("qemu-fs-probation.img");
+    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
+    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
+    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
+    let started = all_started(&mut q);
+    let mut before = clean_progress_of(&mut q, &started, "boot", 2);
+    q.command("probation 600000", PROMPT);
+    let mut reports = Vec::new();
+    for (image, how) in [("fs-fault-write", "fault: fs0_"), ("fs-spin-write", "hung")] {
+        let line = format!("update fs {image}");
+        let out = q.switch(&line);
+        q.check(out.contains(&format!("done: fs0 runs {image} ")), || format!("{line}:\n{out}"));
+        let report = q.wait_for(&["nothing was lost"], Duration::from_secs(120));
+        let early = q.transcript().contains(DONE);
+        q.check(!early, || format!("{line}: a client stopped before the fault"));
+        q.check(report.contains(how) && report.contains("fs0: took over the checkpoint after"), || {
+            format!("{line}: expected a rollback to the checkpoint: {report}")
+        });
+        q.check(report.contains("runs fs-v1 (v1, schema 1) again"), || format!("{line}: {report}"));
+        reports.push(report.lines().filter(|l| l.contains("rolled back")).collect::<String>());
+        before = clean_progress_of(&mut q, &before, &line, 2);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while q.transcript().matches(DONE).count() < 2 {
+        if let Ok(Some(status)) = q.child.try_wait() {
+            q.fail(&format!("QEMU exited ({status}) before both clients printed '{DONE}'"));
+        }
+        if Instant::now() > deadline {
+            q.fail(&format!("the clients did not both stop cleanly ('{DONE}') within {STOP_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let transcript = q.transcript();
+    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
+        "a client's final check failed, or a reply was wrong".into()
+    });
+    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
+    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
+    for (name, _, wrong, failed) in clients(&q.status()) {
+        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
+    }
+    let _ = writeln!(std::io::stderr(), "fs on seL4, failures half way through a write on probation: {reports:?}");
+    drop(q);
+    let judged =
+        xtask::fs_image::fsck(&disk).and_then(|()| xtask::fs_image::check_files(&disk, &model, client::fs::pattern));
+    if let Err(e) = judged {
+        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
+    }
+    let _ = std::fs::remove_file(&disk);
+}
+
 #[test]
 fn boots_on_sel4_and_serves_the_client() {
     let _one = serial();

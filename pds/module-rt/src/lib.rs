@@ -21,7 +21,11 @@ pub trait Module: Sized + 'static {
     fn notified(&mut self, _ch: u32) {}
     /// Handles a service call, overwriting `msg` with the reply.
     fn protected(&mut self, ch: u32, msg: &mut Message);
-    /// `true` once the module is quiescent: no multi-call protocol open.
+    /// `true` once the module is quiescent: no multi-call protocol open,
+    /// and its effects durable (a file service's dirty files written).
+    /// On a checkpoint probation (see `interfaces::checkpoint`) it is also
+    /// asked after every call, and the module serves on: it must change
+    /// nothing a client could see; `false` then ends the probation.
     fn prepare(&mut self) -> bool {
         true
     }

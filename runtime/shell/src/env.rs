@@ -16,6 +16,10 @@ pub struct EnvCtx<P: Pd + 'static> {
     pub descriptor: Option<ModuleDescriptor>,
     /// The transfer under way, during the module's export or import.
     pub stream: Option<Stream>,
+    /// During a probation checkpoint's export (`Some(0)`) or import
+    /// (`Some(len)`: the whole state is in place): the state is in the
+    /// checkpoint region, not streamed through the transfer region.
+    pub checkpoint: Option<usize>,
     /// The slot's control page, where a transfer's progress is shown.
     pub page: Option<&'static interfaces::control_page::ControlPage>,
 }
@@ -258,6 +262,12 @@ unsafe extern "C" fn abort<P: Pd + 'static>(c: *mut c_void, t: *const u8, len: u
 unsafe extern "C" fn state_published<P: Pd + 'static>(c: *mut c_void, n: usize) {
     let c = unsafe { ctx::<P>(c) };
     match &c.stream {
+        // A checkpoint is not streamed: no importer waits for its bytes.
+        None if c.checkpoint.is_some() => {
+            if let Some(p) = c.page {
+                p.note_progress();
+            }
+        }
         Some(s) if s.exporting => {
             s.transfer.publish(n);
             if let Some(p) = c.page {
@@ -270,6 +280,11 @@ unsafe extern "C" fn state_published<P: Pd + 'static>(c: *mut c_void, n: usize) 
 
 unsafe extern "C" fn state_wait<P: Pd + 'static>(c: *mut c_void, want: usize) -> i64 {
     let c = unsafe { ctx::<P>(c) };
+    if let (None, Some(len)) = (&c.stream, c.checkpoint) {
+        // A checkpoint's import: the whole state is in place. (A length
+        // that fits the STATE_COMPLETE word: the region is far smaller.)
+        return i64::try_from(len).map_or(-1, |n| n | STATE_COMPLETE);
+    }
     let Some(s) = c.stream.as_ref().filter(|s| !s.exporting) else { return -1 };
     let got = wait_for_export(c.pd, &s.transfer, s.token, want);
     if let Some(p) = c.page {

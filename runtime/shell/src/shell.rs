@@ -1,12 +1,14 @@
 //! The shell's event handling: commands from the manager on the control
 //! page (the update protocol's steps in this slot), service calls
 //! dispatched to the live module or bounced, and, during a probation, the
-//! journal of the calls the module completed.
+//! journal of the calls the module completed, or the checkpoint of the
+//! state after each of them.
 use crate::env::{shell_env, wait_for_export, EnvCtx, SharedCtx, Stream};
 use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::Ordering::Relaxed;
 use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
-use interfaces::control::{self, op, reply, shell_label, SlotState};
+use interfaces::checkpoint::Checkpoint;
+use interfaces::control::{self, op, probation_kind, reply, shell_label, SlotState};
 use interfaces::control_page::ControlPage;
 use interfaces::journal::Journal;
 use interfaces::transfer::{Progress, Transfer};
@@ -59,7 +61,14 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     /// The sequence number of the last command run.
     last_command: u64,
     journal: Option<Journal>,
-    /// The probation being journaled (0: none).
+    /// The checkpoint region, in a slot whose service's calls cannot be
+    /// replayed (see `interfaces::checkpoint`).
+    checkpoint: Option<Checkpoint>,
+    /// The schema checkpoints are exported in (the old version's).
+    checkpoint_schema: u32,
+    /// Calls completed during the current probation.
+    probation_calls: u64,
+    /// The probation being journaled or checkpointed (0: none).
     probation: u64,
 }
 
@@ -81,13 +90,20 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 control::region::CONTROL
             ));
         }
-        let ctx = SharedCtx::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None, page });
+        let ctx =
+            SharedCtx::new(EnvCtx { pd, allowed_channels: 0, descriptor: None, stream: None, checkpoint: None, page });
         let env = Box::new(shell_env::<P>(ctx.as_ptr()));
         let journal = pd.region(control::region::JOURNAL).filter(|r| r.writable).and_then(|r| {
             // SAFETY: mapped for the PD's life, shared only with the other
             // slot of this instance, written by one slot at a time (the one
             // on probation).
             unsafe { Journal::new(r.base, r.size) }
+        });
+        let checkpoint = pd.region(control::region::CHECKPOINT).filter(|r| r.writable).and_then(|r| {
+            // SAFETY: as the journal: mapped for the PD's life, shared only
+            // with the other slot of this instance, written by one slot at
+            // a time (the one on probation).
+            unsafe { Checkpoint::new(r.base, r.size) }
         });
         let mut shell = Shell {
             pd,
@@ -103,6 +119,9 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             page,
             last_command: 0,
             journal,
+            checkpoint,
+            checkpoint_schema: 0,
+            probation_calls: 0,
             probation: 0,
         };
         if let Some(p) = page {
@@ -183,17 +202,13 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 }
                 _ => Err(format!("cannot export: slot {} announced no export", self.pd.name())),
             },
-            op::PROBATION => {
-                self.probation = msg.word(0);
-                if let Some(p) = self.page {
-                    p.counters.journaled.store(0, Relaxed);
-                    p.counters.journal_overflow.store(0, Relaxed);
+            op::PROBATION => match self.start_probation(msg.word(0), msg.word(1)) {
+                Ok(kind) => {
+                    *msg = Message::with_words(reply::OK, &[kind]);
+                    return;
                 }
-                if let (Some(j), true) = (&self.journal, self.probation != 0) {
-                    j.start(self.probation);
-                }
-                Ok(())
-            }
+                Err(e) => Err(e),
+            },
             op::FREEZE => {
                 let result = self.step(&[SlotState::Live, SlotState::Quiescing], SlotState::Moved, "freeze");
                 if result.is_ok() {
@@ -205,8 +220,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 result
             }
             op::REPLAY => match self.replay(msg.word(0)) {
-                Ok(n) => {
-                    *msg = Message::with_words(reply::OK, &[n as u64]);
+                Ok((n, kind)) => {
+                    *msg = Message::with_words(reply::OK, &[n, kind]);
                     return;
                 }
                 Err(e) => Err(e),
@@ -295,9 +310,15 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     /// that one completed during probation `token` run again here, in
     /// order, on the state this slot kept (their replies went out already
     /// and are dropped). Then the slot is ready to be activated.
-    fn replay(&mut self, token: u64) -> Result<usize, String> {
+    fn replay(&mut self, token: u64) -> Result<(u64, u64), String> {
         self.step(&[SlotState::Retired, SlotState::Moved], self.state, "replay")?;
         let entry = self.entry.ok_or("no module")?;
+        if self.checkpoint.is_some() && self.journal.is_none() {
+            let n = self.restore_checkpoint(entry, token)?;
+            self.quiesce = Quiesce::Idle;
+            self.set_state(SlotState::Initialised);
+            return Ok((n, probation_kind::CHECKPOINT));
+        }
         let n = match &self.journal {
             Some(j) => {
                 let mut scratch = Message::default();
@@ -322,7 +343,109 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         };
         self.quiesce = Quiesce::Idle;
         self.set_state(SlotState::Initialised);
-        Ok(n)
+        Ok((n as u64, probation_kind::JOURNAL))
+    }
+
+    /// A retired slot takes over from the checkpoint of probation `token`:
+    /// the state the new version had after the last call it answered
+    /// (none published: it answered none, and this slot's own state is
+    /// current). Returns the calls the checkpoint covers.
+    fn restore_checkpoint(&mut self, entry: &'static ModuleEntry, token: u64) -> Result<u64, String> {
+        let c = self.checkpoint.as_ref().ok_or("no checkpoint region")?;
+        let Some(snap) = c.latest(token).map_err(|e| format!("{e}"))? else { return Ok(0) };
+        if !self.ctx.descriptor.is_some_and(|d| d.can_import(snap.schema)) {
+            return Err(format!("module cannot import the checkpoint's state schema {}", snap.schema));
+        }
+        self.ctx.checkpoint = Some(snap.len);
+        // SAFETY: `latest` checked `data..data + len` against the region;
+        // the slot that wrote it has stopped (or was frozen) and writes no
+        // more; the module only reads it.
+        let rc = unsafe { (entry.import_state)(snap.schema, snap.data, snap.len) };
+        self.ctx.checkpoint = None;
+        if rc != status::OK {
+            return Err(format!("module import of the checkpoint failed with status {rc}"));
+        }
+        Ok(snap.calls)
+    }
+
+    /// A `PROBATION` command: `token` names the probation (0: it is over);
+    /// a slot with a checkpoint region exports its state in `schema` (the
+    /// old version's) after each call, and once now, before it serves.
+    fn start_probation(&mut self, token: u64, schema: u64) -> Result<u64, String> {
+        self.probation = 0;
+        self.probation_calls = 0;
+        if let Some(p) = self.page {
+            p.counters.journaled.store(0, Relaxed);
+            p.counters.journal_overflow.store(0, Relaxed);
+        }
+        let Some(c) = &self.checkpoint else {
+            self.probation = token;
+            if let (Some(j), true) = (&self.journal, token != 0) {
+                j.start(token);
+            }
+            return Ok(probation_kind::JOURNAL);
+        };
+        if token == 0 {
+            return Ok(probation_kind::CHECKPOINT);
+        }
+        if self.journal.is_some() {
+            return Err(format!("slot {} maps both a journal and a checkpoint region", self.pd.name()));
+        }
+        let schema = u32::try_from(schema).ok().filter(|&s| s != 0);
+        let schema = schema.ok_or("the old version imports no state schema this one exports")?;
+        if !self.ctx.descriptor.is_some_and(|d| d.can_export(schema)) {
+            return Err(format!("module cannot export state schema {schema} for a checkpoint"));
+        }
+        c.start(token);
+        self.checkpoint_schema = schema;
+        // The first checkpoint: the state as imported, before any call.
+        let len = self.export_checkpoint().map_err(|e| format!("the first checkpoint failed: {e}"))?;
+        self.publish_checkpoint(len);
+        self.probation = token;
+        Ok(probation_kind::CHECKPOINT)
+    }
+
+    /// During a checkpoint probation, after a call: the module makes its
+    /// effects durable and exports its state into the checkpoint's spare
+    /// half (not yet published). Returns its length.
+    fn export_checkpoint(&mut self) -> Result<usize, String> {
+        let (Some(entry), Some(c)) = (self.entry, &self.checkpoint) else { return Err("no module".into()) };
+        // SAFETY: a hosted module's entry table; one call at a time.
+        if unsafe { (entry.prepare)() } != status::OK {
+            return Err("the module could not make its state durable".into());
+        }
+        let (body, cap) = c.spare();
+        let mut len = 0usize;
+        self.ctx.checkpoint = Some(0);
+        // SAFETY: the module writes at most `cap` bytes of the spare half,
+        // which no reader looks at until it is published.
+        let rc = unsafe { (entry.export_state)(self.checkpoint_schema, body, cap, &mut len) };
+        self.ctx.checkpoint = None;
+        match rc {
+            status::OK if len <= cap => Ok(len),
+            status::OK => Err("the module claims more state than the checkpoint holds".into()),
+            status::NO_SPACE => Err(format!("the state does not fit the checkpoint ({cap} bytes)")),
+            rc => Err(format!("the module's export failed with status {rc}")),
+        }
+    }
+
+    /// Publishes the checkpoint [`export_checkpoint`] wrote.
+    ///
+    /// [`export_checkpoint`]: Self::export_checkpoint
+    fn publish_checkpoint(&self, len: usize) {
+        let (Some(c), Some(page)) = (&self.checkpoint, self.page) else { return };
+        if c.publish(self.checkpoint_schema, len, self.probation_calls) {
+            page.counters.journaled.store(self.probation_calls, Relaxed);
+        }
+    }
+
+    /// A checkpoint could not be taken: the old version can no longer
+    /// catch up, so the probation ends (the manager sees the overflow).
+    fn checkpoint_failed(&self, why: &str) {
+        self.pd.log(format_args!("probation checkpoint: {why}; the update becomes final"));
+        if let Some(p) = self.page {
+            p.counters.journal_overflow.store(1, Relaxed);
+        }
     }
 
     fn transfer(&self) -> Result<Transfer, String> {
@@ -505,7 +628,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
         match (self.state, self.entry) {
             (SlotState::Live | SlotState::Quiescing, Some(entry)) => {
                 self.calls_served += 1;
-                let journaling = self.probation != 0;
+                let checkpointing = self.probation != 0 && self.checkpoint.is_some();
+                let journaling = self.probation != 0 && !checkpointing;
                 let request = if journaling { Some(*msg) } else { None };
                 let event = self.page.map(|p| (p, p.begin_event()));
                 // SAFETY: as in `notified`; `msg` is ours for the call.
@@ -515,15 +639,30 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
                 if let Quiesce::Waiting(schema, token) = self.quiesce {
                     self.try_quiesce(schema, token);
                 }
+                // The checkpoint's module code (prepare, export) runs inside
+                // the event, so the watchdog stops it if it hangs, and a
+                // fault there publishes nothing; only the publication (one
+                // store) follows the event, like a journal entry.
+                let overflowed = self.page.is_some_and(|p| p.counters.journal_overflow.load(Relaxed) != 0);
+                let checkpoint = (checkpointing && !overflowed).then(|| {
+                    self.probation_calls += 1;
+                    self.export_checkpoint()
+                });
                 if let Some((p, n)) = event {
-                    // Ended before the journal entry: a slot stopped while
-                    // inside the module has journaled nothing of this call
-                    // (and sent no reply), so the call's retry runs once.
+                    // Ended before the journal entry or the checkpoint's
+                    // publication: a slot stopped while inside the module
+                    // has recorded nothing of this call (and sent no reply),
+                    // so the call's retry runs once.
                     p.end_event(n);
                     p.counters.calls_served.store(self.calls_served, Relaxed);
                 }
                 if let Some(request) = &request {
                     self.journal_call(ch, request);
+                }
+                match checkpoint {
+                    Some(Ok(len)) => self.publish_checkpoint(len),
+                    Some(Err(why)) => self.checkpoint_failed(&why),
+                    None => {}
                 }
             }
             (SlotState::Moved | SlotState::Retired, _) => self.bounce(msg, shell_label::MOVED),

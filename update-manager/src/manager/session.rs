@@ -101,11 +101,24 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 self.say(&format!("{text}\n"))
             }
             Command::Rollback { service } => {
-                let on_probation = self.instances.iter().any(|i| i.service == service && i.probation.is_some());
-                if on_probation {
-                    self.say(&format!(
-                        "rollback {service}: on probation: the old version replays the new one's calls\n"
-                    ));
+                // A probation whose journal overflowed (or whose checkpoint
+                // failed) is over, even if the timer has not said so yet: the
+                // old version cannot catch up; the rollback moves the state.
+                let now = self.pd.now_ns();
+                let ended = (0..self.instances.len())
+                    .filter(|&i| self.instances[i].service == service)
+                    .find_map(|i| protocol::probation_end_reason(self, i, now));
+                if let Some(why) = ended {
+                    protocol::make_final(self, &service, why, true);
+                }
+                let probation = self.instances.iter().filter(|i| i.service == service).find_map(|i| i.probation);
+                if let Some(p) = probation {
+                    let how = if p.checkpoint {
+                        "the old version takes over the new one's last checkpoint"
+                    } else {
+                        "the old version replays the new one's calls"
+                    };
+                    self.say(&format!("rollback {service}: on probation: {how}\n"));
                     let text = self.hot_rollback(&service, None, "operator's rollback");
                     return self.say(&text);
                 }
@@ -115,7 +128,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 let p = self.probation_policy;
                 let calls =
                     if p.calls == 0 { String::from("no call limit") } else { format!("at most {} calls", p.calls) };
-                self.say(&format!("probation: {} ms, {calls} (and while the journal has room)\n", p.window_ms));
+                self.say(&format!(
+                    "probation: {} ms, {calls} (and while the journal has room and checkpoints succeed)\n",
+                    p.window_ms
+                ));
             }
             Command::Probation { window_ms: Some(ms), calls } => {
                 self.probation_policy.window_ms = ms;

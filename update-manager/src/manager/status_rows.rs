@@ -91,8 +91,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                                 let journaled = slot.page.counters.journaled.load(Relaxed);
                                 let _ = write!(
                                     d,
-                                    " on probation: {} ms left, {journaled} call(s) journaled",
-                                    p.until_ns.saturating_sub(now) / 1_000_000
+                                    " on probation: {} ms left, {journaled} call(s) {}",
+                                    p.until_ns.saturating_sub(now) / 1_000_000,
+                                    p.kept()
                                 );
                                 if p.calls > 0 {
                                     let _ = write!(d, " of {}", p.calls);

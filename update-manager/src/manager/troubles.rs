@@ -148,10 +148,10 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
     fn end_due_probations(&mut self) {
         let now = self.pd.now_ns();
         for i in 0..self.instances.len() {
-            if protocol::probation_over(self, i, now) {
+            if let Some(why) = protocol::probation_end_reason(self, i, now) {
                 let service = self.instances[i].service.clone();
                 self.say("\n");
-                protocol::make_final(self, &service, "probation over", true);
+                protocol::make_final(self, &service, why, true);
                 self.say(PROMPT);
             }
         }

@@ -10,7 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::{format, string::String, vec, vec::Vec};
 use interfaces::abi::ModuleDescriptor;
 use interfaces::capmap::{Binding, Slot};
-use interfaces::control::{op, reply};
+use interfaces::control::{op, probation_kind, reply};
 use interfaces::Message;
 use pd_api::Fault;
 
@@ -43,8 +43,17 @@ pub struct FakeSlots {
     pub ops: Vec<String>,
     /// What each slot's module holds.
     state: BTreeMap<Key, u64>,
-    /// Calls each slot journaled on probation.
+    /// Calls each slot journaled (or checkpointed) on probation.
     journaled: BTreeMap<Key, u64>,
+    /// The slots map a checkpoint region instead of a journal: a
+    /// rollback takes over the new slot's state (`checkpointed`).
+    pub checkpoints: bool,
+    /// The new slot's checkpointed state, if any.
+    checkpointed: BTreeMap<Key, u64>,
+    /// The words of each PROBATION command.
+    pub probation_words: Vec<Vec<u64>>,
+    /// Every slot's journal is full (or its checkpoint failed).
+    pub overflowed: bool,
     /// The capability map.
     pub capmap: BTreeMap<usize, Binding>,
     /// Slots that faulted or hung and were not reset since.
@@ -109,6 +118,10 @@ impl FakeSlots {
             ops: Vec::new(),
             state: BTreeMap::new(),
             journaled: BTreeMap::new(),
+            checkpoints: false,
+            checkpointed: BTreeMap::new(),
+            probation_words: Vec::new(),
+            overflowed: false,
             capmap: BTreeMap::new(),
             failed: Vec::new(),
             said: String::new(),
@@ -143,6 +156,12 @@ impl FakeSlots {
         self.journaled.insert(key(at), calls);
     }
 
+    /// Slot `at` checkpointed `state` after `calls` calls on probation.
+    pub fn set_checkpointed(&mut self, at: SlotAt, calls: u64, state: u64) {
+        self.journaled.insert(key(at), calls);
+        self.checkpointed.insert(key(at), state);
+    }
+
     pub fn switch(&mut self, insts: &[usize], target: Target) -> Result<Switched, super::Failure> {
         super::switch(self, insts, target, 10_000_000)
     }
@@ -165,7 +184,12 @@ impl FakeSlots {
             _ => {}
         }
         let mut word = self.now;
+        let mut kind = probation_kind::JOURNAL;
         match l {
+            op::PROBATION => {
+                self.probation_words.push(words.to_vec());
+                word = if self.checkpoints { probation_kind::CHECKPOINT } else { probation_kind::JOURNAL };
+            }
             op::PREPARE => {
                 self.prepared.insert(slot, words[1]);
             }
@@ -180,13 +204,20 @@ impl FakeSlots {
                 _ => return Some(Err(CommandError::Refused("no export under this token".into()))),
             },
             op::REPLAY => {
-                let calls = self.journaled.get(&key(SlotAt::new(at.inst, at.slot.other()))).copied().unwrap_or(0);
-                *self.state.entry(slot).or_default() += calls;
+                let new = key(SlotAt::new(at.inst, at.slot.other()));
+                let calls = self.journaled.get(&new).copied().unwrap_or(0);
+                match self.checkpointed.get(&new) {
+                    Some(&state) if self.checkpoints => {
+                        self.state.insert(slot, state);
+                        kind = probation_kind::CHECKPOINT;
+                    }
+                    _ => *self.state.entry(slot).or_default() += calls,
+                }
                 word = calls;
             }
             _ => {}
         }
-        Some(Ok(Message::with_words(reply::OK, &[word])))
+        Some(Ok(Message::with_words(reply::OK, &[word, kind])))
     }
 }
 
@@ -251,7 +282,7 @@ impl SlotControl for FakeSlots {
     }
 
     fn journal(&self, at: SlotAt) -> JournalCounters {
-        JournalCounters { journaled: self.journaled.get(&key(at)).copied().unwrap_or(0), overflowed: false }
+        JournalCounters { journaled: self.journaled.get(&key(at)).copied().unwrap_or(0), overflowed: self.overflowed }
     }
 
     fn failed(&self, at: SlotAt) -> bool {

@@ -22,7 +22,7 @@ use interfaces::Message;
 use pd_api::Fault;
 
 pub use probation::{
-    begin_probation, hot_rollback, journal_overflowed, make_final, next_probation_end, probation_over, Policy,
+    begin_probation, hot_rollback, journal_overflowed, make_final, next_probation_end, probation_end_reason, Policy,
     Probation,
 };
 pub use switch::{switch, Failure, Switched, Target};

@@ -1,18 +1,22 @@
 //! Probation: after its commit, an update is not yet final.
 //!
 //! The new slot journals every call its module completes (see
-//! `interfaces::journal`); the old slot keeps its module and the state it
+//! `interfaces::journal`), or, if its slots map a checkpoint region instead
+//! (a service whose calls cannot run twice: the file service), checkpoints
+//! its state after every call in the schema the old version imports (see
+//! `interfaces::checkpoint`); the old slot keeps its module and the state it
 //! exported. If the new version faults or hangs while on probation, or the
 //! operator rolls back, every instance of the service goes back to the old
-//! version together: the old slots replay the journal on top of their state,
-//! and nothing a client was told happened is lost. A probation ends (the
-//! update is final, the version floor may rise) when its window has passed,
-//! when the new slots have journaled the set number of calls, or when a
-//! journal is full, whichever comes first.
+//! version together: the old slots replay the journal on top of their state
+//! (or import the last checkpoint), and nothing a client was told happened
+//! is lost. A probation ends (the update is final, the version floor may
+//! rise) when its window has passed, when the new slots have journaled (or
+//! checkpointed) the set number of calls, or when a journal is full or a
+//! checkpoint fails, whichever comes first.
 use super::{describe, runs_summary, Finalized, SlotAt, SlotControl, STEP_NS, TRANSFER_NS};
 use alloc::{format, string::String, vec::Vec};
 use interfaces::capmap::{Binding, Slot};
-use interfaces::control::op;
+use interfaces::control::{op, probation_kind};
 
 /// How long an update stays on probation, by default.
 pub const DEFAULT_WINDOW_MS: u64 = 5_000;
@@ -41,33 +45,68 @@ pub struct Probation {
     pub token: u64,
     pub until_ns: u64,
     pub calls: u64,
+    /// The new slot checkpoints its state (else it journals its calls).
+    pub checkpoint: bool,
 }
 
-/// A new slot that just committed starts journaling (before it serves).
+impl Probation {
+    /// What the new slot keeps: "journaled" or "checkpointed".
+    pub fn kept(&self) -> &'static str {
+        if self.checkpoint {
+            "checkpointed"
+        } else {
+            "journaled"
+        }
+    }
+}
+
+/// A new slot that just committed starts journaling or checkpointing
+/// (before it serves). A checkpoint is in the schema the old version
+/// imports, as a rollback after the probation would move the state.
 pub fn begin_probation<C: SlotControl>(ctl: &mut C, new: SlotAt, old: Option<Slot>, token: u64) {
     let policy = ctl.probation_policy();
     let Some(old) = old.filter(|_| policy.window_ms > 0) else { return };
-    if let Err(e) = ctl.command(new, op::PROBATION, &[token], STEP_NS) {
-        let name = ctl.instances()[new.inst].name.clone();
-        ctl.say(&format!("  note: {name}: no probation: {e}\n"));
-        return;
-    }
+    let held = ctl.instances()[new.inst].held;
+    let schema = match (held[new.slot.index()], held[old.index()]) {
+        (Some(n), Some(o)) => n.descriptor.transfer_schema(&o.descriptor).unwrap_or(0),
+        _ => 0,
+    };
+    let checkpoint = match ctl.command(new, op::PROBATION, &[token, schema as u64], STEP_NS) {
+        Ok(m) => m.word(0) == probation_kind::CHECKPOINT,
+        Err(e) => {
+            let name = ctl.instances()[new.inst].name.clone();
+            ctl.say(&format!("  note: {name}: no probation: {e}\n"));
+            return;
+        }
+    };
     let until_ns = ctl.now_ns() + policy.window_ms * 1_000_000;
-    ctl.instances_mut()[new.inst].probation = Some(Probation { old, token, until_ns, calls: policy.calls });
+    ctl.instances_mut()[new.inst].probation = Some(Probation { old, token, until_ns, calls: policy.calls, checkpoint });
+}
+
+/// Why the probation of `inst` ended, if it did at `now`.
+pub fn probation_end_reason<C: SlotControl>(ctl: &C, inst: usize, now: u64) -> Option<&'static str> {
+    let i = &ctl.instances()[inst];
+    let p = i.probation?;
+    let journaled = i.live.map_or(0, |l| ctl.journal(SlotAt::new(inst, l)).journaled);
+    if journal_overflowed(ctl, inst) {
+        Some(if p.checkpoint {
+            "probation over: a checkpoint failed (see the slot's log), so the old version could not catch up"
+        } else {
+            "probation over: the journal is full"
+        })
+    } else if p.calls > 0 && journaled >= p.calls {
+        Some("probation over: its calls were served")
+    } else if now >= p.until_ns {
+        Some("probation over")
+    } else {
+        None
+    }
 }
 
 /// The live slot's journal ran out of room: the old version can no longer
 /// catch up with it.
 pub fn journal_overflowed<C: SlotControl>(ctl: &C, inst: usize) -> bool {
     ctl.instances()[inst].live.is_some_and(|l| ctl.journal(SlotAt::new(inst, l)).overflowed)
-}
-
-/// Whether the probation of `inst` is over at `now`.
-pub fn probation_over<C: SlotControl>(ctl: &C, inst: usize, now: u64) -> bool {
-    let i = &ctl.instances()[inst];
-    let Some(p) = i.probation else { return false };
-    let journaled = i.live.map_or(0, |l| ctl.journal(SlotAt::new(inst, l)).journaled);
-    now >= p.until_ns || (p.calls > 0 && journaled >= p.calls) || journal_overflowed(ctl, inst)
 }
 
 /// When the first probation ends, if one runs.
@@ -104,7 +143,7 @@ pub fn make_final<C: SlotControl>(ctl: &mut C, service: &str, why: &str, raise: 
 pub struct Rollback {
     /// The console's report.
     pub report: String,
-    /// What each instance's old version replayed.
+    /// What each instance's old version replayed (or imported).
     pub replayed: String,
 }
 
@@ -130,18 +169,22 @@ pub fn hot_rollback<C: SlotControl>(ctl: &mut C, service: &str, failed: Option<S
             report.push_str(&format!("  note: {}: freezing the new slot: {e}\n", ctl.instances()[i].name));
         }
     }
-    // 2. Every old slot replays its journal.
+    // 2. Every old slot replays its journal (or imports the checkpoint).
     let mut replayed = Vec::new();
     for &(i, p) in &insts {
         let name = ctl.instances()[i].name.clone();
         let old = SlotAt::new(i, p.old);
         match ctl.command(old, op::REPLAY, &[p.token], TRANSFER_NS) {
+            Ok(m) if m.word(1) == probation_kind::CHECKPOINT => {
+                replayed.push(format!("{name}: took over the checkpoint after {} call(s)", m.word(0)))
+            }
             Ok(m) => replayed.push(format!("{name}: {} call(s) replayed", m.word(0))),
             Err(e) => {
                 // The old version cannot take over: nothing to go back to
                 // for this instance. Reload it empty.
+                let what = if p.checkpoint { "take over the checkpoint" } else { "replay its journal" };
                 report.push_str(&format!(
-                    "  {name}: the old version failed to replay its journal: {e}; reloading, its state is lost\n"
+                    "  {name}: the old version failed to {what}: {e}; reloading, its state is lost\n"
                 ));
                 ctl.instances_mut()[i].held[p.old.index()] = None;
                 let _ = ctl.restart(old);

@@ -2,7 +2,7 @@
 //! test checks the exact sequence of slot operations and the binding the
 //! capability map is left with.
 use super::fake_slots::{Answer, FakeSlots};
-use super::{hot_rollback, make_final, probation_over, SlotAt, Target, TRANSFER_NS};
+use super::{hot_rollback, make_final, probation_end_reason, SlotAt, Target, TRANSFER_NS};
 use crate::history::Phase;
 use alloc::{string::String, vec::Vec};
 use interfaces::capmap::{Binding, Slot};
@@ -163,6 +163,24 @@ fn a_fault_on_probation_goes_back_to_the_old_version_with_the_journal_replayed()
 }
 
 #[test]
+fn a_fault_on_checkpoint_probation_goes_back_to_the_old_version_with_the_last_checkpoint() {
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.checkpoints = true;
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    // The checkpoint is in the schema the old version (kv-v1) imports.
+    assert_eq!(f.probation_words.last().map(|w| w[1]), Some(1));
+    assert!(f.instances[0].probation.is_some_and(|p| p.checkpoint));
+    f.ops.clear();
+    // B served three calls, checkpointing state 50, then faulted.
+    f.set_checkpointed(B0, 3, 50);
+    f.failed.push(B0);
+    let done = hot_rollback(&mut f, "kv", Some(B0), "kv0_b abort");
+    assert_eq!(ops(&f), ["0a REPLAY", "commit 0 gen3 a", "0a ACTIVATE", "0a kick", "0b restart"]);
+    assert_eq!(f.state(A0), Some(50), "the new version's state, not the old one's plus anything");
+    assert_eq!(done.replayed, "kv0: took over the checkpoint after 3 call(s)");
+}
+
+#[test]
 fn an_operators_rollback_on_probation_freezes_the_healthy_new_slot_first() {
     let mut f = FakeSlots::booted(&["kv0"], 1);
     f.switch(&[0], Target::Image("kv-v2")).unwrap();
@@ -172,13 +190,29 @@ fn an_operators_rollback_on_probation_freezes_the_healthy_new_slot_first() {
 }
 
 #[test]
+fn a_failed_checkpoint_ends_the_probation_and_says_why() {
+    let mut f = FakeSlots::booted(&["kv0"], 1);
+    f.checkpoints = true;
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    f.set_checkpointed(B0, 2, 7);
+    assert_eq!(probation_end_reason(&f, 0, f.now), None);
+    f.overflowed = true;
+    let why = probation_end_reason(&f, 0, f.now).unwrap();
+    assert!(why.starts_with("probation over: a checkpoint failed"), "{why}");
+    f.checkpoints = false;
+    f.switch(&[0], Target::Image("kv-v1")).unwrap();
+    f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    assert_eq!(probation_end_reason(&f, 0, f.now), Some("probation over: the journal is full"));
+}
+
+#[test]
 fn a_probation_that_runs_out_makes_the_update_final() {
     let mut f = FakeSlots::booted(&["kv0"], 1);
     f.switch(&[0], Target::Image("kv-v2")).unwrap();
     f.ops.clear();
-    assert!(!probation_over(&f, 0, f.now));
+    assert_eq!(probation_end_reason(&f, 0, f.now), None);
     f.now += f.policy.window_ms * 1_000_000;
-    assert!(probation_over(&f, 0, f.now));
+    assert_eq!(probation_end_reason(&f, 0, f.now), Some("probation over"));
     make_final(&mut f, "kv", "probation over", true);
     assert_eq!(ops(&f), ["0b PROBATION end"]);
     assert_eq!(f.finalized, ["kv kv-v2 v2 (probation over) raise"]);

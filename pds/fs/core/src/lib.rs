@@ -96,6 +96,12 @@ pub struct FsService<F: Fat, const VERSION: u32> {
     buffers: [Option<Buffer>; MAX_CLIENTS as usize + 1],
     /// The disk's size, once mounted (0 before).
     disk_blocks: u64,
+    /// Open files written (or opened for writing) since their directory
+    /// entry was last written: `prepare` syncs only these, so that a
+    /// probation checkpoint after every call costs only the touched files.
+    dirty: [bool; MAX_OPEN],
+    /// Something may have been written since the device was last flushed.
+    dev_dirty: bool,
 }
 
 /// The descriptor of version `version` with state schema `schema`.
@@ -121,7 +127,16 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         // The disk is not touched here: the old version may still be using
         // the block queues (it is mounted at the import or the first call).
         BlkDev::attach(env)?;
-        Ok(FsService { env, fat: None, files: Default::default(), handles: [None; MAX_OPEN], buffers, disk_blocks: 0 })
+        Ok(FsService {
+            env,
+            fat: None,
+            files: Default::default(),
+            handles: [None; MAX_OPEN],
+            buffers,
+            disk_blocks: 0,
+            dirty: [false; MAX_OPEN],
+            dev_dirty: false,
+        })
     }
 
     fn fat(&mut self) -> Result<&mut F, FsStatus> {
@@ -205,6 +220,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             let mode = if of.writable { Mode::ReadWrite } else { Mode::ReadOnly };
             self.handles[i] = Some(self.open_file(&of.path, mode)?);
         }
+        self.dirty[i] = false;
         Ok(())
     }
 
@@ -231,6 +247,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
                 // Positions are the service's: an appender starts at the end.
                 let pos = if mode == Mode::CreateOrAppend { self.length(file)? } else { 0 };
                 self.handles[i] = Some(file);
+                self.dirty[i] = mode != Mode::ReadOnly;
                 self.files[i] = Some(OpenFile { owner: ch, path, writable: mode != Mode::ReadOnly, pos, written: 0 });
                 Ok((i as u64 + 1, 0))
             }
@@ -252,6 +269,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             FsOp::Write => {
                 let buf = self.client_buffer(ch, req.arg)?;
                 let (i, file) = self.positioned(ch, req.handle)?;
+                self.dirty[i] = true;
                 self.fat()?.write(file, buf)?;
                 if let Some(f) = self.files[i].as_mut() {
                     f.pos = f.pos.saturating_add(buf.len() as u32);
@@ -322,17 +340,26 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// Serves one call; the reply replaces `msg`.
     pub fn protected(&mut self, ch: u32, msg: &mut Message) {
         dev::new_call(self.disk_blocks);
-        let r = FsRequest::parse(msg).and_then(|req| self.run(ch, &req));
+        let r = FsRequest::parse(msg).and_then(|req| {
+            // Whatever may write the disk (even when it fails half way).
+            if !matches!(req.op, FsOp::Read | FsOp::Seek | FsOp::List | FsOp::Stat | FsOp::Version) {
+                self.dev_dirty = true;
+            }
+            self.run(ch, &req)
+        });
         match r {
             Ok((a, b)) => fs::reply(msg, FsStatus::Ok, a, b),
             Err(s) => fs::reply(msg, s, 0, 0),
         }
     }
 
-    /// Quiescence: every open file's dirty data and directory entry go to
-    /// the disk before the state leaves, so the next version reads a
+    /// Quiescence (and a probation checkpoint, after every call): every
+    /// open file written since its last sync has its dirty data and
+    /// directory entry go to the disk before the state leaves, so the next
+    /// version (or the old one, taking over a checkpoint) reads a
     /// consistent disk. A file that cannot be synced keeps the module
-    /// not-ready (the update times out and this version keeps serving).
+    /// not-ready (the update times out and this version keeps serving; a
+    /// checkpoint fails and the probation ends).
     pub fn prepare(&mut self) -> bool {
         dev::new_call(self.disk_blocks);
         if self.fat.is_none() {
@@ -340,13 +367,43 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         }
         let mut ok = true;
         for i in 0..MAX_OPEN {
-            if self.handles[i].is_some() && self.sync(i).is_err() {
+            if self.dirty[i] && self.handles[i].is_some() && self.sync(i).is_err() {
                 self.env.log("fs: an open file could not be synced");
                 ok = false;
             }
         }
-        // Then the device's own cache (fsync of the image on the host).
-        ok && BlkDev::attach(self.env).is_ok_and(|d| d.flush().is_ok())
+        // Then the device's own cache (fsync of the image on the host), if
+        // anything was written since it was last flushed.
+        if ok && self.dev_dirty {
+            ok = BlkDev::attach(self.env).is_ok_and(|d| d.flush().is_ok());
+            self.dev_dirty = !ok;
+        }
+        ok
+    }
+
+    /// For test modules that fail in the middle of a write: the position
+    /// and length of the `Write` in `msg` from client `ch`, if it is one
+    /// this service would run.
+    pub fn pending_write(&self, ch: u32, msg: &Message) -> Option<(u32, usize)> {
+        let req = FsRequest::parse(msg).ok().filter(|r| r.op == FsOp::Write)?;
+        let i = self.slot(ch, req.handle).ok()?;
+        let len = self.client_buffer(ch, req.arg).ok()?.len();
+        Some((self.files[i].as_ref()?.pos, len))
+    }
+
+    /// For test modules that fail in the middle of a write: the first `n`
+    /// bytes of the `Write` in `msg` go through the crate, as far as a
+    /// write that fails half way gets (data, and any cluster it
+    /// allocates); the service's state is not advanced, as the call does
+    /// not complete.
+    pub fn write_prefix(&mut self, ch: u32, msg: &Message, n: usize) -> Result<(), FsStatus> {
+        dev::new_call(self.disk_blocks);
+        let req = FsRequest::parse(msg)?;
+        let buf = self.client_buffer(ch, req.arg)?;
+        let (i, file) = self.positioned(ch, req.handle)?;
+        self.dirty[i] = true;
+        self.dev_dirty = true;
+        self.fat()?.write(file, &buf[..n.min(buf.len())])
     }
 
     /// Replaces the open files with `files` (decoded from another version's
@@ -358,6 +415,8 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         dev::new_call(self.disk_blocks);
         self.handles = [None; MAX_OPEN];
         self.files = Default::default();
+        self.dirty = [false; MAX_OPEN];
+        self.dev_dirty = false;
         for (i, of) in files.into_iter().enumerate() {
             let Some(of) = of else { continue };
             if of.owner == 0 || of.owner > MAX_CLIENTS {
@@ -367,6 +426,8 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             let file = self.open_file(&of.path, mode).map_err(|_| status::BAD_STATE)?;
             self.handles[i] = Some(file);
             self.files[i] = Some(of);
+            // Reopened, not written: its entry is on the disk.
+            self.dirty[i] = false;
         }
         Ok(())
     }
@@ -374,7 +435,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
 
 /// The module of one version: FAT crate `F`, module version `VERSION`,
 /// state schema `SCHEMA` (1, or 2 which also reads and writes 1).
-pub struct FsModule<F: Fat, const VERSION: u32, const SCHEMA: u32>(FsService<F, VERSION>);
+pub struct FsModule<F: Fat, const VERSION: u32, const SCHEMA: u32>(pub FsService<F, VERSION>);
 
 impl<F: Fat + 'static, const VERSION: u32, const SCHEMA: u32> module_rt::Module for FsModule<F, VERSION, SCHEMA> {
     const DESCRIPTOR: ModuleDescriptor = if SCHEMA == schema::SCHEMA2 {

@@ -93,6 +93,7 @@ pub fn load_direct(pd: &'static HostPd) -> &'static ModuleEntry {
         allowed_channels: allowed,
         descriptor: Some(d),
         stream: None,
+        checkpoint: None,
         page: None,
     });
     let env = Box::leak(Box::new(shell_env::<Renamed>(ctx.as_ptr())));

@@ -1,0 +1,108 @@
+//! Deliberately faulty fs modules: fs-v5 (embedded-sdmmc 0.10.0, state
+//! schema 2) that, after [`AFTER_WRITES`] writes, fails in the middle of
+//! one: it writes the first half of the client's data through the crate
+//! (the data blocks, and the cluster the crate allocates and links into
+//! the file's chain when the half crosses a cluster's end) and then
+//! faults, or spins until the manager's watchdog stops it. The file's
+//! directory entry (its size) is not written: the crate defers it to the
+//! file's flush, which the failed call never reaches. Never in the
+//! production image store.
+#![no_std]
+
+mod v5;
+
+use fs_core::FsModule;
+use module_rt::interfaces::abi::ModuleDescriptor;
+use module_rt::interfaces::Message;
+use module_rt::{Env, Module};
+pub use v5::Sdmmc;
+
+pub mod mode {
+    /// A wild read after the partial write.
+    pub const FAULT: u8 = 1;
+    /// A spin after the partial write.
+    pub const SPIN: u8 = 2;
+}
+
+/// The writes served well before one fails.
+pub const AFTER_WRITES: u64 = 200;
+/// The disk's cluster size (`xtask::make_disk_image`: `-s 8`): the failing
+/// write is one whose first half crosses a cluster's end, so that the
+/// part that reaches the disk includes a cluster allocation.
+const CLUSTER: u32 = 4096;
+
+/// Never returns, and the compiler may not assume it does not.
+fn spin() -> ! {
+    loop {
+        core::hint::spin_loop();
+        // SAFETY: a volatile read of a local: keeps the loop from being
+        // optimised into something else.
+        unsafe { core::ptr::read_volatile(&0u8) };
+    }
+}
+
+/// Reads an address no PD maps (the first page is never mapped).
+fn read_unmapped() -> u64 {
+    // SAFETY: none: this is the deliberate fault (aligned and non-null,
+    // so only the hardware objects).
+    unsafe { core::ptr::read_volatile(0x10 as *const u64) }
+}
+
+pub struct Faulty<const MODE: u8> {
+    fs: FsModule<Sdmmc, 95, 2>,
+    env: Env,
+    writes: u64,
+}
+
+impl<const MODE: u8> Module for Faulty<MODE> {
+    const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("fs", 90 + MODE as u32, 2)
+        .channel("blk")
+        .region("blk")
+        .region("buf1")
+        .region("buf2")
+        .imports(1)
+        .exports(1);
+
+    fn init(env: Env) -> Result<Self, &'static str> {
+        Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0 })
+    }
+
+    fn protected(&mut self, ch: u32, msg: &mut Message) {
+        if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
+            self.writes += 1;
+            let half = (len / 2) as u32;
+            // A write into a file that has data (its first cluster is in
+            // its directory entry) whose first half ends in the next
+            // cluster.
+            let crosses = pos > 0 && half > 0 && pos / CLUSTER != (pos + half - 1) / CLUSTER;
+            if self.writes > AFTER_WRITES && crosses {
+                let done = self.fs.0.write_prefix(ch, msg, half as usize);
+                let mut line: heapless::String<120> = heapless::String::new();
+                let _ = core::fmt::write(
+                    &mut line,
+                    format_args!("fs-faulty: wrote {half} of {len} bytes at {pos} ({done:?}); failing now"),
+                );
+                self.env.log(&line);
+                match MODE {
+                    mode::SPIN => spin(),
+                    _ => {
+                        read_unmapped();
+                    }
+                }
+            }
+        }
+        self.fs.protected(ch, msg)
+    }
+
+    fn prepare(&mut self) -> bool {
+        self.fs.prepare()
+    }
+
+    fn export_state(&mut self, schema: u32, out: &mut [u8]) -> Result<usize, i32> {
+        self.fs.export_state(schema, out)
+    }
+
+    fn import_state(&mut self, schema: u32, data: &[u8]) -> Result<(), i32> {
+        self.fs.import_state(schema, data)
+    }
+}

@@ -185,6 +185,9 @@ impl Pd for FakePd {
     fn region(&self, name: &str) -> Option<Region> {
         self.regions.iter().find(|(n, _)| n == name).map(|(_, r)| *r)
     }
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        self.regions.iter().for_each(|(n, _)| f(n));
+    }
     fn log(&self, args: std::fmt::Arguments) {
         eprintln!("[update_manager] {args}");
     }

@@ -188,6 +188,10 @@ impl Pd for Sel4Pd {
         Some(Region { base: base as *mut u8, size: m.size, writable: m.writable })
     }
 
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        self.0.maps.iter().for_each(|m| f(m.name));
+    }
+
     fn log(&self, args: fmt::Arguments) {
         debug_println!("{}: {}", self.0.name, args);
     }

@@ -192,6 +192,9 @@ mod tests {
                <memory_region name="ipv4:ipv60_b_control" size="0x1000"/>"#,
         );
         let e = check(&split).unwrap_err();
-        assert!(e.starts_with("<protection_domain name=\"ipv60_b\">") && e.contains("'ipv6'") && e.contains("'ipv4'"), "{e}");
+        assert!(
+            e.starts_with("<protection_domain name=\"ipv60_b\">") && e.contains("'ipv6'") && e.contains("'ipv4'"),
+            "{e}"
+        );
     }
 }

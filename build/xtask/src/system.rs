@@ -114,6 +114,19 @@ fn default_client_priority() -> u8 {
     50
 }
 
+impl Description {
+    /// The instances in system.xml, in document order.
+    pub fn instances(&self) -> impl Iterator<Item = (&Service, &str)> {
+        self.services.iter().flat_map(|s| s.instances.iter().map(move |i| (s, i.as_str())))
+    }
+
+    /// The PDs of system.xml: the manager, the uart, two slots per
+    /// instance and the clients.
+    pub fn pd_count(&self) -> usize {
+        2 + 2 * self.instances().count() + self.clients.len()
+    }
+}
+
 /// The description's file and the command that regenerates system.xml.
 pub const FILE: &str = "services.toml";
 pub const REGENERATE: &str = "cargo xtask system";
@@ -242,8 +255,7 @@ fn control(kind: &str, pd: &str) -> String {
 
 /// Expands the description into system.xml's text.
 pub fn generate(d: &Description) -> Result<String, String> {
-    let insts: Vec<(&Service, &str)> =
-        d.services.iter().flat_map(|s| s.instances.iter().map(move |i| (s, i.as_str()))).collect();
+    let insts: Vec<(&Service, &str)> = d.instances().collect();
     let mut x = String::new();
     x.push_str(concat!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",

@@ -58,3 +58,57 @@ fn the_modules_and_programs_come_from_the_description() {
     assert!(xtask::modules().iter().any(|m| m.image == "kv-late-fault" && m.test_only));
     assert!(xtask::programs().contains(&("kv_client.elf", "kv_client")));
 }
+
+/// Non-blank lines.
+fn lines(text: &str) -> usize {
+    text.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(xtask::workspace_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_guides_counts_hold() {
+    // What adding the counter service took, as README's 'Adding a new
+    // service type' counts it.
+    let readme = read("README.md");
+    let services = read("services.toml");
+    let tail = &services[services.find("# The guide's example").expect("the counter block ends services.toml")..];
+    let snippet = tail.split_once('\n').unwrap().1;
+    assert!(readme.contains(&format!("```toml\n{snippet}```")), "README shows services.toml's counter block as it is");
+    let cargo = read("Cargo.toml");
+    let members = cargo.lines().filter(|l| l.trim().starts_with("\"pds/counter/")).count();
+    let mut profiles = 0;
+    let mut in_counter = false;
+    for l in cargo.lines() {
+        if l.starts_with('[') {
+            in_counter = l.contains(".package.counter-");
+        }
+        profiles += usize::from(in_counter && !l.trim().is_empty());
+    }
+    let edited = members + profiles + lines(tail);
+    let wiring_files = [
+        "pds/counter/api/Cargo.toml",
+        "pds/counter/v1/Cargo.toml",
+        "pds/counter/v2/Cargo.toml",
+        "pds/counter/api/src/bin/counter_client.rs",
+        "build/sel4/counter_client/Cargo.toml",
+        "build/sel4/counter_client/build.rs",
+        "build/sel4/counter_client/src/main.rs",
+    ];
+    let new: usize = wiring_files.iter().map(|f| lines(&read(f))).sum();
+    let logic: usize = ["pds/counter/api/src/lib.rs", "pds/counter/v1/src/lib.rs", "pds/counter/v2/src/lib.rs"]
+        .map(|f| lines(&read(f)))
+        .iter()
+        .sum();
+    let wiring = edited + new;
+    for row in [
+        format!("| {edited}: {members} members, {profiles} of module profiles, {} in `services.toml` |", lines(tail)),
+        format!("| {new} |"),
+        format!("**{wiring}** ({} without the profiles)", wiring - profiles),
+        format!("| {logic} ("),
+    ] {
+        assert!(readme.contains(&row), "README's 'What it cost' should say: {row}");
+    }
+}

@@ -190,12 +190,14 @@ pub fn write_store(path: &Path, images: &[(&str, Vec<u8>)]) -> Result<(), String
 }
 
 /// Checks a system description as the microkit tool would, with `search`
-/// paths for program images and prefill files.
+/// paths for program images and prefill files, and the naming conventions
+/// (`sdf::topology::check`: both slots of an instance name one type).
 pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
     let xml = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut sys = sdf::parse(&xml).map_err(|e| format!("{}: {e}", path.display()))?;
     sdf::check_files(&mut sys, search).map_err(|e| format!("{}: {e}", path.display()))?;
-    sys.check().map_err(|e| format!("{}: {e}", path.display()))
+    sys.check().map_err(|e| format!("{}: {e}", path.display()))?;
+    sdf::topology::check(&sys).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds module package `package` (or the C module of that image name)

@@ -424,8 +424,7 @@ pub fn generate(d: &Description) -> Result<String, String> {
             id += 1;
         }
     }
-    for (k, c) in d.clients.iter().enumerate() {
-        let _ = k;
+    for c in &d.clients {
         writeln!(
             x,
             "\n        <protection_domain name=\"{}\" id=\"{id}\" priority=\"{}\" stack_size=\"0x10000\">",

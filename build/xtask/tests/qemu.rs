@@ -286,7 +286,7 @@ fn audits(rows: &[Vec<String>]) -> Vec<u64> {
 /// run for a while; only one that stays stuck for 30 s fails. Returns the
 /// status it judged.
 fn clean_progress(q: &mut Qemu, before: &[Vec<String>], what: &str) -> Vec<Vec<String>> {
-    clean_progress_of(q, before, what, 4)
+    clean_progress_of(q, before, what, xtask::description().clients.len())
 }
 
 /// [`clean_progress`] in a system of `n` clients.

@@ -31,8 +31,8 @@ pub struct Service {
     /// name the same service.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The images of the image stores, in order; the first one of the
-    /// type boots its instances.
+    /// The images of the image stores, in order (the manager boots an
+    /// instance with the lowest version at or above the type's floor).
     pub images: Vec<ImageSpec>,
     /// Instances in system.xml (none: images only, for other systems).
     #[serde(default)]

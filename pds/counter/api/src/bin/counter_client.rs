@@ -1,6 +1,2 @@
 //! The counter client PD on the host runtime.
-fn main() {
-    let pd = host_runtime::HostPd::from_env().unwrap_or_else(|e| panic!("{e}"));
-    counter_api::run(&pd);
-    std::thread::park(); // halting: wait to be told to exit
-}
+host_runtime::client_main!(counter_api::run);

@@ -61,11 +61,13 @@ impl Binding {
     }
 }
 
-/// One service instance: its name (written once, at boot, before the magic
-/// is published) and its binding word.
+/// One service instance: its name and its service type (both written once,
+/// at boot, before the magic is published) and its binding word.
 #[repr(C)]
 pub struct CapEntry {
     pub name: crate::Name,
+    /// The service type (`kv`, `ipv6`): clients find their instance by it.
+    pub service: crate::Name,
     pub word: AtomicU64,
 }
 
@@ -99,20 +101,33 @@ impl CapMap {
         self.entries[..n].iter().position(|e| e.name.as_str() == Some(name))
     }
 
-    /// Manager only: formats a map of `names`, none bound yet.
+    /// The service type of entry `index` (empty before the map is published).
+    pub fn service(&self, index: usize) -> Option<&str> {
+        if self.magic.load(Ordering::Acquire) != CAPMAP_MAGIC {
+            return None;
+        }
+        self.entries.get(index)?.service.as_str()
+    }
+
+    /// Manager only: formats a map of `instances` (instance name, service
+    /// type), none bound yet.
     ///
     /// # Safety
     /// No client may read the map while it is formatted (the names are
     /// plain data, published by the Release store of `magic`).
-    pub unsafe fn format(&self, names: &[&str]) {
+    pub unsafe fn format(&self, instances: &[(&str, &str)]) {
         self.magic.store(0, Ordering::Release);
         for (i, e) in self.entries.iter().enumerate() {
-            let name = names.get(i).and_then(|n| crate::Name::try_new(n)).unwrap_or(crate::Name::EMPTY);
-            // SAFETY: per this function's contract nobody reads `name` now.
-            unsafe { core::ptr::write_volatile(core::ptr::addr_of!(e.name).cast_mut(), name) };
+            let name = |s: Option<&str>| s.and_then(crate::Name::try_new).unwrap_or(crate::Name::EMPTY);
+            let (inst, service) = (name(instances.get(i).map(|x| x.0)), name(instances.get(i).map(|x| x.1)));
+            // SAFETY: per this function's contract nobody reads the names now.
+            unsafe {
+                core::ptr::write_volatile(core::ptr::addr_of!(e.name).cast_mut(), inst);
+                core::ptr::write_volatile(core::ptr::addr_of!(e.service).cast_mut(), service);
+            }
             e.word.store(Binding { generation: 0, live: None }.encode(), Ordering::Relaxed);
         }
-        self.instances.store(names.len().min(MAX_INSTANCES) as u32, Ordering::Relaxed);
+        self.instances.store(instances.len().min(MAX_INSTANCES) as u32, Ordering::Relaxed);
         self.magic.store(CAPMAP_MAGIC, Ordering::Release);
     }
 

@@ -333,7 +333,7 @@ pub fn assert_clean_progress(sys: &mut System, before: &[Row]) -> Vec<Row> {
         std::thread::sleep(Duration::from_millis(100));
         let after = sys.status();
         let a = client_totals(&after);
-        assert_eq!(a.len(), 4, "four clients");
+        assert_eq!(a.len(), xtask::description().clients.len(), "every client of services.toml");
         for ((name, _, _, _, au0), (_, _, wrong, failed, au1)) in b.iter().zip(&a) {
             assert!(au1 >= au0, "{name}: audits");
             assert_eq!((*wrong, *failed), (0, 0), "{name}: no wrong replies and no failed calls");

@@ -10,6 +10,7 @@ pub mod fs_image;
 pub mod keys;
 pub mod module;
 pub mod sel4;
+pub mod system;
 
 /// A service module image bundled into the image store.
 pub struct ModuleImage {
@@ -30,76 +31,75 @@ pub enum Source {
     C(&'static str),
 }
 
-const fn module(image: &'static str, package: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::Crate(package), test_only }
-}
-
-const fn c_module(image: &'static str, dir: &'static str, test_only: bool) -> ModuleImage {
-    ModuleImage { image, source: Source::C(dir), test_only }
-}
-
 /// The C module built as `name` (its image name), if there is one.
 pub fn c_module_dir(name: &str) -> Option<&'static str> {
-    MODULES.iter().find_map(|m| match m.source {
+    modules().iter().find_map(|m| match m.source {
         Source::C(dir) if m.image == name => Some(dir),
         _ => None,
     })
 }
 
-/// Every module image: `images.bin` holds the production ones,
-/// `test-images.bin` all of them.
-pub const MODULES: &[ModuleImage] = &[
-    module("kv-v1", "kv-v1", false),
-    module("kv-v2", "kv-v2", false),
-    module("kv-v3", "kv-v3", false),
-    // kv v3 written in C, against the generated headers.
-    c_module("kv-c3", "pds/kv/c-v3", false),
-    module("kv-bad-import", "kv-bad-import", true),
-    module("kv-fault-init", "kv-fault-init", true),
-    module("kv-fault-import", "kv-fault-import", true),
-    module("kv-abort-init", "kv-abort-init", true),
-    module("kv-abort-import", "kv-abort-import", true),
-    module("kv-never-ready", "kv-never-ready", true),
-    module("kv-needs-timer", "kv-needs-timer", true),
-    module("kv-spin-init", "kv-spin-init", true),
-    module("kv-spin-import", "kv-spin-import", true),
-    module("kv-spin-prepare", "kv-spin-prepare", true),
-    module("kv-late-spin", "kv-late-spin", true),
-    module("kv-late-fault", "kv-late-fault", true),
-    module("kv-late-panic", "kv-late-panic", true),
-    module("kv-spin-notified", "kv-spin-notified", true),
-    module("kv-log-flood", "kv-log-flood", true),
-    // The updatable serial service (serial0 in system.xml).
-    module("serial-v1", "serial-v1", false),
-    module("serial-v2", "serial-v2", false),
-    // The file service (fs0 in tests/systems/fs.xml, and fs-sel4.xml on
-    // seL4): embedded-sdmmc 0.6.0, 0.7.0, 0.8.2, 0.9.0 and 0.10.0.
-    module("fs-v1", "fs-v1", false),
-    module("fs-v2", "fs-v2", false),
-    module("fs-v3", "fs-v3", false),
-    module("fs-v4", "fs-v4", false),
-    module("fs-v5", "fs-v5", false),
-    // fs-v5 failing in the middle of a write, after a few hundred writes
-    // (the checkpoint probation's rollback tests).
-    module("fs-fault-write", "fs-fault-write", true),
-    module("fs-spin-write", "fs-spin-write", true),
-    // The benchmarks' service (state of any size); not deployed.
-    module("blob-v1", "blob-v1", true),
-    module("blob-v2", "blob-v2", true),
-    module("blob-cut-export", "blob-cut-export", true),
-    module("blob-cut-import", "blob-cut-import", true),
-];
+/// The workspace's description (`services.toml`, built in).
+pub fn description() -> &'static system::Description {
+    static D: std::sync::OnceLock<system::Description> = std::sync::OnceLock::new();
+    D.get_or_init(|| system::parse(system::BUILTIN).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// Every module image, from `services.toml`: `images.bin` holds the
+/// production ones, `test-images.bin` all of them.
+pub fn modules() -> &'static [ModuleImage] {
+    static M: std::sync::OnceLock<Vec<ModuleImage>> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        let images = description().services.iter().flat_map(|s| &s.images);
+        images
+            .map(|i| match i {
+                system::ImageSpec::Crate(p) => {
+                    ModuleImage { image: leak(p), source: Source::Crate(leak(p)), test_only: false }
+                }
+                system::ImageSpec::Detailed { image, c, test } => ModuleImage {
+                    image: leak(image),
+                    source: match c {
+                        Some(dir) => Source::C(leak(dir)),
+                        None => Source::Crate(leak(image)),
+                    },
+                    test_only: *test,
+                },
+            })
+            .collect()
+    })
+}
 
 /// The image store files: (file name, whether test-only images are in it).
 pub const STORES: &[(&str, bool)] = &[("images.bin", false), ("test-images.bin", true)];
 
-/// Program images named in system.xml, and the host binaries that are them.
-pub const PROGRAMS: &[(&str, &str)] = &[
+/// The framework's program images named in system.xml, and the host
+/// binaries that are them (the client programs come from services.toml:
+/// [`programs`]).
+pub const FIXED_PROGRAMS: &[(&str, &str)] = &[
     ("domain_shell.elf", "domain_shell"),
     ("update_manager.elf", "update_manager"),
     ("serial_driver.elf", "serial_driver"),
-    ("kv_client.elf", "kv_client"),
 ];
+
+/// Program images on both backends: the fixed ones, and every client
+/// program of services.toml (`P` is `P.elf` and the binary `P`).
+pub fn programs() -> &'static [(&'static str, &'static str)] {
+    static P: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let mut v = FIXED_PROGRAMS.to_vec();
+        for c in &description().clients {
+            let elf = format!("{}.elf", c.program);
+            if !v.iter().any(|(e, _)| *e == elf) {
+                v.push((leak(&elf), leak(&c.program)));
+            }
+        }
+        v
+    })
+}
 
 /// Programs that exist on seL4 only (build/sel4): the virtio-blk driver
 /// and the block device's test client (tests/systems/blk-virtio.xml), and
@@ -200,17 +200,17 @@ pub fn build_host(release: bool) -> Result<PathBuf, String> {
     let profile_dir = target_dir().join(if release { "release" } else { "debug" });
     let out = profile_dir.join("host-image");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    for (elf, bin) in PROGRAMS.iter().chain(HOST_ONLY_PROGRAMS) {
+    for (elf, bin) in programs().iter().chain(HOST_ONLY_PROGRAMS) {
         let dst = out.join(elf);
         let _ = std::fs::remove_file(&dst);
         std::os::unix::fs::symlink(profile_dir.join(bin), &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
     }
-    cargo_build_modules(MODULES.iter().filter_map(|m| match m.source {
+    cargo_build_modules(modules().iter().filter_map(|m| match m.source {
         Source::Crate(package) => Some(package),
         Source::C(_) => None,
     }))?;
     let mut images = Vec::new();
-    for m in MODULES {
+    for m in modules() {
         let p = match m.source {
             Source::Crate(package) => module_path(&module_dir(), package),
             Source::C(dir) => cmodule::build_host(dir, m.image, &profile_dir.join("c-modules"))?,
@@ -240,12 +240,14 @@ pub fn write_store(path: &Path, images: &[(&str, Vec<u8>)]) -> Result<(), String
 }
 
 /// Checks a system description as the microkit tool would, with `search`
-/// paths for program images and prefill files.
+/// paths for program images and prefill files, and the naming conventions
+/// (`sdf::topology::check`: both slots of an instance name one type).
 pub fn check(path: &Path, search: &[PathBuf]) -> Result<(), String> {
     let xml = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut sys = sdf::parse(&xml).map_err(|e| format!("{}: {e}", path.display()))?;
     sdf::check_files(&mut sys, search).map_err(|e| format!("{}: {e}", path.display()))?;
-    sys.check().map_err(|e| format!("{}: {e}", path.display()))
+    sys.check().map_err(|e| format!("{}: {e}", path.display()))?;
+    sdf::topology::check(&sys).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds module package `package` (or the C module of that image name)

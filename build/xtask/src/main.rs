@@ -36,6 +36,14 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         disk: Option<PathBuf>,
     },
+    /// Write system.xml from services.toml, where the system is declared
+    /// (README: 'Adding a new service type').
+    System {
+        /// Only check that system.xml is what services.toml generates
+        /// (exit code 1 if not).
+        #[arg(long)]
+        check: bool,
+    },
     /// Check a system description; prints 'ok' or the first error.
     Check {
         path: PathBuf,
@@ -184,6 +192,10 @@ fn main() {
             let err = cmd.exec();
             fail(&format!("starting the host runtime: {err}"))
         }
+        Cmd::System { check } => match xtask::system::write(check) {
+            Ok(msg) => eprintln!("{msg}"),
+            Err(e) => fail(&e),
+        },
         Cmd::Check { path, search_path } => match xtask::check(&path, &search_path) {
             Ok(()) => println!("ok"),
             Err(e) => {

@@ -5,7 +5,7 @@
 //! Nothing fetched lives in the repository: the Microkit SDK comes from
 //! `MICROKIT_SDK`, rust-sel4 is a git dependency of build/sel4, and the
 //! target spec for the PD programs is generated here into `target/`.
-use crate::{target_dir, workspace_root, write_store, MODULES, STORES};
+use crate::{modules, target_dir, workspace_root, write_store, STORES};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -189,7 +189,7 @@ fn build_programs(
         .arg("--release")
         .arg("--target-dir")
         .arg(release_dir);
-    for (_, bin) in crate::PROGRAMS.iter().chain(crate::SEL4_ONLY_PROGRAMS) {
+    for (_, bin) in crate::programs().iter().chain(crate::SEL4_ONLY_PROGRAMS) {
         c.args(["--bin", bin]);
     }
     if !features.is_empty() {
@@ -240,7 +240,7 @@ fn host_tool(name: &str) -> Result<PathBuf, String> {
 /// Builds every module for [`MODULE_TARGET`] and links it to the slot
 /// addresses; returns each with its ELF bytes.
 fn build_modules(system: &Path, out: &Path) -> Result<Vec<(&'static crate::ModuleImage, Vec<u8>)>, String> {
-    MODULES
+    modules()
         .iter()
         .map(|m| {
             let elf = match m.source {
@@ -394,7 +394,7 @@ pub fn build_image_with(system: &Path, features: &[&str]) -> Result<Image, Strin
     }
     let mut elves = Vec::new();
     for p in &programs {
-        let (_, bin) = crate::PROGRAMS
+        let (_, bin) = crate::programs()
             .iter()
             .chain(crate::SEL4_ONLY_PROGRAMS)
             .find(|(elf, _)| elf == p)

@@ -16,3 +16,21 @@ pub mod pd;
 pub mod shm;
 
 pub use pd::{run, HostPd};
+
+/// The `main` of a client PD program on the host runtime: attaches to the
+/// runtime, runs `run(&pd)` (a `fn(&P)` for any `P: pd_api::Pd`), then
+/// waits to be told to exit like every other PD. A client program is one
+/// line: `host_runtime::client_main!(counter_api::run);`.
+#[macro_export]
+macro_rules! client_main {
+    ($run:path) => {
+        fn main() {
+            let pd = $crate::HostPd::from_env().unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            });
+            $run(&pd);
+            std::thread::park();
+        }
+    };
+}

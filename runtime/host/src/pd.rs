@@ -286,6 +286,10 @@ impl Pd for HostPd {
         Some(Region { base: self.maps[i].base, size: self.maps[i].size, writable })
     }
 
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        self.cfg.maps.iter().for_each(|m| f(&m.local_name));
+    }
+
     fn log(&self, args: std::fmt::Arguments) {
         // One write per line, so lines of concurrent PDs never interleave.
         let line = format!("[{}] {args}\n", self.cfg.name);

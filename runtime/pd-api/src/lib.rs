@@ -94,6 +94,12 @@ pub trait Pd {
     fn peer_name(&self, ch: ChannelId) -> Option<&str>;
     /// A mapping by its local name (`setvar_vaddr` symbol or region name).
     fn region(&self, name: &str) -> Option<Region>;
+    /// Calls `f` with the local name of each of this PD's mappings (the
+    /// manager reads its instances' service types from them). The default
+    /// names none: a PD that never needs the list need not give it.
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        let _ = f;
+    }
     fn log(&self, args: core::fmt::Arguments);
     /// A child by its PD name.
     fn child(&self, name: &str) -> Option<ChildId>;

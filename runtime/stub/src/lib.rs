@@ -68,7 +68,7 @@ impl<'p> Instance<'p> {
             let n = (capmap.instances.load(Ordering::Relaxed) as usize).min(MAX_INSTANCES);
             let found = (0..n).find_map(|index| {
                 let name = capmap.entries[index].name.as_str()?;
-                if service_of(name) != service || capmap.find(name) != Some(index) {
+                if capmap.service(index) != Some(service) || capmap.find(name) != Some(index) {
                     return None;
                 }
                 Some(Instance { capmap, index, slots: slot_channels(pd, name)? })
@@ -129,12 +129,6 @@ impl<'p> NamedInstance<'p> {
     pub fn is_slot(&self, ch: ChannelId) -> bool {
         self.slots.contains(&ch)
     }
-}
-
-/// A service type from an instance name: the name without its trailing
-/// digits (`kv0` → `kv`).
-pub fn service_of(instance: &str) -> &str {
-    instance.trim_end_matches(|c: char| c.is_ascii_digit())
 }
 
 fn slot_channels<P: Pd + ?Sized>(pd: &P, instance: &str) -> Option<[ChannelId; 2]> {

@@ -167,6 +167,19 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         };
         let mut children = Vec::new();
         pd.for_each_child(&mut |id, name| children.push((id, name.to_owned(), 0)));
+        let mut region_names = Vec::new();
+        pd.for_each_region(&mut |n| region_names.push(n.to_owned()));
+        // A slot's control region, `{slot}_control`, or `{type}:{slot}_control`
+        // naming the instance's service type (`interfaces::control`).
+        let control_region = |slot: &str| -> (String, Option<String>) {
+            region_names
+                .iter()
+                .find_map(|r| match interfaces::control::control_region_service(r, slot) {
+                    Some(Some(t)) => Some((r.clone(), Some(t.to_owned()))),
+                    _ => None,
+                })
+                .unwrap_or_else(|| (format!("{slot}_control"), None))
+        };
         let (mut instances, mut slots) = (Vec::new(), Vec::new());
         for (_, name, _) in &children {
             let Some(inst) = name.strip_suffix("_a") else { continue };
@@ -175,11 +188,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             }
             let slot = |suffix: &str| -> Result<SlotRef, String> {
                 let pd_name = format!("{inst}_{suffix}");
-                let control = region(pd, &format!("{pd_name}_control"), true)?;
+                let control = region(pd, &control_region(&pd_name).0, true)?;
                 // SAFETY: mapped read/write for the manager's life, shared
                 // only with this slot, accessed only through atomics.
                 let page = unsafe { ControlPage::at(control.base, control.size) }
-                    .ok_or_else(|| format!("region '{pd_name}_control' is too small or misaligned"))?;
+                    .ok_or_else(|| format!("the control region of '{pd_name}' is too small or misaligned"))?;
                 page.reset();
                 Ok(SlotRef {
                     child: pd.child(&pd_name).ok_or_else(|| format!("'{pd_name}' is not a child of the manager"))?,
@@ -193,7 +206,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 })
             };
             slots.push([slot("a")?, slot("b")?]);
-            let service = inst.trim_end_matches(|c: char| c.is_ascii_digit()).to_owned();
+            let (a, b) = (control_region(&format!("{inst}_a")).1, control_region(&format!("{inst}_b")).1);
+            if a != b {
+                return Err(format!("instance '{inst}': its slots' control regions name different service types"));
+            }
+            let service = a.unwrap_or_else(|| interfaces::control::legacy_service(inst).to_owned());
             instances.push(Instance::new(inst.to_owned(), service, instances.len()));
         }
         let serial = match pd.channel("serial") {
@@ -206,7 +223,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             ),
         };
         let console = Console { rx, tx, serial, editor: LineEditor::default() };
-        let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<(&str, &str)> = instances.iter().map(|i| (i.name.as_str(), i.service.as_str())).collect();
         // SAFETY: boot: no client reads the map before the magic is set.
         unsafe { capmap.format(&names) };
         let started_ns = pd.now_ns();

@@ -51,7 +51,8 @@ pub struct FakePd {
 impl FakePd {
     /// A manager PD with the console's queues, a capability map, the image
     /// store holding `images` (name, image bytes), and the two slots of
-    /// each instance in `instances` (e.g. `kv0`).
+    /// each instance in `instances` (e.g. `kv0`, or `kv:store` for an
+    /// instance whose control regions name its type, as system.xml's do).
     pub fn new(images: &[(&str, Vec<u8>)], instances: &[&str]) -> &'static FakePd {
         let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (*n, b.as_slice())).collect();
         let mut store = leak_region(interfaces::store::store_size(refs.iter().map(|(_, b)| b.len())).max(64), true);
@@ -67,14 +68,18 @@ impl FakePd {
         let mut channels = vec![("serial".to_owned(), SERIAL)];
         let mut children = Vec::new();
         let mut slots = HashMap::new();
-        for inst in instances {
+        for spec in instances {
+            let (kind, inst) = match spec.split_once(':') {
+                Some((t, i)) => (format!("{t}:"), i),
+                None => (String::new(), *spec),
+            };
             for s in ["a", "b"] {
                 let name = format!("{inst}_{s}");
                 let ch = channels.len() as ChannelId;
                 channels.push((name.clone(), ch));
                 children.push((name.clone(), children.len() as ChildId));
                 regions.push((format!("{name}_code"), leak_region(4096, true)));
-                regions.push((format!("{name}_control"), leak_region(4096, true)));
+                regions.push((format!("{kind}{name}_control"), leak_region(4096, true)));
                 slots.insert(ch, FakeSlot { state: SlotState::Empty, version: 0 });
             }
         }
@@ -113,7 +118,11 @@ impl FakePd {
     }
 
     fn page(&self, slot: &str) -> &'static ControlPage {
-        let r = self.region(&format!("{slot}_control")).unwrap();
+        let (_, r) = self
+            .regions
+            .iter()
+            .find(|(n, _)| interfaces::control::control_region_service(n, slot).is_some())
+            .expect("the slot's control region");
         // SAFETY: a leaked, page-aligned region of the test's.
         unsafe { ControlPage::at(r.base, r.size) }.unwrap()
     }
@@ -184,6 +193,9 @@ impl Pd for FakePd {
     }
     fn region(&self, name: &str) -> Option<Region> {
         self.regions.iter().find(|(n, _)| n == name).map(|(_, r)| *r)
+    }
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        self.regions.iter().for_each(|(n, _)| f(n));
     }
     fn log(&self, args: std::fmt::Arguments) {
         eprintln!("[update_manager] {args}");

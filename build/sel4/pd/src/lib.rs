@@ -188,6 +188,10 @@ impl Pd for Sel4Pd {
         Some(Region { base: base as *mut u8, size: m.size, writable: m.writable })
     }
 
+    fn for_each_region(&self, f: &mut dyn FnMut(&str)) {
+        self.0.maps.iter().for_each(|m| f(m.name));
+    }
+
     fn log(&self, args: fmt::Arguments) {
         debug_println!("{}: {}", self.0.name, args);
     }
@@ -267,4 +271,23 @@ pub fn program_entry(program: &str) -> Option<u64> {
     // SAFETY: written by the image build before boot, never at run time.
     let v = unsafe { core::ptr::read_volatile((&raw const upd_program_entries).cast::<u64>().add(i)) };
     (v != 0).then_some(v)
+}
+
+/// A client PD program on seL4: runs `run(pd)` (a `fn(&P)` for any
+/// `P: pd_api::Pd`) from `init`, as a Microkit PD may, and never returns
+/// to the event loop. A client program's `main.rs` is `#![no_std]`,
+/// `#![no_main]` and `sel4_pd::client_main!(counter_api::run);` (the
+/// crate depends on `sel4-microkit` too, whose attribute this expands to).
+#[macro_export]
+macro_rules! client_main {
+    ($run:path) => {
+        // A small heap: sel4-microkit's "alloc" feature (which the manager
+        // and the shell need) is unified across this workspace and makes
+        // every program need one.
+        #[sel4_microkit::protection_domain(heap_size = 0x4000)]
+        fn init() -> sel4_microkit::NullHandler {
+            $run($crate::Sel4Pd::current());
+            sel4_microkit::NullHandler::new()
+        }
+    };
 }

@@ -269,8 +269,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             FsOp::Write => {
                 let buf = self.client_buffer(ch, req.arg)?;
                 let (i, file) = self.positioned(ch, req.handle)?;
-                self.dirty[i] = true;
-                self.fat()?.write(file, buf)?;
+                self.write_at(i, file, buf)?;
                 if let Some(f) = self.files[i].as_mut() {
                     f.pos = f.pos.saturating_add(buf.len() as u32);
                     f.written += buf.len() as u64;
@@ -331,6 +330,35 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             FsOp::Rmdir => self.in_dir(req.path, false, |fat, dir, leaf| fat.rmdir(dir, leaf)).map(|()| (0, 0)),
             FsOp::Version => Ok((VERSION as u64, F::CRATE_VERSION as u64)),
         }
+    }
+
+    /// Whether a write to open file `i` (positioned) is the first write to
+    /// an empty file (created, or truncated: size 0, at position 0).
+    fn empty(&mut self, i: usize, file: F::File) -> Result<bool, FsStatus> {
+        Ok(self.files[i].as_ref().is_some_and(|f| f.pos == 0) && self.fat()?.length(file)? == 0)
+    }
+
+    /// Writes `buf` through the crate at the handle's position (`file` is
+    /// positioned there). The first write to an empty file goes in two:
+    /// its first byte, then the file's directory entry (the `Fat` flush, or
+    /// close and reopen), then the rest. A created file's first cluster is
+    /// otherwise only in the crate's handle until a flush: a failure in
+    /// the middle of the write would leave it allocated and linked but
+    /// unreferenced, and the retry in the old version (at the checkpoint's
+    /// position, from the directory entry) would allocate another. With
+    /// the entry written, the retry follows the chain the crate made.
+    fn write_at(&mut self, i: usize, file: F::File, buf: &[u8]) -> Result<(), FsStatus> {
+        self.dirty[i] = true;
+        if buf.len() < 2 || !self.empty(i, file)? {
+            return self.fat()?.write(file, buf);
+        }
+        self.fat()?.write(file, &buf[..1])?;
+        self.sync(i)?;
+        // (A release without flush reopened it: a new handle, at 0.)
+        let file = self.handles[i].ok_or(FsStatus::BadHandle)?;
+        self.dirty[i] = true;
+        self.fat()?.seek(file, 1)?;
+        self.fat()?.write(file, &buf[1..])
     }
 
     fn length(&mut self, file: F::File) -> Result<u32, FsStatus> {
@@ -394,16 +422,26 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// For test modules that fail in the middle of a write: the first `n`
     /// bytes of the `Write` in `msg` go through the crate, as far as a
     /// write that fails half way gets (data, and any cluster it
-    /// allocates); the service's state is not advanced, as the call does
-    /// not complete.
+    /// allocates; a first write to an empty file as `Write` does it, its
+    /// first byte and directory entry first); the service's state is not
+    /// advanced, as the call does not complete.
     pub fn write_prefix(&mut self, ch: u32, msg: &Message, n: usize) -> Result<(), FsStatus> {
         dev::new_call(self.disk_blocks);
         let req = FsRequest::parse(msg)?;
         let buf = self.client_buffer(ch, req.arg)?;
         let (i, file) = self.positioned(ch, req.handle)?;
-        self.dirty[i] = true;
         self.dev_dirty = true;
-        self.fat()?.write(file, &buf[..n.min(buf.len())])
+        self.write_at(i, file, &buf[..n.min(buf.len())])
+    }
+
+    /// For test modules that fail in the middle of a write: whether the
+    /// `Write` in `msg` from client `ch` is the first write to an empty
+    /// file (size 0, at position 0), and the file's path.
+    pub fn pending_first_write(&mut self, ch: u32, msg: &Message) -> Option<Path> {
+        dev::new_call(self.disk_blocks);
+        let req = FsRequest::parse(msg).ok().filter(|r| r.op == FsOp::Write)?;
+        let (i, file) = self.positioned(ch, req.handle).ok()?;
+        self.empty(i, file).ok()?.then(|| self.files[i].as_ref().map(|f| f.path.clone())).flatten()
     }
 
     /// Replaces the open files with `files` (decoded from another version's

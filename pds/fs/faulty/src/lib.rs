@@ -22,6 +22,12 @@ pub mod mode {
     pub const FAULT: u8 = 1;
     /// A spin after the partial write.
     pub const SPIN: u8 = 2;
+    /// A wild read half way through the first write to an empty file in a
+    /// directory (the clients' `/CnD/INFO.TXT` with `HOST_FS_DIRS`: a file
+    /// created fresh, which owns no cluster before its first write; the
+    /// clients' data files are emptied by truncation, which keeps their
+    /// first cluster), from the first such write on.
+    pub const FAULT_FIRST_WRITE: u8 = 3;
 }
 
 /// The writes served well before one fails.
@@ -54,6 +60,27 @@ pub struct Faulty<const MODE: u8> {
     writes: u64,
 }
 
+impl<const MODE: u8> Faulty<MODE> {
+    /// Fails half way through the first write to an empty file in a
+    /// directory: with fs-core's two-part first write, after the first
+    /// byte and the directory entry, inside the rest.
+    fn first_write(&mut self, ch: u32, msg: &Message, len: usize) {
+        let Some(path) = self.fs.0.pending_first_write(ch, msg) else { return };
+        if path.matches('/').count() < 2 {
+            return;
+        }
+        let half = len / 2;
+        let done = self.fs.0.write_prefix(ch, msg, half);
+        let mut line: heapless::String<160> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut line,
+            format_args!("fs-faulty: wrote {half} of {len} bytes at 0 of empty {path} ({done:?}); failing now"),
+        );
+        self.env.log(&line);
+        read_unmapped();
+    }
+}
+
 impl<const MODE: u8> Module for Faulty<MODE> {
     const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("fs", 90 + MODE as u32, 2)
         .channel("blk")
@@ -70,6 +97,12 @@ impl<const MODE: u8> Module for Faulty<MODE> {
     fn protected(&mut self, ch: u32, msg: &mut Message) {
         if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
             self.writes += 1;
+            if MODE == mode::FAULT_FIRST_WRITE {
+                if pos == 0 && len >= 4 {
+                    self.first_write(ch, msg, len);
+                }
+                return self.fs.protected(ch, msg);
+            }
             let half = (len / 2) as u32;
             // A write into a file that has data (its first cluster is in
             // its directory entry) whose first half ends in the next

@@ -5,8 +5,9 @@
 //! the file's chain when the half crosses a cluster's end) and then
 //! faults, or spins until the manager's watchdog stops it. The file's
 //! directory entry (its size) is not written: the crate defers it to the
-//! file's flush, which the failed call never reaches. Never in the
-//! production image store.
+//! file's flush, which the failed call never reaches. Another mode
+//! ([`mode::FAULT_FIRST_WRITE`]) fails half way through the first write to
+//! an empty file instead. Never in the production image store.
 #![no_std]
 
 mod v5;

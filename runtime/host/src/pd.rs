@@ -170,7 +170,12 @@ impl HostPd {
         let before = b.incarnation.load(Ordering::Acquire);
         b.request.store(req, Ordering::Release);
         self.kernel().wake_runtime();
-        let deadline = monotonic_ns() + 5_000_000_000;
+        // Longer than what the runtime may take for the request: a restart
+        // waits up to 5 s for the old process's death before it starts the
+        // new one, and a stop up to 1 s for the kernel to show it stopped.
+        // (Under heavy load a restart answered after 5 s was seen as one
+        // that never happened, and the slot stayed unusable.)
+        let deadline = monotonic_ns() + 12_000_000_000;
         while monotonic_ns() < deadline {
             let done = match req {
                 request::RESTART => b.incarnation.load(Ordering::Acquire) != before,

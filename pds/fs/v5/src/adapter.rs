@@ -1,5 +1,7 @@
-//! A copy of fs-v5's adapter (embedded-sdmmc 0.10.0; `pds/fs/v5/src/lib.rs`
-//! without its module export), for the faulty test modules.
+//! fs-v5's adapter to embedded-sdmmc 0.10.0: the block device, the clock,
+//! the error mapping and the `Fat` trait. A file of its own so that the
+//! faulty test modules (`pds/fs/faulty`) build on this very adapter,
+//! without the module export.
 
 use fs_core::{BlkDev, Fat, Mode};
 use module_rt::interfaces::fs::FsStatus;

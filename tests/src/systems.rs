@@ -1,4 +1,4 @@
-//! Systems built for one test or benchmark: the manager, the serial
+//! Systems built for one test or benchmark: the manager, the UART
 //! driver and one updatable instance, plus whatever PDs the test adds.
 use crate::System;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ const HEAD: &str = r#"<system>
     <memory_region name="serial_rx" size="0x1000" />
     <memory_region name="serial_tx" size="0x4000" />"#;
 
-/// A system (written to a temporary file) with the manager, the serial driver, one instance `inst` with
+/// A system (written to a temporary file) with the manager, the UART driver, one instance `inst` with
 /// a transfer region of `transfer` bytes, and `extra` PDs (children of the
 /// manager) with their regions and channels.
 pub fn one_instance_system(
@@ -41,7 +41,7 @@ pub fn one_instance_system(
         <map mr="{inst}_a_control" vaddr="0x60000000" perms="rw" />
         <map mr="{inst}_b_control" vaddr="0x60001000" perms="rw" />
         <protection_domain name="serial" id="0" priority="250">
-            <program_image path="serial_driver.elf" />
+            <program_image path="uart_driver.elf" />
             <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
             <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
         </protection_domain>
@@ -98,7 +98,7 @@ pub fn warm_generation(generation: u64) -> bool {
 }
 
 /// A file-service system for the fs benchmarks (written to a temporary
-/// file): the manager, the serial driver, the block driver `blk` and the
+/// file): the manager, the UART driver, the block driver `blk` and the
 /// fs0 slots as in tests/systems/fs.xml, and one bench client `client`
 /// (bench_pd.elf) on channel 1 of the slots, with a 64 KiB buffer. With
 /// `direct`, also the baseline: `fsdirect` hosting the module `direct`
@@ -176,7 +176,7 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
         <map mr="fs0_a_control" vaddr="0x60000000" perms="rw" />
         <map mr="fs0_b_control" vaddr="0x60001000" perms="rw" />
         <protection_domain name="serial" id="0" priority="250">
-            <program_image path="serial_driver.elf" />
+            <program_image path="uart_driver.elf" />
             <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
             <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
         </protection_domain>

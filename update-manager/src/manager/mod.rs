@@ -60,7 +60,7 @@ const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
 /// Where the console's queues lead.
 enum SerialPeer {
-    /// A fixed serial driver PD.
+    /// A fixed UART driver PD.
     Fixed(ChannelId),
     /// The live slot of an updatable serial service instance.
     Instance(usize),
@@ -274,7 +274,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     /// Queues console output; [`Manager::flush`] sends it. Output is sent
     /// in a few large writes rather than a line at a time: each write wakes
-    /// the serial driver, and during an update that time is the clients'.
+    /// the UART driver, and during an update that time is the clients'.
     pub(crate) fn say(&mut self, text: &str) {
         self.send_bytes(text.as_bytes());
     }

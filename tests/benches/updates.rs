@@ -49,6 +49,7 @@ use xproc::CrossProcessCopy;
 fn updatable_ppc() {
     let sys_xml = system(
         "images.bin",
+        "kv",
         "kv0",
         0x20000,
         r#"<memory_region name="kvdirect_code" prefill_path="kv-v1.so" />"#,
@@ -94,6 +95,7 @@ fn blackout(size: u64) {
     let transfer = (size + 0x10000).next_multiple_of(0x1000);
     let sys_xml = system(
         "test-images.bin",
+        "blob",
         "blob0",
         transfer,
         "",
@@ -263,6 +265,7 @@ fn throughput() {
 fn kv_with_client(store: &str, client: &str) -> std::path::PathBuf {
     system(
         store,
+        "kv",
         "kv0",
         0x20000,
         "",

@@ -2,7 +2,7 @@
 //! stopped cleanly (tests/tests/fs.rs on the host, build/xtask/tests/qemu.rs
 //! on seL4): `fsck.fat -n` must find nothing, and the image must hold
 //! exactly the files the clients' models (`fsmodel NAME GENERATION LEN`,
-//! logged by `client::fs::run` when it stops) say, byte for byte.
+//! logged by `checking_clients::fs::run` when it stops) say, byte for byte.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -45,7 +45,7 @@ pub fn fsck(image: &Path) -> Result<(), String> {
 
 /// The image's root directory holds exactly the files of `model`, each
 /// of its length and with the bytes `pattern(client, file, generation,
-/// offset)` (`client::fs::pattern`) for a name `C<client>F<file>.BIN`.
+/// offset)` (`checking_clients::fs::pattern`) for a name `C<client>F<file>.BIN`.
 pub fn check_files(image: &Path, model: &Models, pattern: fn(u32, u32, u32, u32) -> u8) -> Result<(), String> {
     let on_disk = root_files(image)?;
     let names: Vec<&String> = on_disk.keys().collect();

@@ -380,7 +380,7 @@ fn check_clean_progress(q: &mut Qemu, before: &[Vec<String>], after: &[Vec<Strin
 /// The block device on seL4 (tests/systems/blk-virtio.xml): the virtio-blk
 /// driver PD serves a fresh FAT32 image (QEMU's virtio-blk-device on the
 /// virtio-mmio bus) through the `blk` queues, and the test client's
-/// self-test (`blk::client::selftest`: the MBR and boot sector, blocks
+/// self-test (`blk_driver::client::selftest`: the MBR and boot sector, blocks
 /// written and read back, bad requests refused) passes. Afterwards, on the
 /// host, the image file holds the blocks the client wrote, and
 /// `fsck.fat -n` finds the file system clean.
@@ -407,11 +407,11 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
     let bytes = std::fs::read(&disk).unwrap();
     let block = interfaces::blk::BLOCK;
     let blocks = (bytes.len() / block) as u64;
-    let first = blocks - blk::client::TEST_BLOCKS;
+    let first = blocks - blk_driver::client::TEST_BLOCKS;
     let wrong = bytes[first as usize * block..]
         .iter()
         .enumerate()
-        .filter(|&(i, &b)| b != blk::client::pattern(first + (i / block) as u64, i % block))
+        .filter(|&(i, &b)| b != blk_driver::client::pattern(first + (i / block) as u64, i % block))
         .count();
     assert_eq!(wrong, 0, "bytes of blocks {first}..{blocks} in the image differ from what the client wrote");
     let fsck = std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap())
@@ -509,8 +509,8 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
     drop(q);
 
     // The outside judge, as on the host.
-    let judged =
-        xtask::fs_image::fsck(&disk).and_then(|()| xtask::fs_image::check_files(&disk, &model, client::fs::pattern));
+    let judged = xtask::fs_image::fsck(&disk)
+        .and_then(|()| xtask::fs_image::check_files(&disk, &model, checking_clients::fs::pattern));
     if let Err(e) = judged {
         panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
     }
@@ -576,8 +576,8 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
     }
     let _ = writeln!(std::io::stderr(), "fs on seL4, failures half way through a write on probation: {reports:?}");
     drop(q);
-    let judged =
-        xtask::fs_image::fsck(&disk).and_then(|()| xtask::fs_image::check_files(&disk, &model, client::fs::pattern));
+    let judged = xtask::fs_image::fsck(&disk)
+        .and_then(|()| xtask::fs_image::check_files(&disk, &model, checking_clients::fs::pattern));
     if let Err(e) = judged {
         panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
     }
@@ -761,7 +761,7 @@ fn every_failure_before_commit_rolls_back_with_nothing_lost_on_sel4() {
 }
 
 #[test]
-fn serial_driver_updates_under_typing_lose_no_byte_on_sel4() {
+fn serial_service_updates_under_typing_lose_no_byte_on_sel4() {
     const SWITCHES: usize = 20;
     let _one = serial();
     let sys_xml = xtask::workspace_root().join("tests/systems/serial-update.xml");

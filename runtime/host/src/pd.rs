@@ -429,7 +429,7 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
     let me = pd.me();
     // Once the system halts, a PD lingers until it has been idle this long:
     // the last output may still be travelling down a chain of PDs (console,
-    // serial, device), and each must pass it on before it exits.
+    // serial service, UART driver), and each must pass it on before it exits.
     const HALT_QUIET: Duration = Duration::from_millis(20);
     let mut quiet_since: Option<u64> = None;
     loop {

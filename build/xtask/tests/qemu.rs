@@ -75,6 +75,14 @@ fn image(store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
 /// `store`), with its image built; `None` (after a skip message) when the
 /// tools are missing.
 fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
+    image_with(system, store, &[])
+}
+
+/// [`image_of`] with extra Cargo `features` of the build/sel4 programs
+/// (e.g. `fs-client-sel4/dirs`). Such an image is built from a copy of the
+/// description named for the features, so that it has an image directory
+/// (and an entry in the cache below) of its own.
+fn image_with(system: &Path, store: Option<&str>, features: &[&str]) -> Option<(PathBuf, sdf::System)> {
     if let Err(e) = xtask::sel4::qemu_ready() {
         skip(&e);
         return None;
@@ -82,6 +90,15 @@ fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)
     let mut system = system.to_path_buf();
     if let Some(store) = store {
         system = xtask::sel4::system_with_store(&system, store).unwrap_or_else(|e| panic!("{e}"));
+    }
+    if !features.is_empty() {
+        let stem = system.file_stem().unwrap().to_string_lossy().into_owned();
+        let tag: String = features.join("-").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let dir = xtask::sel4::out_dir().join("systems");
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join(format!("{stem}-{tag}.xml"));
+        std::fs::copy(&system, &copy).unwrap_or_else(|e| panic!("{}: {e}", system.display()));
+        system = copy;
     }
     // Each system's image has a directory of its own, so one built earlier
     // in this run is still good after another system was built.
@@ -91,7 +108,8 @@ fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)
         Some(loader) => loader,
         None => {
             let t = Instant::now();
-            let image = xtask::sel4::build_image(&system).unwrap_or_else(|e| panic!("building the seL4 image: {e}"));
+            let image = xtask::sel4::build_image_with(&system, features)
+                .unwrap_or_else(|e| panic!("building the seL4 image: {e}"));
             let _ = writeln!(std::io::stderr(), "seL4 image of {} built in {:.1?}", system.display(), t.elapsed());
             BUILT
                 .lock()
@@ -324,7 +342,12 @@ fn kv_faults(rows: &[Vec<String>]) -> HashMap<String, u64> {
 
 /// The live kv slots' module versions.
 fn live_kv_versions(rows: &[Vec<String>]) -> Vec<(String, String)> {
-    rows.iter().filter(|r| r[1] == "kv" && r[4] == "live").map(|r| (r[0].clone(), r[2].clone())).collect()
+    live_versions(rows, "kv")
+}
+
+/// The live slots of `service` and their module versions.
+fn live_versions(rows: &[Vec<String>], service: &str) -> Vec<(String, String)> {
+    rows.iter().filter(|r| r[1] == service && r[4] == "live").map(|r| (r[0].clone(), r[2].clone())).collect()
 }
 
 /// Polls `status` until `pd`'s verified count exceeds `above` (a client is the
@@ -428,6 +451,101 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
     let _ = std::fs::remove_file(&disk);
 }
 
+/// What an fs client prints once it has stopped cleanly
+/// (build/sel4/fs_client).
+const FS_DONE: &str = "fs client done";
+/// From the end of a scenario to both fs clients' clean stop.
+const FS_STOP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A file-service system on seL4 (tests/systems/fs-sel4.xml with the image
+/// store `store`, its programs built with `features`) booted in QEMU on a
+/// fresh FAT32 image `<target>/tmp/<name>.img`, damaged first by
+/// `xtask::fs_image::damage` if `damage` says how. Returns QEMU, the
+/// image's path and the first status in which both clients have published
+/// their counters; `None` (after a skip message) when the tools are
+/// missing.
+fn boot_fs(
+    name: &str,
+    store: Option<&str>,
+    features: &[&str],
+    damage: Option<&str>,
+) -> Option<(Qemu, PathBuf, Vec<Vec<String>>)> {
+    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
+    let (loader, _) = image_with(&system, store, features)?;
+    let dir = xtask::target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("{name}.img"));
+    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(how) = damage {
+        xtask::fs_image::damage(&disk, how).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
+    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
+    let started = all_started(&mut q);
+    Some((q, disk, started))
+}
+
+/// [`clean_progress_of`] for the two fs clients, which must not have
+/// stopped yet: the seL4 client stops after a fixed number of steps, and a
+/// stop before the scenario's end would leave the rest of it untested.
+fn fs_progress(q: &mut Qemu, before: &[Vec<String>], what: &str) -> Vec<Vec<String>> {
+    let early = q.transcript().contains(FS_DONE);
+    q.check(!early, || {
+        format!("{what}: a client stopped before the scenario ended (raise STEPS in build/sel4/fs_client)")
+    });
+    clean_progress_of(q, before, what, 2)
+}
+
+/// No fs slot has faulted or hung, nor has the block driver faulted,
+/// since the status table `earlier` (empty: ever), by the table `rows`.
+fn fs_no_new_faults(q: &mut Qemu, earlier: &[Vec<String>], rows: &[Vec<String>], what: &str) {
+    for r in rows.iter().filter(|r| r[1] == "fs" || r[0] == "blk") {
+        let was = row(earlier, &r[0]).map_or("0", |e| e[6].as_str());
+        q.check(r[6] == was, || format!("{what}: {} faulted or hung (faults {was} before): {r:?}", r[0]));
+    }
+}
+
+/// Waits for both fs clients' clean stop: each closes its files, re-reads
+/// them through fresh opens and prints its model (`fsmodel NAME GENERATION
+/// LEN`), then `fs client done`. Neither may have seen a wrong reply or a
+/// failed call, nor failed its final check. Returns their models.
+fn fs_clean_stop(q: &mut Qemu) -> xtask::fs_image::Models {
+    let deadline = Instant::now() + FS_STOP_TIMEOUT;
+    while q.transcript().matches(FS_DONE).count() < 2 {
+        if let Ok(Some(status)) = q.child.try_wait() {
+            q.fail(&format!("QEMU exited ({status}) before both clients printed '{FS_DONE}'"));
+        }
+        if Instant::now() > deadline {
+            q.fail(&format!("the clients did not both stop cleanly ('{FS_DONE}') within {FS_STOP_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let transcript = q.transcript();
+    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
+        "a client's final check failed, or a reply was wrong".into()
+    });
+    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
+    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
+    for (name, _, wrong, failed) in clients(&q.status()) {
+        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
+    }
+    model
+}
+
+/// With QEMU stopped, the outside judge, as on the host: `fsck` on the
+/// image (`xtask::fs_image::fsck`, or a tolerant one), and the image's
+/// root holds exactly the clients' files, each equal to its model byte for
+/// byte (`xtask::fs_image`). Then the image is removed.
+fn fs_judge(q: Qemu, disk: &Path, model: &xtask::fs_image::Models, fsck: impl FnOnce(&Path) -> Result<(), String>) {
+    let transcript = q.transcript();
+    drop(q);
+    let judged = fsck(disk).and_then(|()| xtask::fs_image::check_files(disk, model, client::fs::pattern));
+    if let Err(e) = judged {
+        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
+    }
+    let _ = std::fs::remove_file(disk);
+}
+
 /// The file service on seL4 (tests/systems/fs-sel4.xml), as
 /// tests/tests/fs.rs replays it on the host: fs on the virtio-blk driver,
 /// with its two clients appending, reading back and auditing their files,
@@ -442,20 +560,9 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
 /// (`xtask::fs_image`, the host test's judge).
 #[test]
 fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
-    const DONE: &str = "fs client done";
-    /// From the last update to both clients' clean stop.
-    const STOP_TIMEOUT: Duration = Duration::from_secs(240);
     let _one = serial();
-    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
-    let Some((loader, _)) = image_of(&system, None) else { return };
-    let dir = xtask::target_dir().join("tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("qemu-fs-sel4.img");
-    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
-    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
-    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
-    let started = all_started(&mut q);
-    let mut before = clean_progress_of(&mut q, &started, "boot", 2);
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-sel4", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
     q.command("probation 0", PROMPT);
     let mut blackouts = Vec::new();
     let start = Instant::now();
@@ -468,53 +575,19 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
         {
             blackouts.push(us);
         }
-        let early = q.transcript().contains(DONE);
-        q.check(!early, || {
-            format!("{line}: a client stopped before the updates ended (raise STEPS in build/sel4/fs_client)")
-        });
-        before = clean_progress_of(&mut q, &before, &line, 2);
+        before = fs_progress(&mut q, &before, &line);
     }
     let updates = start.elapsed();
-    for r in before.iter().filter(|r| r[1] == "fs") {
-        q.check(r[6] == "0", || format!("an fs slot faulted or hung: {r:?}"));
-    }
+    fs_no_new_faults(&mut q, &[], &before, "the replay");
     let c = clients(&before);
-
-    // The clients' clean stop: files closed, re-read, models printed.
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while q.transcript().matches(DONE).count() < 2 {
-        if let Ok(Some(status)) = q.child.try_wait() {
-            q.fail(&format!("QEMU exited ({status}) before both clients printed '{DONE}'"));
-        }
-        if Instant::now() > deadline {
-            q.fail(&format!("the clients did not both stop cleanly ('{DONE}') within {STOP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let stopped = start.elapsed();
-    let transcript = q.transcript();
-    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
-        "a client's final check failed, or a reply was wrong".into()
-    });
-    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
-    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
-    for (name, _, wrong, failed) in clients(&q.status()) {
-        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
-    }
+    let model = fs_clean_stop(&mut q);
     let _ = writeln!(
         std::io::stderr(),
         "fs on seL4: 16 live updates v1 -> v5 -> v1 (twice) in {updates:?}, blackouts {blackouts:?} us; \
-         clients (name, verified, wrong, failed): {c:?}; both stopped cleanly at {stopped:?}"
+         clients (name, verified, wrong, failed): {c:?}; both stopped cleanly at {:?}",
+        start.elapsed()
     );
-    drop(q);
-
-    // The outside judge, as on the host.
-    let judged =
-        xtask::fs_image::fsck(&disk).and_then(|()| xtask::fs_image::check_files(&disk, &model, client::fs::pattern));
-    if let Err(e) = judged {
-        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
-    }
-    let _ = std::fs::remove_file(&disk);
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
 }
 
 /// The checkpoint probation on seL4 (see the README's *The file
@@ -526,19 +599,11 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
 /// disk is clean and holds exactly their files.
 #[test]
 fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
-    const DONE: &str = "fs client done";
-    const STOP_TIMEOUT: Duration = Duration::from_secs(240);
     let _one = serial();
-    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
-    let Some((loader, _)) = image_of(&system, Some("test-images.bin")) else { return };
-    let dir = xtask::target_dir().join("tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("qemu-fs-probation.img");
-    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
-    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
-    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
-    let started = all_started(&mut q);
-    let mut before = clean_progress_of(&mut q, &started, "boot", 2);
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-probation", Some("test-images.bin"), &[], None) else {
+        return;
+    };
+    let mut before = fs_progress(&mut q, &started, "boot");
     q.command("probation 600000", PROMPT);
     let mut reports = Vec::new();
     for (image, how) in [("fs-fault-write", "fault: fs0_"), ("fs-spin-write", "hung")] {
@@ -546,42 +611,18 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
         let out = q.switch(&line);
         q.check(out.contains(&format!("done: fs0 runs {image} ")), || format!("{line}:\n{out}"));
         let report = q.wait_for(&["nothing was lost"], Duration::from_secs(120));
-        let early = q.transcript().contains(DONE);
+        let early = q.transcript().contains(FS_DONE);
         q.check(!early, || format!("{line}: a client stopped before the fault"));
         q.check(report.contains(how) && report.contains("fs0: took over the checkpoint after"), || {
             format!("{line}: expected a rollback to the checkpoint: {report}")
         });
         q.check(report.contains("runs fs-v1 (v1, schema 1) again"), || format!("{line}: {report}"));
         reports.push(report.lines().filter(|l| l.contains("rolled back")).collect::<String>());
-        before = clean_progress_of(&mut q, &before, &line, 2);
+        before = fs_progress(&mut q, &before, &line);
     }
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while q.transcript().matches(DONE).count() < 2 {
-        if let Ok(Some(status)) = q.child.try_wait() {
-            q.fail(&format!("QEMU exited ({status}) before both clients printed '{DONE}'"));
-        }
-        if Instant::now() > deadline {
-            q.fail(&format!("the clients did not both stop cleanly ('{DONE}') within {STOP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let transcript = q.transcript();
-    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
-        "a client's final check failed, or a reply was wrong".into()
-    });
-    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
-    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
-    for (name, _, wrong, failed) in clients(&q.status()) {
-        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
-    }
+    let model = fs_clean_stop(&mut q);
     let _ = writeln!(std::io::stderr(), "fs on seL4, failures half way through a write on probation: {reports:?}");
-    drop(q);
-    let judged =
-        xtask::fs_image::fsck(&disk).and_then(|()| xtask::fs_image::check_files(&disk, &model, client::fs::pattern));
-    if let Err(e) = judged {
-        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
-    }
-    let _ = std::fs::remove_file(&disk);
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
 }
 
 #[test]

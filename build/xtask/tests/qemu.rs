@@ -496,6 +496,13 @@ fn fs_progress(q: &mut Qemu, before: &[Vec<String>], what: &str) -> Vec<Vec<Stri
     clean_progress_of(q, before, what, 2)
 }
 
+/// The live fs slot's module version (one live slot).
+fn live_fs_version(q: &mut Qemu, rows: &[Vec<String>]) -> String {
+    let live = live_versions(rows, "fs");
+    q.check(live.len() == 1, || format!("one live fs slot: {rows:?}"));
+    live[0].1.clone()
+}
+
 /// No fs slot has faulted or hung, nor has the block driver faulted,
 /// since the status table `earlier` (empty: ever), by the table `rows`.
 fn fs_no_new_faults(q: &mut Qemu, earlier: &[Vec<String>], rows: &[Vec<String>], what: &str) {
@@ -622,6 +629,101 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
     }
     let model = fs_clean_stop(&mut q);
     let _ = writeln!(std::io::stderr(), "fs on seL4, failures half way through a write on probation: {reports:?}");
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
+}
+
+/// The operator's `rollback fs` on seL4, as the host's probation test does
+/// it: fs updated from fs-v1 to a newer release on probation (every call
+/// checkpointed), then `rollback fs` typed on the console while the
+/// clients write: fs-v1 takes over the new version's last checkpoint (from
+/// schema 2 for fs-v5, schema 1 for fs-v3), the clients make clean
+/// progress, and after their clean stop `fsck.fat -n` finds the image
+/// clean and every file equals its client's model.
+#[test]
+fn the_operators_rollback_of_fs_keeps_every_file_on_sel4() {
+    let _one = serial();
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-rollback", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 600000", PROMPT);
+    let mut reports = Vec::new();
+    for (v, schema) in [(5, 2), (3, 1)] {
+        let line = format!("update fs fs-v{v}");
+        let out = q.switch(&line);
+        q.check(out.contains(&format!("done: fs0 runs fs-v{v} (v{v}, schema {schema})")), || format!("{line}:\n{out}"));
+        before = fs_progress(&mut q, &before, &line);
+        let on_probation = q.command("status", PROMPT);
+        q.check(
+            on_probation.contains(&format!("image fs-v{v} on probation")) && on_probation.contains("checkpointed"),
+            || format!("{line}: fs-v{v} on probation, its calls checkpointed:\n{on_probation}"),
+        );
+        let out = q.switch("rollback fs");
+        q.check(out.contains("on probation: the old version takes over the new one's last checkpoint"), || {
+            format!("rollback fs after {line}: a rollback on probation:\n{out}")
+        });
+        q.check(
+            out.contains("(operator's rollback)")
+                && out.contains("runs fs-v1 (v1, schema 1) again")
+                && out.contains("fs0: took over the checkpoint after")
+                && out.contains("nothing was lost")
+                && out.contains("done: fs0 runs fs-v1 (v1, schema 1)"),
+            || format!("rollback fs after {line}: back on fs-v1 at the checkpoint:\n{out}"),
+        );
+        reports.extend(out.lines().filter(|l| l.starts_with("rolled back on probation")).map(str::to_owned));
+        before = fs_progress(&mut q, &before, &format!("rollback fs after {line}"));
+        let live = live_fs_version(&mut q, &before);
+        q.check(live == "1", || format!("rollback fs after {line}: fs-v1 is live again, not v{live}"));
+    }
+    fs_no_new_faults(&mut q, &[], &before, "the rollbacks");
+    let log = q.command("log all", PROMPT);
+    q.check(!log.contains("state was lost"), || format!("state was lost:\n{log}"));
+    let model = fs_clean_stop(&mut q);
+    let _ = writeln!(std::io::stderr(), "fs on seL4, the operator's rollbacks: {reports:?}");
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
+}
+
+/// A probation that ends on seL4, as the host's probation test does it:
+/// fs updated from fs-v1 to fs-v4 with a 3 s window; the clients progress
+/// on probation, the manager says the probation is over and fs-v4 stays
+/// (no rollback), the clients make clean progress on it, and after their
+/// clean stop `fsck.fat -n` finds the image clean and every file equals
+/// its client's model.
+#[test]
+fn an_fs_update_whose_probation_ends_stays_live_on_sel4() {
+    const OVER: &str = "probation over: fs runs fs-v4 (v4) for good";
+    let _one = serial();
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-probation-ends", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 3000", PROMPT);
+    let mark = q.mark();
+    let out = q.switch("update fs fs-v4");
+    q.check(out.contains("done: fs0 runs fs-v4 (v4, schema 2)"), || format!("update fs fs-v4:\n{out}"));
+    // Progress on probation (every call checkpointed); the end of the
+    // probation may be printed meanwhile, between two status tables, so it
+    // is looked for in the transcript since the update, not waited for.
+    before = fs_progress(&mut q, &before, "fs-v4 on probation");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !q.since(mark).contains(OVER) {
+        if Instant::now() > deadline {
+            q.fail(&format!("no '{OVER}' within 60 s of the update"));
+        }
+        if let Ok(Some(status)) = q.child.try_wait() {
+            q.fail(&format!("QEMU exited ({status}) while fs-v4 was on probation"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    q.cursor = q.transcript().len();
+    let since = q.since(mark);
+    q.check(!since.contains("rolled back"), || format!("fs-v4 was rolled back:\n{since}"));
+    for what in ["fs-v4 for good", "fs-v4 for good, again"] {
+        before = fs_progress(&mut q, &before, what);
+        let live = live_fs_version(&mut q, &before);
+        q.check(live == "4", || format!("{what}: fs-v4 is live, not v{live}"));
+        q.check(before.iter().all(|r| r[1] != "fs" || !r.iter().any(|c| c == "probation:")), || {
+            format!("{what}: fs is no longer on probation: {before:?}")
+        });
+    }
+    fs_no_new_faults(&mut q, &[], &before, "the probation");
+    let model = fs_clean_stop(&mut q);
     fs_judge(q, &disk, &model, xtask::fs_image::fsck);
 }
 

@@ -145,6 +145,12 @@ pub fn check_files(image: &Path, model: &Models, pattern: fn(u32, u32, u32, u32)
 
 /// Every file in the image's root directory, read with embedded-sdmmc.
 pub fn root_files(image: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    files_in(image, None)
+}
+
+/// Every file in the image's root directory, or in its directory `dir` of
+/// the root (`C0D`), read with embedded-sdmmc.
+pub fn files_in(image: &Path, dir: Option<&str>) -> Result<BTreeMap<String, Vec<u8>>, String> {
     use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, Mode, VolumeIdx, VolumeManager};
     use std::os::unix::fs::FileExt;
     struct Img(std::fs::File);
@@ -175,14 +181,17 @@ pub fn root_files(image: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
         move |e| format!("{what}: {e:?}")
     }
     let vol = vm.open_raw_volume(VolumeIdx(0)).map_err(e("opening the volume"))?;
-    let root = vm.open_root_dir(vol).map_err(e("opening the root directory"))?;
+    let mut root = vm.open_root_dir(vol).map_err(e("opening the root directory"))?;
+    if let Some(dir) = dir {
+        root = vm.open_dir(root, dir).map_err(e(dir))?;
+    }
     let mut names = Vec::new();
     vm.iterate_dir(root, |d| {
         if !d.attributes.is_volume() && !d.attributes.is_directory() {
             names.push(d.name.to_string());
         }
     })
-    .map_err(e("listing the root directory"))?;
+    .map_err(e("listing the directory"))?;
     let mut files = BTreeMap::new();
     for name in names {
         let f = vm.open_file_in_dir(root, name.as_str(), Mode::ReadOnly).map_err(e(&name))?;

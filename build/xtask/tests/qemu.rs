@@ -727,6 +727,73 @@ fn an_fs_update_whose_probation_ends_stays_live_on_sel4() {
     fs_judge(q, &disk, &model, xtask::fs_image::fsck);
 }
 
+/// The directories test of tests/tests/fs.rs on seL4: the clients built
+/// with `fs-client-sel4/dirs` also make `/CnD` in their audits (once a
+/// version can: fs-v1 answers `Unsupported`), put `INFO.TXT` in it, check
+/// both by `Stat` and `List`, and check that `Rmdir` refuses (`NotEmpty`
+/// on fs-v5, `Unsupported` before). First, on fs-v1 with a long probation,
+/// `fs-fault-first-write` (fs-v5's adapter) lets them make their
+/// directories and faults half way through the first write to a fresh
+/// `INFO.TXT`; fs goes back to fs-v1 at the last checkpoint, and the stub
+/// retries the write there. Then fs goes through v2, v5, v1, v3, v4, each
+/// with two audits of both clients, no wrong reply, no failed call. After
+/// the clients' clean stop, `fsck.fat -n` finds only the releases' known
+/// `..` fault of a directory made in the root (and nothing else), and
+/// every file in the root equals its client's model.
+#[test]
+fn directories_are_made_listed_and_not_removed_while_full_across_releases_on_sel4() {
+    let _one = serial();
+    let store = Some("test-images.bin");
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-dirs", store, &["fs-client-sel4/dirs"], None) else {
+        return;
+    };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 600000", PROMPT);
+    let out = q.switch("update fs fs-fault-first-write");
+    q.check(out.contains("done: fs0 runs fs-fault-first-write "), || format!("update fs fs-fault-first-write:\n{out}"));
+    let report = q.wait_for(&["nothing was lost"], Duration::from_secs(120));
+    q.check(
+        report.contains("fault: fs0_")
+            && report.contains("fs0: took over the checkpoint after")
+            && report.contains("runs fs-v1 (v1, schema 1) again"),
+        || format!("fs-fault-first-write: expected a rollback to the checkpoint: {report}"),
+    );
+    let failed = q
+        .transcript()
+        .lines()
+        .find_map(|l| Some(l[l.find("fs-faulty: wrote")?..].to_owned()).filter(|l| l.contains("of empty /C")));
+    q.check(failed.is_some(), || "fs-fault-first-write failed in the first write to an empty file".into());
+    before = fs_progress(&mut q, &before, "fs-fault-first-write rolled back");
+    // Its one fault, and no other from here on.
+    let after_the_fault = before.clone();
+    q.command("probation 0", PROMPT);
+    for v in [2, 5, 1, 3, 4] {
+        let line = format!("update fs fs-v{v}");
+        let out = q.switch(&line);
+        q.check(out.contains(&format!("done: fs0 runs fs-v{v} ")), || format!("{line}:\n{out}"));
+        // Two audits each (each of clean progress), so that each version
+        // checks the directories.
+        before = fs_progress(&mut q, &before, &line);
+        before = fs_progress(&mut q, &before, &line);
+    }
+    fs_no_new_faults(&mut q, &after_the_fault, &before, "the directories");
+    let model = fs_clean_stop(&mut q);
+    let _ = writeln!(std::io::stderr(), "fs on seL4, directories: {}\n{report}", failed.unwrap_or_default());
+    // Besides the clients' files in the root, each client's directory
+    // holds its INFO.TXT and nothing else.
+    let bad = xtask::fs_image::BAD_DOT_DOT;
+    fs_judge(q, &disk, &model, |disk| {
+        xtask::fs_image::fsck_tolerating(disk, &[("/C0D", bad), ("/C1D", bad)])?;
+        for dir in ["C0D", "C1D"] {
+            let files: Vec<_> = xtask::fs_image::files_in(disk, Some(dir))?.into_iter().collect();
+            if files != [("INFO.TXT".to_owned(), client::fs::DIR_INFO.to_vec())] {
+                return Err(format!("/{dir} should hold INFO.TXT ({:?}) only: {files:?}", client::fs::DIR_INFO));
+            }
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn boots_on_sel4_and_serves_the_client() {
     let _one = serial();

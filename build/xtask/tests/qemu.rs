@@ -31,7 +31,12 @@
 //!   live v1 -> v5 -> v1 twice under its two clients, nothing wrong or
 //!   failed; the clients then stop cleanly (files closed, re-read, models
 //!   printed), `fsck.fat -n` finds the image clean and every file in it
-//!   equals its client's model (as tests/tests/fs.rs on the host).
+//!   equals its client's model (as tests/tests/fs.rs on the host);
+//! - the file service's probation (as tests/tests/fs.rs on the host), with
+//!   the same clean stop and judge: a new version that fails half way
+//!   through a write, the operator's `rollback fs`, a probation that ends;
+//!   the clients' directories across the releases; and damaged disks,
+//!   which give the clients errors and fault nothing.
 //!
 //! Skipped (with a message on stderr, which the test harness does not
 //! capture) when MICROKIT_SDK or QEMU is missing. Every wait is bounded; a
@@ -792,6 +797,56 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases_on_sel
         }
         Ok(())
     });
+}
+
+/// The damaged-disk test of tests/tests/fs.rs on seL4, one boot for each
+/// damage of `xtask::fs_image::damage`: a root directory whose cluster
+/// chain loops, a zeroed boot sector, a FAT of pseudo-random bytes. The
+/// clients get errors from the service (or data that is not theirs),
+/// never a lost service (their stub would say `Unavailable`); the fs slot
+/// and the block driver never fault, the console keeps answering, and fs
+/// still updates like any service.
+#[test]
+fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service_on_sel4() {
+    let _one = serial();
+    let mut seen = Vec::new();
+    for how in xtask::fs_image::DAMAGES {
+        let Some((mut q, disk, _)) = boot_fs(&format!("qemu-fs-damaged-{how}"), None, &[], Some(how)) else {
+            return;
+        };
+        // No probation: the update below is final at once.
+        q.command("probation 0", PROMPT);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let rows = loop {
+            let rows = q.status();
+            let c = clients(&rows);
+            if c.len() == 2 && c.iter().all(|(_, _, wrong, failed)| wrong.saturating_add(*failed) >= 4) {
+                break rows;
+            }
+            if Instant::now() > deadline {
+                q.fail(&format!("{how}: the clients saw too few errors: {c:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        fs_no_new_faults(&mut q, &[], &rows, how);
+        let t = q.transcript();
+        q.check(!t.contains("Unavailable"), || format!("{how}: the service never went away"));
+        // Still healthy: it updates like any service, and nothing faulted.
+        let out = q.switch("update fs fs-v5");
+        q.check(out.contains("done: fs0 runs fs-v5 "), || format!("{how}: update fs fs-v5:\n{out}"));
+        let rows = q.status();
+        fs_no_new_faults(&mut q, &[], &rows, how);
+        let live = live_fs_version(&mut q, &rows);
+        q.check(live == "5", || format!("{how}: fs-v5 is live, not v{live}"));
+        let first = q
+            .transcript()
+            .lines()
+            .find_map(|l| Some(l[l.find("fsc")?..].to_owned()).filter(|l| l.contains(" failed: ")));
+        seen.push(format!("{how}: {:?}; {}", clients(&rows), first.unwrap_or_default()));
+        drop(q);
+        let _ = std::fs::remove_file(&disk);
+    }
+    let _ = writeln!(std::io::stderr(), "fs on seL4, damaged disks:\n{}", seen.join("\n"));
 }
 
 #[test]

@@ -26,8 +26,8 @@ pub mod region {
 /// What the name of a region says about slot `slot_pd`: `None` if it is
 /// not that slot's control region; `Some(Some(service))` for
 /// `{service}:{slot_pd}_control`, which names the instance's service type
-/// explicitly; `Some(None)` for `{slot_pd}_control`, whose instance takes
-/// its type from its name (see [`legacy_service`]).
+/// explicitly; `Some(None)` for `{slot_pd}_control`, a control region that
+/// names no type (which `sdf::topology::check` and the manager refuse).
 ///
 /// The microkit tool accepts no attributes of its own, so the type rides
 /// on the name of a region every slot already has, and that the manager
@@ -40,13 +40,6 @@ pub fn control_region_service<'a>(region: &'a str, slot_pd: &str) -> Option<Opti
     }
     let (service, pd) = stem.split_once(':')?;
     (pd == slot_pd && !service.is_empty()).then_some(Some(service))
-}
-
-/// The type of an instance whose control regions do not name one: the
-/// instance name without its trailing digits (`kv0` -> `kv`), the rule of
-/// hand-written systems that predate explicit types.
-pub fn legacy_service(instance: &str) -> &str {
-    instance.trim_end_matches(|c: char| c.is_ascii_digit())
 }
 
 /// Labels of manager -> shell commands (on the slot's control page).

@@ -49,6 +49,7 @@ use xproc::CrossProcessCopy;
 fn updatable_ppc() {
     let sys_xml = system(
         "images.bin",
+        "kv",
         "kv0",
         0x20000,
         r#"<memory_region name="kvdirect_code" prefill_path="kv-v1.so" />"#,
@@ -94,6 +95,7 @@ fn blackout(size: u64) {
     let transfer = (size + 0x10000).next_multiple_of(0x1000);
     let sys_xml = system(
         "test-images.bin",
+        "blob",
         "blob0",
         transfer,
         "",
@@ -263,6 +265,7 @@ fn throughput() {
 fn kv_with_client(store: &str, client: &str) -> std::path::PathBuf {
     system(
         store,
+        "kv",
         "kv0",
         0x20000,
         "",
@@ -353,7 +356,12 @@ fn main() {
         updatable_ppc();
     }
     if run("blackout") {
-        for size in [4u64 << 10, 64 << 10, 1 << 20, 16 << 20] {
+        // BLACKOUT_SIZES=1048576,16777216 measures only those sizes.
+        let sizes: Vec<u64> = match std::env::var("BLACKOUT_SIZES") {
+            Ok(list) => list.split(',').map(|s| s.trim().parse().expect("BLACKOUT_SIZES: byte counts")).collect(),
+            Err(_) => vec![4 << 10, 64 << 10, 1 << 20, 16 << 20],
+        };
+        for size in sizes {
             blackout(size);
         }
     }

@@ -1,4 +1,4 @@
-//! Systems built for one test or benchmark: the manager, the serial
+//! Systems built for one test or benchmark: the manager, the UART
 //! driver and one updatable instance, plus whatever PDs the test adds.
 use crate::System;
 use std::path::PathBuf;
@@ -10,11 +10,12 @@ const HEAD: &str = r#"<system>
     <memory_region name="serial_rx" size="0x1000" />
     <memory_region name="serial_tx" size="0x4000" />"#;
 
-/// A system (written to a temporary file) with the manager, the serial driver, one instance `inst` with
-/// a transfer region of `transfer` bytes, and `extra` PDs (children of the
+/// A system (written to a temporary file) with the manager, the UART driver, one instance `inst` of
+/// service type `service` with a transfer region of `transfer` bytes, and `extra` PDs (children of the
 /// manager) with their regions and channels.
 pub fn one_instance_system(
     store: &str,
+    service: &str,
     inst: &str,
     transfer: u64,
     regions: &str,
@@ -26,8 +27,8 @@ pub fn one_instance_system(
     <memory_region name="{inst}_a_code" size="0x200000" />
     <memory_region name="{inst}_b_code" size="0x200000" />
     <memory_region name="{inst}_transfer" size="{transfer:#x}" />
-    <memory_region name="{inst}_a_control" size="0x1000" />
-    <memory_region name="{inst}_b_control" size="0x1000" />
+    <memory_region name="{service}:{inst}_a_control" size="0x1000" />
+    <memory_region name="{service}:{inst}_b_control" size="0x1000" />
     <memory_region name="{inst}_journal" size="0x400000" />
     {regions}
     <protection_domain name="update_manager" priority="254">
@@ -38,10 +39,10 @@ pub fn one_instance_system(
         <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
         <map mr="{inst}_a_code" vaddr="0x30000000" perms="rw" />
         <map mr="{inst}_b_code" vaddr="0x30200000" perms="rw" />
-        <map mr="{inst}_a_control" vaddr="0x60000000" perms="rw" />
-        <map mr="{inst}_b_control" vaddr="0x60001000" perms="rw" />
+        <map mr="{service}:{inst}_a_control" vaddr="0x60000000" perms="rw" />
+        <map mr="{service}:{inst}_b_control" vaddr="0x60001000" perms="rw" />
         <protection_domain name="serial" id="0" priority="250">
-            <program_image path="serial_driver.elf" />
+            <program_image path="uart_driver.elf" />
             <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
             <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
         </protection_domain>
@@ -49,14 +50,14 @@ pub fn one_instance_system(
             <program_image path="domain_shell.elf" />
             <map mr="{inst}_a_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
             <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{inst}_a_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{service}:{inst}_a_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
             <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
         </protection_domain>
         <protection_domain name="{inst}_b" id="2" priority="200">
             <program_image path="domain_shell.elf" />
             <map mr="{inst}_b_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
             <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{inst}_b_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{service}:{inst}_b_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
             <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
         </protection_domain>
         {extra_pds}
@@ -98,7 +99,7 @@ pub fn warm_generation(generation: u64) -> bool {
 }
 
 /// A file-service system for the fs benchmarks (written to a temporary
-/// file): the manager, the serial driver, the block driver `blk` and the
+/// file): the manager, the UART driver, the block driver `blk` and the
 /// fs0 slots as in tests/systems/fs.xml, and one bench client `client`
 /// (bench_pd.elf) on channel 1 of the slots, with a 64 KiB buffer. With
 /// `direct`, also the baseline: `fsdirect` hosting the module `direct`
@@ -144,7 +145,7 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
             <map mr="fs0_{s}_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
             <map mr="fs0_{s}_data" vaddr="0x40200000" perms="rw" setvar_vaddr="module_data" />
             <map mr="fs0_transfer" vaddr="0x40400000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="fs0_{s}_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="fs:fs0_{s}_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
             <map mr="blk" vaddr="0x41000000" perms="rw" setvar_vaddr="blk" />
             <map mr="fsbuf" vaddr="0x41100000" perms="rw" setvar_vaddr="buf1" />
             <map mr="fsbuf2" vaddr="0x41200000" perms="rw" setvar_vaddr="buf2" />
@@ -162,8 +163,8 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
     <memory_region name="fs0_a_data" size="0x100000" />
     <memory_region name="fs0_b_data" size="0x100000" />
     <memory_region name="fs0_transfer" size="0x2000" />
-    <memory_region name="fs0_a_control" size="0x1000" />
-    <memory_region name="fs0_b_control" size="0x1000" />
+    <memory_region name="fs:fs0_a_control" size="0x1000" />
+    <memory_region name="fs:fs0_b_control" size="0x1000" />
     {direct_regions}
     <protection_domain name="update_manager" priority="254" stack_size="0x10000">
         <program_image path="update_manager.elf" />
@@ -173,10 +174,10 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
         <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
         <map mr="fs0_a_code" vaddr="0x30000000" perms="rw" />
         <map mr="fs0_b_code" vaddr="0x30200000" perms="rw" />
-        <map mr="fs0_a_control" vaddr="0x60000000" perms="rw" />
-        <map mr="fs0_b_control" vaddr="0x60001000" perms="rw" />
+        <map mr="fs:fs0_a_control" vaddr="0x60000000" perms="rw" />
+        <map mr="fs:fs0_b_control" vaddr="0x60001000" perms="rw" />
         <protection_domain name="serial" id="0" priority="250">
-            <program_image path="serial_driver.elf" />
+            <program_image path="uart_driver.elf" />
             <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
             <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
         </protection_domain>

@@ -1,5 +1,5 @@
 //! The whole system boots on the host runtime; the console answers through
-//! the serial driver; the client's verified replies grow with none wrong.
+//! the UART driver; the client's verified replies grow with none wrong.
 use std::time::Duration;
 use system_tests::System;
 

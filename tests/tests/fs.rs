@@ -85,7 +85,7 @@ fn stop_and_judge(mut sys: System, stop: &Path, image: &Path) {
     }
     assert_eq!(sys.shutdown(), 0);
     xtask::fs_image::fsck(image).unwrap_or_else(|e| panic!("{e}"));
-    xtask::fs_image::check_files(image, &model, client::fs::pattern).unwrap_or_else(|e| panic!("{e}"));
+    xtask::fs_image::check_files(image, &model, checking_clients::fs::pattern).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `tests/systems/fs.xml` with the test image store (which also holds the

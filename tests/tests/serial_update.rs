@@ -1,4 +1,4 @@
-//! The serial driver is updated while the console is in use: commands are
+//! The serial service is updated while the console is in use: commands are
 //! typed ahead in one write, so bytes are in flight in both directions
 //! while slots change, and every byte must come through (every command is
 //! echoed exactly and answered, in order).
@@ -6,7 +6,7 @@ use std::time::Duration;
 use system_tests::System;
 
 #[test]
-fn serial_driver_updates_under_typing_lose_no_byte() {
+fn serial_service_updates_under_typing_lose_no_byte() {
     let sys_xml = xtask::workspace_root().join("tests/systems/serial-update.xml");
     let mut sys = System::boot(Some(&sys_xml));
     let mut script = String::new();

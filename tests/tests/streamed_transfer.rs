@@ -13,6 +13,7 @@ fn boot() -> System {
     let transfer = STATE + 0x10000;
     let sys_xml = one_instance_system(
         "test-images.bin",
+        "blob",
         "blob0",
         transfer,
         "",

@@ -1,5 +1,5 @@
 //! The update manager: parent of every PD, keeper of the image store and
-//! the capability map, and the operator's console over the serial driver.
+//! the capability map, and the operator's console over the UART driver.
 //!
 //! Boot is an update from nothing: the first version of every service is
 //! loaded into its slot by the same path a later update takes.

@@ -1,6 +1,6 @@
 //! The console's byte path, in-process and step by step: the terminal
 //! (the uart driver's reader and writer), the serial service's real module
-//! (`serial-module`) and the manager, joined by the four bounded queues of
+//! (`serial-core`) and the manager, joined by the four bounded queues of
 //! system.xml and by notifications, each PD's handler run to completion in
 //! turn. The schedule is the one that wedged the real system: everything
 //! is typed while the manager is busy, so the queues fill up and the
@@ -79,7 +79,7 @@ unsafe extern "C" fn state_wait(_: *mut c_void, _: usize) -> i64 {
 /// The terminal (the uart driver's reader and writer) and the serial
 /// module: the PDs on the manager's side of the console's queues.
 struct Peers {
-    pump: serial_module::SerialPump<1>,
+    pump: serial_core::SerialPump<1>,
     ctx: &'static PumpCtx,
     /// The serial module has been notified and has not run since.
     pump_told: bool,
@@ -159,7 +159,7 @@ fn console(parts: &[&[u8]]) -> String {
         state_wait,
     }));
     // SAFETY: the table lives for the process.
-    let pump = serial_module::SerialPump::<1>::init(unsafe { Env::from_raw(env) }.unwrap()).unwrap();
+    let pump = serial_core::SerialPump::<1>::init(unsafe { Env::from_raw(env) }.unwrap()).unwrap();
     // SAFETY: the test is the device's end of the device queues.
     let (rx, tx) = unsafe {
         (Producer::new(uart_rx.base, uart_rx.size).unwrap(), Consumer::new(uart_tx.base, uart_tx.size).unwrap())

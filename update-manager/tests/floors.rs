@@ -17,7 +17,7 @@ fn kv_images() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn raise_floor_refuses_lower_versions_from_then_on() {
-    let pd = FakePd::new(&kv_images(), &["kv0"]);
+    let pd = FakePd::new(&kv_images(), &["kv:kv0"]);
     let mut c = Console::start(pd);
     assert_eq!(c.m.floor("kv"), Some(0), "no floor unless the build sets one");
     assert_eq!(c.m.floor("db"), None);
@@ -53,7 +53,7 @@ fn raise_floor_refuses_lower_versions_from_then_on() {
 
 #[test]
 fn the_floor_command_lists_and_raises_and_images_show_the_floors() {
-    let pd = FakePd::new(&kv_images(), &["kv0"]);
+    let pd = FakePd::new(&kv_images(), &["kv:kv0"]);
     let mut c = Console::start(pd);
     assert_eq!(c.command("floor"), "SERVICE          FLOOR\nkv               none\n");
     assert!(c.command("help").contains("floor [<service> <version>]"));
@@ -79,7 +79,7 @@ fn the_floor_command_lists_and_raises_and_images_show_the_floors() {
 
 #[test]
 fn the_builds_floors_choose_the_first_version_that_boots() {
-    let pd = FakePd::new(&kv_images(), &["kv0"]);
+    let pd = FakePd::new(&kv_images(), &["kv:kv0"]);
     let mut c = Console::start_with_floors(pd, &[("kv", 2), ("db", 5)]);
     assert_eq!(pd.slot_version("kv0_a"), 2, "the lowest version at or above the floor boots");
     assert_eq!(c.m.floor("kv"), Some(2));
@@ -87,7 +87,7 @@ fn the_builds_floors_choose_the_first_version_that_boots() {
     let out = c.command("update kv kv-v1");
     assert!(out.contains("kv v1 is below the version floor v2 of service kv"), "{out}");
     // A floor above every image: the instance does not boot, and says why.
-    let pd = FakePd::new(&kv_images(), &["kv0"]);
+    let pd = FakePd::new(&kv_images(), &["kv:kv0"]);
     let c = Console::start_with_floors(pd, &[("kv", 7)]);
     assert_eq!(pd.slot_version("kv0_a"), 0);
     assert!(

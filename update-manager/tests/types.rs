@@ -1,7 +1,7 @@
 //! An instance's service type is what its control regions name
-//! (`kv:store_a_control`), not its name without digits: the manager boots
+//! (`kv:store7_a_control`), never derived from its name: the manager boots
 //! and updates it as a `kv`, and publishes the type in the capability map
-//! for the clients' stubs.
+//! for the clients' stubs. Control regions that name no type are refused.
 mod common;
 
 use common::{Console, FakePd};
@@ -10,8 +10,8 @@ use common::{Console, FakePd};
 fn the_type_is_read_from_the_control_regions_and_published() {
     let images: Vec<(&str, Vec<u8>)> =
         ["kv-v1", "kv-v2"].iter().map(|&p| (p, xtask::build_module(p).unwrap())).collect();
-    // `store7` would be a `store` by the old rule; `kv0` is a `kv` by it.
-    let pd = FakePd::new(&images, &["kv:store7", "kv0"]);
+    // The type is never derived from the name: `store7` is a `kv`.
+    let pd = FakePd::new(&images, &["kv:store7", "kv:kv0"]);
     let mut c = Console::start(pd);
     assert!(c.boot.contains("boot: store7 slot a <- kv-v1"), "{}", c.boot);
     let out = c.command("update kv kv-v2");
@@ -22,6 +22,16 @@ fn the_type_is_read_from_the_control_regions_and_published() {
     let entries: Vec<(Option<&str>, Option<&str>)> =
         (0..2).map(|i| (map.entries[i].name.as_str(), map.service(i))).collect();
     assert_eq!(entries, [(Some("store7"), Some("kv")), (Some("kv0"), Some("kv"))]);
+}
+
+#[test]
+fn control_regions_that_name_no_type_are_refused() {
+    let images: Vec<(&str, Vec<u8>)> = ["kv-v1"].iter().map(|&p| (p, xtask::build_module(p).unwrap())).collect();
+    let pd = FakePd::new(&images, &["kv0"]);
+    let Err(e) = update_manager::Manager::with_floors(pd, common::FakePlacer(pd), &[]) else {
+        panic!("a manager started with an untyped instance")
+    };
+    assert!(e.contains("instance 'kv0'") && e.contains("'<type>:kv0_a_control'"), "{e}");
 }
 
 fn pd_capmap(pd: &'static FakePd) -> &'static interfaces::capmap::CapMap {

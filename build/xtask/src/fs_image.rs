@@ -2,7 +2,7 @@
 //! stopped cleanly (tests/tests/fs.rs on the host, build/xtask/tests/qemu.rs
 //! on seL4): `fsck.fat -n` must find nothing, and the image must hold
 //! exactly the files the clients' models (`fsmodel NAME GENERATION LEN`,
-//! logged by `client::fs::run` when it stops) say, byte for byte. Also
+//! logged by `checking_clients::fs::run` when it stops) say, byte for byte. Also
 //! what the tests of both backends do to a fresh image: the damages of
 //! the damaged-disk tests ([`damage`]), and the one complaint of
 //! `fsck.fat` the directories tests accept ([`fsck_tolerating`]).
@@ -118,7 +118,7 @@ pub fn damage(image: &Path, how: &str) -> Result<(), String> {
 
 /// The image's root directory holds exactly the files of `model`, each
 /// of its length and with the bytes `pattern(client, file, generation,
-/// offset)` (`client::fs::pattern`) for a name `C<client>F<file>.BIN`.
+/// offset)` (`checking_clients::fs::pattern`) for a name `C<client>F<file>.BIN`.
 pub fn check_files(image: &Path, model: &Models, pattern: fn(u32, u32, u32, u32) -> u8) -> Result<(), String> {
     let on_disk = root_files(image)?;
     let names: Vec<&String> = on_disk.keys().collect();

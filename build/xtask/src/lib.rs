@@ -82,7 +82,7 @@ pub const STORES: &[(&str, bool)] = &[("images.bin", false), ("test-images.bin",
 pub const FIXED_PROGRAMS: &[(&str, &str)] = &[
     ("domain_shell.elf", "domain_shell"),
     ("update_manager.elf", "update_manager"),
-    ("serial_driver.elf", "serial_driver"),
+    ("uart_driver.elf", "uart_driver"),
 ];
 
 /// Program images on both backends: the fixed ones, and every client
@@ -104,7 +104,7 @@ pub fn programs() -> &'static [(&'static str, &'static str)] {
 /// Programs that exist on seL4 only (build/sel4): the virtio-blk driver
 /// and the block device's test client (tests/systems/blk-virtio.xml), and
 /// the file service's client (tests/systems/fs-sel4.xml; on the host it
-/// is pds/client's `fs_client`).
+/// is pds/checking-clients' `fs_client`).
 pub const SEL4_ONLY_PROGRAMS: &[(&str, &str)] = &[
     ("virtio_blk_driver.elf", "virtio_blk_driver"),
     ("blk_test_client.elf", "blk_test_client"),

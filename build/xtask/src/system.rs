@@ -370,7 +370,7 @@ pub fn generate(d: &Description) -> Result<String, String> {
     x.push_str(concat!(
         "\n        <!-- The device: fixed, the one PD that touches the PL011. -->\n",
         "        <protection_domain name=\"uart\" id=\"0\" priority=\"250\">\n",
-        "            <program_image path=\"serial_driver.elf\" />\n",
+        "            <program_image path=\"uart_driver.elf\" />\n",
         "            <map mr=\"uart_rx\" vaddr=\"0x20001000\" perms=\"rw\" setvar_vaddr=\"rx_queue\" />\n",
         "            <map mr=\"uart_tx\" vaddr=\"0x20004000\" perms=\"rw\" setvar_vaddr=\"tx_queue\" />\n",
         "            <map mr=\"capmap\" vaddr=\"0x20000000\" perms=\"r\" setvar_vaddr=\"capmap\" />\n",

@@ -408,7 +408,7 @@ fn check_clean_progress(q: &mut Qemu, before: &[Vec<String>], after: &[Vec<Strin
 /// The block device on seL4 (tests/systems/blk-virtio.xml): the virtio-blk
 /// driver PD serves a fresh FAT32 image (QEMU's virtio-blk-device on the
 /// virtio-mmio bus) through the `blk` queues, and the test client's
-/// self-test (`blk::client::selftest`: the MBR and boot sector, blocks
+/// self-test (`blk_driver::client::selftest`: the MBR and boot sector, blocks
 /// written and read back, bad requests refused) passes. Afterwards, on the
 /// host, the image file holds the blocks the client wrote, and
 /// `fsck.fat -n` finds the file system clean.
@@ -435,11 +435,11 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
     let bytes = std::fs::read(&disk).unwrap();
     let block = interfaces::blk::BLOCK;
     let blocks = (bytes.len() / block) as u64;
-    let first = blocks - blk::client::TEST_BLOCKS;
+    let first = blocks - blk_driver::client::TEST_BLOCKS;
     let wrong = bytes[first as usize * block..]
         .iter()
         .enumerate()
-        .filter(|&(i, &b)| b != blk::client::pattern(first + (i / block) as u64, i % block))
+        .filter(|&(i, &b)| b != blk_driver::client::pattern(first + (i / block) as u64, i % block))
         .count();
     assert_eq!(wrong, 0, "bytes of blocks {first}..{blocks} in the image differ from what the client wrote");
     let fsck = std::process::Command::new(xtask::dosfstools("fsck.fat").unwrap())
@@ -556,7 +556,7 @@ fn fs_clean_stop(q: &mut Qemu) -> xtask::fs_image::Models {
 fn fs_judge(q: Qemu, disk: &Path, model: &xtask::fs_image::Models, fsck: impl FnOnce(&Path) -> Result<(), String>) {
     let transcript = q.transcript();
     drop(q);
-    let judged = fsck(disk).and_then(|()| xtask::fs_image::check_files(disk, model, client::fs::pattern));
+    let judged = fsck(disk).and_then(|()| xtask::fs_image::check_files(disk, model, checking_clients::fs::pattern));
     if let Err(e) = judged {
         panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
     }
@@ -796,8 +796,11 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases_on_sel
         xtask::fs_image::fsck_tolerating(disk, &[("/C0D", bad), ("/C1D", bad)])?;
         for dir in ["C0D", "C1D"] {
             let files: Vec<_> = xtask::fs_image::files_in(disk, Some(dir))?.into_iter().collect();
-            if files != [("INFO.TXT".to_owned(), client::fs::DIR_INFO.to_vec())] {
-                return Err(format!("/{dir} should hold INFO.TXT ({:?}) only: {files:?}", client::fs::DIR_INFO));
+            if files != [("INFO.TXT".to_owned(), checking_clients::fs::DIR_INFO.to_vec())] {
+                return Err(format!(
+                    "/{dir} should hold INFO.TXT ({:?}) only: {files:?}",
+                    checking_clients::fs::DIR_INFO
+                ));
             }
         }
         Ok(())
@@ -1031,7 +1034,7 @@ fn every_failure_before_commit_rolls_back_with_nothing_lost_on_sel4() {
 }
 
 #[test]
-fn serial_driver_updates_under_typing_lose_no_byte_on_sel4() {
+fn serial_service_updates_under_typing_lose_no_byte_on_sel4() {
     const SWITCHES: usize = 20;
     let _one = serial();
     let sys_xml = xtask::workspace_root().join("tests/systems/serial-update.xml");

@@ -1,7 +1,7 @@
 //! The file service's adapters over damaged disks: one fs version (a FAT
 //! crate release behind `fs_core::Fat`) hosted as the shell hosts it, its
 //! block device served from memory by the block driver's own server
-//! (`blk::Server`), on a FAT16 or FAT32 image that `mkfs.fat` made and the
+//! (`blk_driver::Server`), on a FAT16 or FAT32 image that `mkfs.fat` made and the
 //! service filled, then damaged where the input says (boot sector, FATs,
 //! directories). A fixed script of calls (list, stat, read whole files,
 //! create and write, make a directory, remove) must answer each with a
@@ -37,11 +37,11 @@ struct Disk {
     changed: HashMap<u64, [u8; BLOCK]>,
 }
 
-impl blk::Disk for Disk {
+impl blk_driver::Disk for Disk {
     fn blocks(&self) -> u64 {
         (self.base.len() / BLOCK) as u64
     }
-    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), blk::DeviceError> {
+    fn read(&mut self, block: u64, out: &mut [u8]) -> Result<(), blk_driver::DeviceError> {
         for (i, b) in out.chunks_mut(BLOCK).enumerate() {
             let n = block + i as u64;
             match self.changed.get(&n) {
@@ -51,13 +51,13 @@ impl blk::Disk for Disk {
         }
         Ok(())
     }
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), blk::DeviceError> {
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), blk_driver::DeviceError> {
         for (i, b) in data.chunks(BLOCK).enumerate() {
-            self.changed.insert(block + i as u64, b.try_into().map_err(|_| blk::DeviceError)?);
+            self.changed.insert(block + i as u64, b.try_into().map_err(|_| blk_driver::DeviceError)?);
         }
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), blk::DeviceError> {
+    fn flush(&mut self) -> Result<(), blk_driver::DeviceError> {
         Ok(())
     }
 }
@@ -85,7 +85,7 @@ struct Slot {
     blk: Region,
     buf1: Region,
     buf2: Region,
-    server: Option<blk::Server>,
+    server: Option<blk_driver::Server>,
     disk: Option<Disk>,
 }
 
@@ -187,7 +187,7 @@ fn host<F: Fat + 'static, const V: u32, const S: u32>(disk: Disk) -> FsModule<F,
     let s = slot();
     s.blk.0.fill(0);
     // SAFETY: the region lives for the process; this is its only server.
-    s.server = Some(unsafe { blk::Server::new(s.blk.0.as_mut_ptr(), s.blk.0.len()) }.expect("a blk region"));
+    s.server = Some(unsafe { blk_driver::Server::new(s.blk.0.as_mut_ptr(), s.blk.0.len()) }.expect("a blk region"));
     s.disk = Some(disk);
     FsModule::init(env()).expect("fs init touches no disk")
 }
@@ -324,7 +324,7 @@ pub fn run<F: Fat + 'static, const V: u32, const S: u32>(data: &[u8]) {
         let at = (u32::from_le_bytes([p[0], p[1], p[2], 0]) as usize) % WINDOW.min(base.len());
         let n = (at / BLOCK) as u64;
         let mut block = [0u8; BLOCK];
-        blk::Disk::read(&mut disk, n, &mut block).expect("memory");
+        blk_driver::Disk::read(&mut disk, n, &mut block).expect("memory");
         block[at % BLOCK] = p[3];
         disk.changed.insert(n, block);
     }

@@ -28,7 +28,7 @@ pub struct Board {
     procs: Vec<Option<Child>>,
     /// Deaths reported by the reaper thread: (pid, status).
     deaths: Arc<Mutex<VecDeque<(u32, std::process::ExitStatus)>>>,
-    /// The PD whose process gets the runtime's stdin (the serial driver).
+    /// The PD whose process gets the runtime's stdin (the UART driver).
     console_pd: Option<usize>,
 }
 
@@ -59,7 +59,7 @@ impl Board {
             let ro = shm::reopen_read_only(&rw).map_err(|e| format!("region '{}': {e}", r.name))?;
             regions.push(RegionFds { rw, ro });
         }
-        let console_pd = sys.pds.iter().position(|p| p.program_image.starts_with("serial"));
+        let console_pd = sys.pds.iter().position(|p| p.program_image.starts_with("uart_driver"));
         let n = sys.pds.len();
         let board = Board {
             sys,

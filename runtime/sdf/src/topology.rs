@@ -7,10 +7,10 @@
 //!   two slots.
 //! - Its **service type** is named by its slots' control regions:
 //!   `T:I_a_control` and `T:I_b_control` make `I` an instance of `T` (so
-//!   `ipv6:ipv60_a_control` is instance `ipv60` of `ipv6`). Control regions
-//!   named plainly `I_a_control` leave the type to the old rule: `I`
-//!   without its trailing digits (`kv0` -> `kv`); `system.xml`, which
-//!   `cargo xtask system` generates, always names it.
+//!   `ipv6:ipv60_a_control` is instance `ipv60` of `ipv6`). Every
+//!   instance must name its type: control regions named plainly
+//!   `I_a_control` are refused by [`check`] (the type is never derived
+//!   from the instance's name).
 //! - Instances are numbered in document order; that number is the
 //!   instance's entry in the capability map.
 //! - A PD names its channels by the peer PD at the other end, and its
@@ -22,7 +22,8 @@ pub const SHELL_IMAGE: &str = "domain_shell.elf";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {
     pub name: String,
-    /// The service type (see the module's documentation).
+    /// The service type (see the module's documentation); empty when the
+    /// control regions name none, which [`check`] refuses.
     pub service: String,
     /// PD indices of slot A and slot B.
     pub slots: [usize; 2],
@@ -58,10 +59,7 @@ pub fn instances(sys: &System) -> Vec<Instance> {
         let Some(name) = pd.name.strip_suffix("_a") else { continue };
         let Some(b) = sys.pd(&format!("{name}_b")) else { continue };
         if pd.program_image == SHELL_IMAGE && sys.pds[b].program_image == SHELL_IMAGE {
-            let service = declared_service(sys, &pd.name)
-                .flatten()
-                .unwrap_or_else(|| interfaces::control::legacy_service(name))
-                .to_owned();
+            let service = declared_service(sys, &pd.name).flatten().unwrap_or_default().to_owned();
             out.push(Instance { name: name.to_owned(), service, slots: [a, b], capmap_index: out.len() });
         }
     }
@@ -142,6 +140,8 @@ mod tests {
     #[test]
     fn instances_are_slot_pairs_running_the_shell() {
         let xml = r#"<system>
+            <memory_region name="kv:kv0_a_control" size="0x1000"/>
+            <memory_region name="kv:kv0_b_control" size="0x1000"/>
             <protection_domain name="mgr" priority="100"><program_image path="m.elf"/>
               <protection_domain name="kv0_a" id="1" priority="200"><program_image path="domain_shell.elf"/></protection_domain>
               <protection_domain name="kv0_b" id="2" priority="200"><program_image path="domain_shell.elf"/></protection_domain>
@@ -180,12 +180,15 @@ mod tests {
         let inst = instances(&sys);
         assert_eq!((inst[0].name.as_str(), inst[0].service()), ("ipv60", "ipv6"));
         assert_eq!(check(&sys), Ok(()));
-        // Without a declared type, the old rule (trailing digits dropped).
-        let legacy = two_slots(
+        // Without a declared type there is none (no rule derives one from
+        // the name), and the error says how to name it.
+        let plain = two_slots(
             r#"<memory_region name="ipv60_a_control" size="0x1000"/>
                <memory_region name="ipv60_b_control" size="0x1000"/>"#,
         );
-        assert_eq!(instances(&legacy)[0].service(), "ipv");
+        assert_eq!(instances(&plain)[0].service(), "");
+        let e = check(&plain).unwrap_err();
+        assert!(e.contains("'ipv60' has no service type") && e.contains("'TYPE:ipv60_a_control'"), "{e}");
         // The two slots must agree; the error names the PD.
         let split = two_slots(
             r#"<memory_region name="ipv6:ipv60_a_control" size="0x1000"/>

@@ -198,11 +198,11 @@ impl<'p> BlobStub<'p> {
 /// (every cache line, not a checksum: only the caches matter here).
 fn blob_fill(pd: &HostPd, len: u64) {
     let mut blob = BlobStub::new(pd);
-    assert_eq!(blob.call(blob::FILL, &[len, 7]).word(0), len, "blob filled");
+    assert_eq!(blob.call(blob_core::FILL, &[len, 7]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
     while !pd.halting() {
         if blob.binding().is_some_and(|b| system_tests::systems::warm_generation(b.generation)) {
-            let msg = blob.call(blob::TOUCH, &[]);
+            let msg = blob.call(blob_core::TOUCH, &[]);
             assert_eq!(msg.word(0), len, "blob touched");
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -215,13 +215,13 @@ fn blob_fill(pd: &HostPd, len: u64) {
 fn blob_check(pd: &HostPd, len: u64) {
     let mut blob = BlobStub::new(pd);
     let mut state = vec![0u8; len as usize];
-    blob::fill(&mut state, 11);
+    blob_core::fill(&mut state, 11);
     let want = interfaces::transfer::fnv1a(&state);
-    assert_eq!(blob.call(blob::FILL, &[len, 11]).word(0), len, "blob filled");
+    assert_eq!(blob.call(blob_core::FILL, &[len, 11]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
     let (mut ok, mut wrong) = (0u64, 0u64);
     while !pd.halting() {
-        let msg = blob.call(blob::CHECKSUM, &[]);
+        let msg = blob.call(blob_core::CHECKSUM, &[]);
         if msg.label == 0 && msg.word(0) == len && msg.word(1) == want {
             ok += 1;
         } else {

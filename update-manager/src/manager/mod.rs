@@ -60,7 +60,7 @@ const MAX_PENDING_OUTPUT: usize = 1 << 20;
 
 /// Where the console's queues lead.
 enum SerialPeer {
-    /// A fixed serial driver PD.
+    /// A fixed UART driver PD.
     Fixed(ChannelId),
     /// The live slot of an updatable serial service instance.
     Instance(usize),
@@ -169,8 +169,9 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         pd.for_each_child(&mut |id, name| children.push((id, name.to_owned(), 0)));
         let mut region_names = Vec::new();
         pd.for_each_region(&mut |n| region_names.push(n.to_owned()));
-        // A slot's control region, `{slot}_control`, or `{type}:{slot}_control`
-        // naming the instance's service type (`interfaces::control`).
+        // A slot's control region, `{type}:{slot}_control`, naming the
+        // instance's service type (`interfaces::control`); a plain
+        // `{slot}_control` names none and is refused below.
         let control_region = |slot: &str| -> (String, Option<String>) {
             region_names
                 .iter()
@@ -210,7 +211,11 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             if a != b {
                 return Err(format!("instance '{inst}': its slots' control regions name different service types"));
             }
-            let service = a.unwrap_or_else(|| interfaces::control::legacy_service(inst).to_owned());
+            let service = a.ok_or_else(|| {
+                format!(
+                    "instance '{inst}': its control regions name no service type (name them '<type>:{inst}_a_control')"
+                )
+            })?;
             instances.push(Instance::new(inst.to_owned(), service, instances.len()));
         }
         let serial = match pd.channel("serial") {
@@ -274,7 +279,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
 
     /// Queues console output; [`Manager::flush`] sends it. Output is sent
     /// in a few large writes rather than a line at a time: each write wakes
-    /// the serial driver, and during an update that time is the clients'.
+    /// the UART driver, and during an update that time is the clients'.
     pub(crate) fn say(&mut self, text: &str) {
         self.send_bytes(text.as_bytes());
     }

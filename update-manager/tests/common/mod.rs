@@ -51,8 +51,9 @@ pub struct FakePd {
 impl FakePd {
     /// A manager PD with the console's queues, a capability map, the image
     /// store holding `images` (name, image bytes), and the two slots of
-    /// each instance in `instances` (e.g. `kv0`, or `kv:store` for an
-    /// instance whose control regions name its type, as system.xml's do).
+    /// each instance in `instances`: `kv:kv0` is instance `kv0` of type
+    /// `kv`, whose control regions name it, as system.xml's do (a plain
+    /// `kv0` gets control regions that name no type).
     pub fn new(images: &[(&str, Vec<u8>)], instances: &[&str]) -> &'static FakePd {
         let refs: Vec<(&str, &[u8])> = images.iter().map(|(n, b)| (*n, b.as_slice())).collect();
         let mut store = leak_region(interfaces::store::store_size(refs.iter().map(|(_, b)| b.len())).max(64), true);

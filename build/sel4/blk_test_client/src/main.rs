@@ -1,11 +1,11 @@
 //! A test client of the block driver on seL4: runs the block device's
-//! self-test (`blk::client::selftest`) through the `blk` queues from
+//! self-test (`blk_driver::client::selftest`) through the `blk` queues from
 //! `init`, then prints `blk-test: PASS ...` or `blk-test: FAIL: ...` (the
 //! QEMU test's sentinels) and idles.
 #![no_std]
 #![no_main]
 
-use blk::client::{selftest, Client};
+use blk_driver::client::{selftest, Client};
 use interfaces::Message;
 use pd_api::Pd;
 use sel4_microkit::{debug_println, protection_domain, NullHandler};
@@ -26,7 +26,7 @@ fn init() -> NullHandler {
     NullHandler::new()
 }
 
-fn run(pd: &Sel4Pd) -> Result<blk::client::Outcome, &'static str> {
+fn run(pd: &Sel4Pd) -> Result<blk_driver::client::Outcome, &'static str> {
     let ch = pd.channel("blk").ok_or("no channel to the block driver 'blk'")?;
     let r = pd.region("blk").filter(|r| r.writable).ok_or("no writable 'blk' region")?;
     // SAFETY: the region is mapped read-write for the PD's life; this PD is

@@ -1,5 +1,5 @@
 //! The file service's client PD on seL4: the same load as on the host
-//! (`client::fs::run`: files appended, read back and audited through the
+//! (`checking_clients::fs::run`: files appended, read back and audited through the
 //! fs service). It works from `init`, as a Microkit PD may. The host's
 //! stop file has no seL4 counterpart, so it makes a fixed number of steps
 //! ([`STEPS`]), then stops as the host's client does on `HOST_FS_STOP`:
@@ -36,8 +36,8 @@ fn init() -> NullHandler {
             return NullHandler::new();
         }
     };
-    let n = client::fs::number(pd.name());
-    client::fs::run(pd, &client::fs::after_steps_in_turn(STEPS, turn, n), cfg!(feature = "dirs"));
+    let n = checking_clients::fs::number(pd.name());
+    checking_clients::fs::run(pd, &checking_clients::fs::after_steps_in_turn(STEPS, turn, n), cfg!(feature = "dirs"));
     turn.store(n as u64 + 1, Ordering::Release);
     NullHandler::new()
 }

@@ -13,7 +13,7 @@ fn init() -> NullHandler {
     let pd = Sel4Pd::current();
     #[cfg(feature = "bench")]
     bench::run(pd);
-    client::run(pd);
+    checking_clients::run(pd);
     NullHandler::new()
 }
 

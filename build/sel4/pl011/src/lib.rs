@@ -1,5 +1,5 @@
 //! The ARM PL011 UART (PrimeCell r1p5, as QEMU virt models it): its
-//! register block and what the serial driver does with it. Nothing here
+//! register block and what the UART driver does with it. Nothing here
 //! knows about seL4: the driver hands in the mapped base address, and the
 //! host tests hand in plain memory.
 #![no_std]

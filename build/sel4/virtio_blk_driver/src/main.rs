@@ -19,9 +19,9 @@
 #![no_std]
 #![no_main]
 
-use blk::cache::{Cached, CHUNK};
-use blk::virtio::{self, VirtioDisk};
-use blk::Server;
+use blk_driver::cache::{Cached, CHUNK};
+use blk_driver::virtio::{self, VirtioDisk};
+use blk_driver::Server;
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
 use sel4_microkit::{debug_println, protection_domain};
@@ -83,7 +83,7 @@ fn init() -> Adapter<Driver> {
     // page); this PD is the driver end of its queues.
     let server = unsafe { Server::new(queues.base, queues.size) }
         .unwrap_or_else(|| panic!("virtio-blk: the 'blk' region is too small"));
-    use blk::Disk;
+    use blk_driver::Disk;
     // SAFETY: `init` runs once per start of the PD (a restart resets .bss
     // first), so this is the only reference to the cache's memory.
     let cache = unsafe { &mut *core::ptr::addr_of_mut!(CACHE) };

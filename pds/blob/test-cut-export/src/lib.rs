@@ -2,4 +2,4 @@
 //! transfer that fails in the middle must roll back with nothing lost.
 #![no_std]
 
-module_rt::export_module!(blob::Blob<91, { blob::fault::CUT_EXPORT }>);
+module_rt::export_module!(blob_core::Blob<91, { blob_core::fault::CUT_EXPORT }>);

@@ -2,4 +2,4 @@
 //! transfer that fails in the middle must roll back with nothing lost.
 #![no_std]
 
-module_rt::export_module!(blob::Blob<92, { blob::fault::CUT_IMPORT }>);
+module_rt::export_module!(blob_core::Blob<92, { blob_core::fault::CUT_IMPORT }>);

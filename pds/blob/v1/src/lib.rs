@@ -1,4 +1,4 @@
 //! Blob service, version 1.
 #![no_std]
 
-module_rt::export_module!(blob::Blob<1>);
+module_rt::export_module!(blob_core::Blob<1>);

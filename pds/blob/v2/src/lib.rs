@@ -1,4 +1,4 @@
 //! Blob service, version 2.
 #![no_std]
 
-module_rt::export_module!(blob::Blob<2>);
+module_rt::export_module!(blob_core::Blob<2>);

@@ -1,4 +1,4 @@
 //! Serial service, version 1.
 #![no_std]
 
-module_rt::export_module!(serial_module::SerialPump<1>);
+module_rt::export_module!(serial_core::SerialPump<1>);

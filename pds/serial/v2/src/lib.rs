@@ -1,4 +1,4 @@
 //! Serial service, version 2.
 #![no_std]
 
-module_rt::export_module!(serial_module::SerialPump<2>);
+module_rt::export_module!(serial_core::SerialPump<2>);

@@ -2,7 +2,7 @@
 //! boots a system description on Linux. The console is the terminal, or
 //! with `--console unix:PATH` a Unix socket that a tool (`umctl`) connects
 //! to, or with `--console pty[:LINK]` a pseudo-terminal (a serial line for
-//! `umctl --serial`); the serial driver reads `HOST_CONSOLE` to know which.
+//! `umctl --serial`); the UART driver reads `HOST_CONSOLE` to know which.
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ struct Cli {
     #[arg(long = "search-path", value_name = "DIR")]
     search_path: Vec<PathBuf>,
     /// The console: unix:PATH (a socket for umctl), pty (a pseudo-terminal;
-    /// the serial driver logs its path) or pty:LINK (and symlinks it at
+    /// the UART driver logs its path) or pty:LINK (and symlinks it at
     /// LINK). Default: this terminal.
     #[arg(long, value_name = "unix:PATH|pty[:LINK]", value_parser = console)]
     console: Option<String>,
@@ -56,7 +56,7 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The serial driver puts the terminal in raw mode; whatever happens to it,
+/// The UART driver puts the terminal in raw mode; whatever happens to it,
 /// the terminal is restored when the runtime exits.
 struct TerminalGuard(Option<libc::termios>);
 

@@ -11,6 +11,6 @@ fn main() {
     };
     let stop_file = std::env::var_os("HOST_FS_STOP");
     let stop = || stop_file.as_ref().is_some_and(|p| std::path::Path::new(p).exists());
-    client::fs::run(&pd, &stop, std::env::var_os("HOST_FS_DIRS").is_some());
+    checking_clients::fs::run(&pd, &stop, std::env::var_os("HOST_FS_DIRS").is_some());
     std::thread::park();
 }

@@ -3,7 +3,7 @@
 //! as the fs benchmark's, gives each its own disk), else by `HOST_DISK`
 //! (set by `host-runtime --disk`). Requests arrive
 //! through the `blk` region's queues, rung by a protected call.
-use blk::{DeviceError, Disk, Server};
+use blk_driver::{DeviceError, Disk, Server};
 use host_runtime::HostPd;
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};

@@ -5,7 +5,7 @@
 //! carries on exactly where the old one stopped: no byte is lost or
 //! repeated across an update. Its only own state is a pair of byte counts.
 //!
-//! A crate of its own: PD programs link the `serial` library, and must not
+//! A crate of its own: PD programs link the `uart-driver` library, and must not
 //! link the module runtime (whose bare-metal panic handler is a module's).
 #![no_std]
 

@@ -1,4 +1,4 @@
-//! The serial driver on the host runtime: the terminal is the device.
+//! The UART driver on the host runtime: the terminal is the device.
 //! A reader thread plays the receive interrupt; output is written when the
 //! console notifies. On a terminal, input is raw (the console does the line
 //! editing); from a pipe or file, input is passed through and its end is
@@ -10,8 +10,8 @@
 //! slave path is logged and, with LINK, symlinked there.
 use host_runtime::HostPd;
 use pd_api::{ChannelId, Handler, Pd};
-use serial::{Queues, TerminalOut, END_OF_INPUT};
 use std::io::{Read, Write};
+use uart_driver::{Queues, TerminalOut, END_OF_INPUT};
 
 /// Where the console's output goes.
 enum Out {
@@ -26,7 +26,7 @@ enum Out {
 
 struct Driver {
     tx: interfaces::queue::Consumer,
-    client: std::sync::Arc<serial::Peer>,
+    client: std::sync::Arc<uart_driver::Peer>,
     out: Out,
 }
 
@@ -157,7 +157,7 @@ fn serve_socket(
     pd: &'static HostPd,
     path: &str,
     mut rx: interfaces::queue::Producer,
-    peer: std::sync::Arc<serial::Peer>,
+    peer: std::sync::Arc<uart_driver::Peer>,
 ) -> Out {
     use std::os::unix::net::UnixListener;
     let _ = std::fs::remove_file(path);
@@ -262,7 +262,7 @@ mod pty {
         pd: &'static HostPd,
         link: Option<&str>,
         mut rx: interfaces::queue::Producer,
-        peer: std::sync::Arc<serial::Peer>,
+        peer: std::sync::Arc<uart_driver::Peer>,
     ) -> Result<Master, String> {
         // SAFETY: plain libc calls; each descriptor is owned by a File at once.
         let (file, path) = unsafe {

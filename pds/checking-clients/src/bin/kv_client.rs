@@ -8,7 +8,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    client::run(&pd);
+    checking_clients::run(&pd);
     // Halting: wait to be told to exit like every other PD.
     std::thread::park();
 }

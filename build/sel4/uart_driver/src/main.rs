@@ -1,4 +1,4 @@
-//! The serial driver PD on seL4: owns the PL011 (region `uart`, symbol
+//! The UART driver PD on seL4: owns the PL011 (region `uart`, symbol
 //! `uart_base`) and its interrupt (the PD's `<irq>` in the system
 //! description). Received bytes go into the rx queue and the client (the
 //! manager's console, or the live slot of the updatable serial service) is
@@ -11,7 +11,7 @@ use pd_api::{ChannelId, Handler, Pd};
 use pl011::Pl011;
 use sel4_microkit::{debug_println, protection_domain};
 use sel4_pd::{Adapter, Sel4Pd};
-use serial::{Queues, TerminalOut};
+use uart_driver::{Queues, TerminalOut};
 
 struct Driver {
     uart: Pl011,

@@ -1,11 +1,11 @@
-//! The serial driver's device-independent part: its two queues (sDDF
+//! The UART driver's device-independent part: its two queues (sDDF
 //! style: `rx_queue` it produces into, `tx_queue` it consumes from) and the
 //! output translation. Only the driver touches the device; its client sees
 //! only the queues and a channel. The client is either a fixed PD (the
 //! update manager's console) or, when the serial service is updatable, the
-//! live slot of the `serial0` instance, which runs the `serial-module`
-//! crate's module and moves bytes between the device's queues and the
-//! console's.
+//! live slot of the `serial0` instance, which runs a version of the
+//! serial service (`serial-v1`, `serial-v2`, over `serial-core`) and moves
+//! bytes between the device's queues and the console's.
 #![no_std]
 
 use interfaces::queue::{Consumer, Producer};

@@ -31,7 +31,12 @@
 //!   live v1 -> v5 -> v1 twice under its two clients, nothing wrong or
 //!   failed; the clients then stop cleanly (files closed, re-read, models
 //!   printed), `fsck.fat -n` finds the image clean and every file in it
-//!   equals its client's model (as tests/tests/fs.rs on the host).
+//!   equals its client's model (as tests/tests/fs.rs on the host);
+//! - the file service's probation (as tests/tests/fs.rs on the host), with
+//!   the same clean stop and judge: a new version that fails half way
+//!   through a write, the operator's `rollback fs`, a probation that ends;
+//!   the clients' directories across the releases; and damaged disks,
+//!   which give the clients errors and fault nothing.
 //!
 //! Skipped (with a message on stderr, which the test harness does not
 //! capture) when MICROKIT_SDK or QEMU is missing. Every wait is bounded; a
@@ -75,6 +80,14 @@ fn image(store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
 /// `store`), with its image built; `None` (after a skip message) when the
 /// tools are missing.
 fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)> {
+    image_with(system, store, &[])
+}
+
+/// [`image_of`] with extra Cargo `features` of the build/sel4 programs
+/// (e.g. `fs-client-sel4/dirs`). Such an image is built from a copy of the
+/// description named for the features, so that it has an image directory
+/// (and an entry in the cache below) of its own.
+fn image_with(system: &Path, store: Option<&str>, features: &[&str]) -> Option<(PathBuf, sdf::System)> {
     if let Err(e) = xtask::sel4::qemu_ready() {
         skip(&e);
         return None;
@@ -82,6 +95,15 @@ fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)
     let mut system = system.to_path_buf();
     if let Some(store) = store {
         system = xtask::sel4::system_with_store(&system, store).unwrap_or_else(|e| panic!("{e}"));
+    }
+    if !features.is_empty() {
+        let stem = system.file_stem().unwrap().to_string_lossy().into_owned();
+        let tag: String = features.join("-").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let dir = xtask::sel4::out_dir().join("systems");
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join(format!("{stem}-{tag}.xml"));
+        std::fs::copy(&system, &copy).unwrap_or_else(|e| panic!("{}: {e}", system.display()));
+        system = copy;
     }
     // Each system's image has a directory of its own, so one built earlier
     // in this run is still good after another system was built.
@@ -91,7 +113,8 @@ fn image_of(system: &Path, store: Option<&str>) -> Option<(PathBuf, sdf::System)
         Some(loader) => loader,
         None => {
             let t = Instant::now();
-            let image = xtask::sel4::build_image(&system).unwrap_or_else(|e| panic!("building the seL4 image: {e}"));
+            let image = xtask::sel4::build_image_with(&system, features)
+                .unwrap_or_else(|e| panic!("building the seL4 image: {e}"));
             let _ = writeln!(std::io::stderr(), "seL4 image of {} built in {:.1?}", system.display(), t.elapsed());
             BUILT
                 .lock()
@@ -324,7 +347,12 @@ fn kv_faults(rows: &[Vec<String>]) -> HashMap<String, u64> {
 
 /// The live kv slots' module versions.
 fn live_kv_versions(rows: &[Vec<String>]) -> Vec<(String, String)> {
-    rows.iter().filter(|r| r[1] == "kv" && r[4] == "live").map(|r| (r[0].clone(), r[2].clone())).collect()
+    live_versions(rows, "kv")
+}
+
+/// The live slots of `service` and their module versions.
+fn live_versions(rows: &[Vec<String>], service: &str) -> Vec<(String, String)> {
+    rows.iter().filter(|r| r[1] == service && r[4] == "live").map(|r| (r[0].clone(), r[2].clone())).collect()
 }
 
 /// Polls `status` until `pd`'s verified count exceeds `above` (a client is the
@@ -428,6 +456,113 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
     let _ = std::fs::remove_file(&disk);
 }
 
+/// What an fs client prints once it has stopped cleanly
+/// (build/sel4/fs_client).
+const FS_DONE: &str = "fs client done";
+/// From the end of a scenario to both fs clients' clean stop.
+const FS_STOP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A file-service system on seL4 (tests/systems/fs-sel4.xml with the image
+/// store `store`, its programs built with `features`) booted in QEMU on a
+/// fresh FAT32 image `<target>/tmp/<name>.img`, damaged first by
+/// `xtask::fs_image::damage` if `damage` says how. Returns QEMU, the
+/// image's path and the first status in which both clients have published
+/// their counters; `None` (after a skip message) when the tools are
+/// missing.
+fn boot_fs(
+    name: &str,
+    store: Option<&str>,
+    features: &[&str],
+    damage: Option<&str>,
+) -> Option<(Qemu, PathBuf, Vec<Vec<String>>)> {
+    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
+    let (loader, _) = image_with(&system, store, features)?;
+    let dir = xtask::target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("{name}.img"));
+    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(how) = damage {
+        xtask::fs_image::damage(&disk, how).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
+    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
+    let started = all_started(&mut q);
+    Some((q, disk, started))
+}
+
+/// [`clean_progress_of`] for the two fs clients, which must not have
+/// stopped yet: the seL4 client stops after a fixed number of steps, and a
+/// stop before the scenario's end would leave the rest of it untested.
+fn fs_progress(q: &mut Qemu, before: &[Vec<String>], what: &str) -> Vec<Vec<String>> {
+    let early = q.transcript().contains(FS_DONE);
+    q.check(!early, || {
+        format!("{what}: a client stopped before the scenario ended (raise STEPS in build/sel4/fs_client)")
+    });
+    clean_progress_of(q, before, what, 2)
+}
+
+/// The live fs slot's module version (one live slot).
+fn live_fs_version(q: &mut Qemu, rows: &[Vec<String>]) -> String {
+    let live = live_versions(rows, "fs");
+    q.check(live.len() == 1, || format!("one live fs slot: {rows:?}"));
+    live[0].1.clone()
+}
+
+/// No fs slot has faulted or hung, nor has the block driver faulted,
+/// since the status table `earlier` (empty: ever), by the table `rows`.
+fn fs_no_new_faults(q: &mut Qemu, earlier: &[Vec<String>], rows: &[Vec<String>], what: &str) {
+    for r in rows.iter().filter(|r| r[1] == "fs" || r[0] == "blk") {
+        let was = row(earlier, &r[0]).map_or("0", |e| e[6].as_str());
+        q.check(r[6] == was, || format!("{what}: {} faulted or hung (faults {was} before): {r:?}", r[0]));
+    }
+}
+
+/// Waits for both fs clients' clean stop: each closes its files, re-reads
+/// them through fresh opens and prints its model (`fsmodel NAME GENERATION
+/// LEN`), then `fs client done`. Neither may have seen a wrong reply or a
+/// failed call, nor failed its final check. Returns their models.
+fn fs_clean_stop(q: &mut Qemu) -> xtask::fs_image::Models {
+    let deadline = Instant::now() + FS_STOP_TIMEOUT;
+    while q.transcript().matches(FS_DONE).count() < 2 {
+        if let Ok(Some(status)) = q.child.try_wait() {
+            q.fail(&format!("QEMU exited ({status}) before both clients printed '{FS_DONE}'"));
+        }
+        if Instant::now() > deadline {
+            q.fail(&format!("the clients did not both stop cleanly ('{FS_DONE}') within {FS_STOP_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let transcript = q.transcript();
+    // (The driver gives the device up for good when a request takes over
+    // 5 s of guest time: a host that stalls QEMU's I/O, see the README.)
+    q.check(!transcript.contains("the device is given up"), || {
+        "the block driver gave the device up: every fs call failed from then on".into()
+    });
+    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
+        "a client's final check failed, or a reply was wrong".into()
+    });
+    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
+    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
+    for (name, _, wrong, failed) in clients(&q.status()) {
+        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
+    }
+    model
+}
+
+/// With QEMU stopped, the outside judge, as on the host: `fsck` on the
+/// image (`xtask::fs_image::fsck`, or a tolerant one), and the image's
+/// root holds exactly the clients' files, each equal to its model byte for
+/// byte (`xtask::fs_image`). Then the image is removed.
+fn fs_judge(q: Qemu, disk: &Path, model: &xtask::fs_image::Models, fsck: impl FnOnce(&Path) -> Result<(), String>) {
+    let transcript = q.transcript();
+    drop(q);
+    let judged = fsck(disk).and_then(|()| xtask::fs_image::check_files(disk, model, checking_clients::fs::pattern));
+    if let Err(e) = judged {
+        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
+    }
+    let _ = std::fs::remove_file(disk);
+}
+
 /// The file service on seL4 (tests/systems/fs-sel4.xml), as
 /// tests/tests/fs.rs replays it on the host: fs on the virtio-blk driver,
 /// with its two clients appending, reading back and auditing their files,
@@ -442,20 +577,9 @@ fn the_virtio_block_driver_serves_the_blk_queues_on_sel4() {
 /// (`xtask::fs_image`, the host test's judge).
 #[test]
 fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
-    const DONE: &str = "fs client done";
-    /// From the last update to both clients' clean stop.
-    const STOP_TIMEOUT: Duration = Duration::from_secs(240);
     let _one = serial();
-    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
-    let Some((loader, _)) = image_of(&system, None) else { return };
-    let dir = xtask::target_dir().join("tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("qemu-fs-sel4.img");
-    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
-    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
-    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
-    let started = all_started(&mut q);
-    let mut before = clean_progress_of(&mut q, &started, "boot", 2);
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-sel4", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
     q.command("probation 0", PROMPT);
     let mut blackouts = Vec::new();
     let start = Instant::now();
@@ -468,53 +592,19 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
         {
             blackouts.push(us);
         }
-        let early = q.transcript().contains(DONE);
-        q.check(!early, || {
-            format!("{line}: a client stopped before the updates ended (raise STEPS in build/sel4/fs_client)")
-        });
-        before = clean_progress_of(&mut q, &before, &line, 2);
+        before = fs_progress(&mut q, &before, &line);
     }
     let updates = start.elapsed();
-    for r in before.iter().filter(|r| r[1] == "fs") {
-        q.check(r[6] == "0", || format!("an fs slot faulted or hung: {r:?}"));
-    }
+    fs_no_new_faults(&mut q, &[], &before, "the replay");
     let c = clients(&before);
-
-    // The clients' clean stop: files closed, re-read, models printed.
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while q.transcript().matches(DONE).count() < 2 {
-        if let Ok(Some(status)) = q.child.try_wait() {
-            q.fail(&format!("QEMU exited ({status}) before both clients printed '{DONE}'"));
-        }
-        if Instant::now() > deadline {
-            q.fail(&format!("the clients did not both stop cleanly ('{DONE}') within {STOP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let stopped = start.elapsed();
-    let transcript = q.transcript();
-    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
-        "a client's final check failed, or a reply was wrong".into()
-    });
-    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
-    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
-    for (name, _, wrong, failed) in clients(&q.status()) {
-        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
-    }
+    let model = fs_clean_stop(&mut q);
     let _ = writeln!(
         std::io::stderr(),
         "fs on seL4: 16 live updates v1 -> v5 -> v1 (twice) in {updates:?}, blackouts {blackouts:?} us; \
-         clients (name, verified, wrong, failed): {c:?}; both stopped cleanly at {stopped:?}"
+         clients (name, verified, wrong, failed): {c:?}; both stopped cleanly at {:?}",
+        start.elapsed()
     );
-    drop(q);
-
-    // The outside judge, as on the host.
-    let judged = xtask::fs_image::fsck(&disk)
-        .and_then(|()| xtask::fs_image::check_files(&disk, &model, checking_clients::fs::pattern));
-    if let Err(e) = judged {
-        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
-    }
-    let _ = std::fs::remove_file(&disk);
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
 }
 
 /// The checkpoint probation on seL4 (see the README's *The file
@@ -526,19 +616,11 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
 /// disk is clean and holds exactly their files.
 #[test]
 fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
-    const DONE: &str = "fs client done";
-    const STOP_TIMEOUT: Duration = Duration::from_secs(240);
     let _one = serial();
-    let system = xtask::workspace_root().join("tests/systems/fs-sel4.xml");
-    let Some((loader, _)) = image_of(&system, Some("test-images.bin")) else { return };
-    let dir = xtask::target_dir().join("tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join("qemu-fs-probation.img");
-    xtask::make_disk_image(&disk).unwrap_or_else(|e| panic!("{e}"));
-    let mut q = Qemu::start(&loader, &xtask::sel4::disk_args(&disk));
-    q.wait_for(&[PROMPT], BOOT_TIMEOUT);
-    let started = all_started(&mut q);
-    let mut before = clean_progress_of(&mut q, &started, "boot", 2);
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-probation", Some("test-images.bin"), &[], None) else {
+        return;
+    };
+    let mut before = fs_progress(&mut q, &started, "boot");
     q.command("probation 600000", PROMPT);
     let mut reports = Vec::new();
     for (image, how) in [("fs-fault-write", "fault: fs0_"), ("fs-spin-write", "hung")] {
@@ -546,42 +628,233 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_on_sel4() {
         let out = q.switch(&line);
         q.check(out.contains(&format!("done: fs0 runs {image} ")), || format!("{line}:\n{out}"));
         let report = q.wait_for(&["nothing was lost"], Duration::from_secs(120));
-        let early = q.transcript().contains(DONE);
+        let early = q.transcript().contains(FS_DONE);
         q.check(!early, || format!("{line}: a client stopped before the fault"));
         q.check(report.contains(how) && report.contains("fs0: took over the checkpoint after"), || {
             format!("{line}: expected a rollback to the checkpoint: {report}")
         });
         q.check(report.contains("runs fs-v1 (v1, schema 1) again"), || format!("{line}: {report}"));
         reports.push(report.lines().filter(|l| l.contains("rolled back")).collect::<String>());
-        before = clean_progress_of(&mut q, &before, &line, 2);
+        before = fs_progress(&mut q, &before, &line);
     }
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while q.transcript().matches(DONE).count() < 2 {
-        if let Ok(Some(status)) = q.child.try_wait() {
-            q.fail(&format!("QEMU exited ({status}) before both clients printed '{DONE}'"));
-        }
-        if Instant::now() > deadline {
-            q.fail(&format!("the clients did not both stop cleanly ('{DONE}') within {STOP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let transcript = q.transcript();
-    q.check(!transcript.contains("FAILED") && !transcript.contains("wrong reply"), || {
-        "a client's final check failed, or a reply was wrong".into()
-    });
-    let model = xtask::fs_image::models(transcript.lines()).unwrap_or_else(|e| q.fail(&e));
-    q.check(model.len() == 16, || format!("two clients, eight files each: {model:?}"));
-    for (name, _, wrong, failed) in clients(&q.status()) {
-        q.check((wrong, failed) == (0, 0), || format!("{name} after the stop: wrong={wrong} failed={failed}"));
-    }
+    let model = fs_clean_stop(&mut q);
     let _ = writeln!(std::io::stderr(), "fs on seL4, failures half way through a write on probation: {reports:?}");
-    drop(q);
-    let judged = xtask::fs_image::fsck(&disk)
-        .and_then(|()| xtask::fs_image::check_files(&disk, &model, checking_clients::fs::pattern));
-    if let Err(e) = judged {
-        panic!("{e}\n----- QEMU transcript -----\n{transcript}\n----- end of transcript -----");
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
+}
+
+/// The operator's `rollback fs` on seL4, as the host's probation test does
+/// it: fs updated from fs-v1 to a newer release on probation (every call
+/// checkpointed), then `rollback fs` typed on the console while the
+/// clients write: fs-v1 takes over the new version's last checkpoint (from
+/// schema 2 for fs-v5, schema 1 for fs-v3), the clients make clean
+/// progress, and after their clean stop `fsck.fat -n` finds the image
+/// clean and every file equals its client's model.
+#[test]
+fn the_operators_rollback_of_fs_keeps_every_file_on_sel4() {
+    let _one = serial();
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-rollback", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 600000", PROMPT);
+    let mut reports = Vec::new();
+    for (v, schema) in [(5, 2), (3, 1)] {
+        let line = format!("update fs fs-v{v}");
+        let out = q.switch(&line);
+        q.check(out.contains(&format!("done: fs0 runs fs-v{v} (v{v}, schema {schema})")), || format!("{line}:\n{out}"));
+        before = fs_progress(&mut q, &before, &line);
+        let on_probation = q.command("status", PROMPT);
+        q.check(
+            on_probation.contains(&format!("image fs-v{v} on probation")) && on_probation.contains("checkpointed"),
+            || format!("{line}: fs-v{v} on probation, its calls checkpointed:\n{on_probation}"),
+        );
+        let out = q.switch("rollback fs");
+        q.check(out.contains("on probation: the old version takes over the new one's last checkpoint"), || {
+            format!("rollback fs after {line}: a rollback on probation:\n{out}")
+        });
+        q.check(
+            out.contains("(operator's rollback)")
+                && out.contains("runs fs-v1 (v1, schema 1) again")
+                && out.contains("fs0: took over the checkpoint after")
+                && out.contains("nothing was lost")
+                && out.contains("done: fs0 runs fs-v1 (v1, schema 1)"),
+            || format!("rollback fs after {line}: back on fs-v1 at the checkpoint:\n{out}"),
+        );
+        reports.extend(out.lines().filter(|l| l.starts_with("rolled back on probation")).map(str::to_owned));
+        before = fs_progress(&mut q, &before, &format!("rollback fs after {line}"));
+        let live = live_fs_version(&mut q, &before);
+        q.check(live == "1", || format!("rollback fs after {line}: fs-v1 is live again, not v{live}"));
     }
-    let _ = std::fs::remove_file(&disk);
+    fs_no_new_faults(&mut q, &[], &before, "the rollbacks");
+    let log = q.command("log all", PROMPT);
+    q.check(!log.contains("state was lost"), || format!("state was lost:\n{log}"));
+    let model = fs_clean_stop(&mut q);
+    let _ = writeln!(std::io::stderr(), "fs on seL4, the operator's rollbacks: {reports:?}");
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
+}
+
+/// A probation that ends on seL4, as the host's probation test does it:
+/// fs updated from fs-v1 to fs-v4 with a 3 s window; the clients progress
+/// on probation, the manager says the probation is over and fs-v4 stays
+/// (no rollback), the clients make clean progress on it, and after their
+/// clean stop `fsck.fat -n` finds the image clean and every file equals
+/// its client's model.
+#[test]
+fn an_fs_update_whose_probation_ends_stays_live_on_sel4() {
+    const OVER: &str = "probation over: fs runs fs-v4 (v4) for good";
+    let _one = serial();
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-probation-ends", None, &[], None) else { return };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 3000", PROMPT);
+    let mark = q.mark();
+    let out = q.switch("update fs fs-v4");
+    q.check(out.contains("done: fs0 runs fs-v4 (v4, schema 2)"), || format!("update fs fs-v4:\n{out}"));
+    // Progress on probation (every call checkpointed); the end of the
+    // probation may be printed meanwhile, between two status tables, so it
+    // is looked for in the transcript since the update, not waited for.
+    before = fs_progress(&mut q, &before, "fs-v4 on probation");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !q.since(mark).contains(OVER) {
+        if Instant::now() > deadline {
+            q.fail(&format!("no '{OVER}' within 60 s of the update"));
+        }
+        if let Ok(Some(status)) = q.child.try_wait() {
+            q.fail(&format!("QEMU exited ({status}) while fs-v4 was on probation"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    q.cursor = q.transcript().len();
+    let since = q.since(mark);
+    q.check(!since.contains("rolled back"), || format!("fs-v4 was rolled back:\n{since}"));
+    for what in ["fs-v4 for good", "fs-v4 for good, again"] {
+        before = fs_progress(&mut q, &before, what);
+        let live = live_fs_version(&mut q, &before);
+        q.check(live == "4", || format!("{what}: fs-v4 is live, not v{live}"));
+        q.check(before.iter().all(|r| r[1] != "fs" || !r.iter().any(|c| c == "probation:")), || {
+            format!("{what}: fs is no longer on probation: {before:?}")
+        });
+    }
+    fs_no_new_faults(&mut q, &[], &before, "the probation");
+    let model = fs_clean_stop(&mut q);
+    fs_judge(q, &disk, &model, xtask::fs_image::fsck);
+}
+
+/// The directories test of tests/tests/fs.rs on seL4: the clients built
+/// with `fs-client-sel4/dirs` also make `/CnD` in their audits (once a
+/// version can: fs-v1 answers `Unsupported`), put `INFO.TXT` in it, check
+/// both by `Stat` and `List`, and check that `Rmdir` refuses (`NotEmpty`
+/// on fs-v5, `Unsupported` before). First, on fs-v1 with a long probation,
+/// `fs-fault-first-write` (fs-v5's adapter) lets them make their
+/// directories and faults half way through the first write to a fresh
+/// `INFO.TXT`; fs goes back to fs-v1 at the last checkpoint, and the stub
+/// retries the write there. Then fs goes through v2, v5, v1, v3, v4, each
+/// with two audits of both clients, no wrong reply, no failed call. After
+/// the clients' clean stop, `fsck.fat -n` finds only the releases' known
+/// `..` fault of a directory made in the root (and nothing else), and
+/// every file in the root equals its client's model.
+#[test]
+fn directories_are_made_listed_and_not_removed_while_full_across_releases_on_sel4() {
+    let _one = serial();
+    let store = Some("test-images.bin");
+    let Some((mut q, disk, started)) = boot_fs("qemu-fs-dirs", store, &["fs-client-sel4/dirs"], None) else {
+        return;
+    };
+    let mut before = fs_progress(&mut q, &started, "boot");
+    q.command("probation 600000", PROMPT);
+    let out = q.switch("update fs fs-fault-first-write");
+    q.check(out.contains("done: fs0 runs fs-fault-first-write "), || format!("update fs fs-fault-first-write:\n{out}"));
+    let report = q.wait_for(&["nothing was lost"], Duration::from_secs(120));
+    q.check(
+        report.contains("fault: fs0_")
+            && report.contains("fs0: took over the checkpoint after")
+            && report.contains("runs fs-v1 (v1, schema 1) again"),
+        || format!("fs-fault-first-write: expected a rollback to the checkpoint: {report}"),
+    );
+    let failed = q
+        .transcript()
+        .lines()
+        .find_map(|l| Some(l[l.find("fs-faulty: wrote")?..].to_owned()).filter(|l| l.contains("of empty /C")));
+    q.check(failed.is_some(), || "fs-fault-first-write failed in the first write to an empty file".into());
+    before = fs_progress(&mut q, &before, "fs-fault-first-write rolled back");
+    // Its one fault, and no other from here on.
+    let after_the_fault = before.clone();
+    q.command("probation 0", PROMPT);
+    for v in [2, 5, 1, 3, 4] {
+        let line = format!("update fs fs-v{v}");
+        let out = q.switch(&line);
+        q.check(out.contains(&format!("done: fs0 runs fs-v{v} ")), || format!("{line}:\n{out}"));
+        // Two audits each (each of clean progress), so that each version
+        // checks the directories.
+        before = fs_progress(&mut q, &before, &line);
+        before = fs_progress(&mut q, &before, &line);
+    }
+    fs_no_new_faults(&mut q, &after_the_fault, &before, "the directories");
+    let model = fs_clean_stop(&mut q);
+    let _ = writeln!(std::io::stderr(), "fs on seL4, directories: {}\n{report}", failed.unwrap_or_default());
+    // Besides the clients' files in the root, each client's directory
+    // holds its INFO.TXT and nothing else.
+    let bad = xtask::fs_image::BAD_DOT_DOT;
+    fs_judge(q, &disk, &model, |disk| {
+        xtask::fs_image::fsck_tolerating(disk, &[("/C0D", bad), ("/C1D", bad)])?;
+        for dir in ["C0D", "C1D"] {
+            let files: Vec<_> = xtask::fs_image::files_in(disk, Some(dir))?.into_iter().collect();
+            if files != [("INFO.TXT".to_owned(), checking_clients::fs::DIR_INFO.to_vec())] {
+                return Err(format!(
+                    "/{dir} should hold INFO.TXT ({:?}) only: {files:?}",
+                    checking_clients::fs::DIR_INFO
+                ));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// The damaged-disk test of tests/tests/fs.rs on seL4, one boot for each
+/// damage of `xtask::fs_image::damage`: a root directory whose cluster
+/// chain loops, a zeroed boot sector, a FAT of pseudo-random bytes. The
+/// clients get errors from the service (or data that is not theirs),
+/// never a lost service (their stub would say `Unavailable`); the fs slot
+/// and the block driver never fault, the console keeps answering, and fs
+/// still updates like any service.
+#[test]
+fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service_on_sel4() {
+    let _one = serial();
+    let mut seen = Vec::new();
+    for how in xtask::fs_image::DAMAGES {
+        let Some((mut q, disk, _)) = boot_fs(&format!("qemu-fs-damaged-{how}"), None, &[], Some(how)) else {
+            return;
+        };
+        // No probation: the update below is final at once.
+        q.command("probation 0", PROMPT);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let rows = loop {
+            let rows = q.status();
+            let c = clients(&rows);
+            if c.len() == 2 && c.iter().all(|(_, _, wrong, failed)| wrong.saturating_add(*failed) >= 4) {
+                break rows;
+            }
+            if Instant::now() > deadline {
+                q.fail(&format!("{how}: the clients saw too few errors: {c:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        fs_no_new_faults(&mut q, &[], &rows, how);
+        let t = q.transcript();
+        q.check(!t.contains("Unavailable"), || format!("{how}: the service never went away"));
+        // Still healthy: it updates like any service, and nothing faulted.
+        let out = q.switch("update fs fs-v5");
+        q.check(out.contains("done: fs0 runs fs-v5 "), || format!("{how}: update fs fs-v5:\n{out}"));
+        let rows = q.status();
+        fs_no_new_faults(&mut q, &[], &rows, how);
+        let live = live_fs_version(&mut q, &rows);
+        q.check(live == "5", || format!("{how}: fs-v5 is live, not v{live}"));
+        let first = q
+            .transcript()
+            .lines()
+            .find_map(|l| Some(l[l.find("fsc")?..].to_owned()).filter(|l| l.contains(" failed: ")));
+        seen.push(format!("{how}: {:?}; {}", clients(&rows), first.unwrap_or_default()));
+        drop(q);
+        let _ = std::fs::remove_file(&disk);
+    }
+    let _ = writeln!(std::io::stderr(), "fs on seL4, damaged disks:\n{}", seen.join("\n"));
 }
 
 #[test]

@@ -250,6 +250,12 @@ impl VirtioDisk {
         self.readonly
     }
 
+    /// Whether a request missed its deadline, so that the device was
+    /// given up (every request fails from then on).
+    pub fn given_up(&self) -> bool {
+        self.failed
+    }
+
     /// Waits, until the deadline, for the device to complete `token`.
     fn wait(&mut self, token: u16) -> Result<(), DeviceError> {
         let deadline = (self.clock)().saturating_add(self.timeout);

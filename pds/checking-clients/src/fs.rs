@@ -18,6 +18,8 @@ use pd_api::Pd;
 
 pub const FILES: usize = 8;
 pub const AUDIT_EVERY: u64 = 32;
+/// What a client's `INFO.TXT` in its directory holds (with `dirs`).
+pub const DIR_INFO: &[u8] = b"a client's dir\n";
 /// A file is started afresh once it is this long.
 const MAX_LEN: u32 = 64 * 1024;
 
@@ -149,7 +151,7 @@ impl<'p, P: Pd + ?Sized> Client<'p, P> {
         let _ = write!(dir, "/C{}D", self.n);
         let mut info: String<24> = String::new();
         let _ = write!(info, "{dir}/INFO.TXT");
-        const TEXT: &[u8] = b"a client's dir\n";
+        const TEXT: &[u8] = DIR_INFO;
         match self.fs.stat(&dir) {
             Err(FsError::Status(FsStatus::NotFound)) => match self.fs.mkdir(&dir) {
                 Err(FsError::Status(FsStatus::Unsupported)) => return Ok(true),

@@ -7,7 +7,9 @@
 //! then `fs client done ...`), which the QEMU test checks the disk image
 //! against. The clients take turns to stop (the `turn` region they share:
 //! client n stops once it holds n, then stores n + 1), so that their logs
-//! never interleave on the debug console.
+//! never interleave on the debug console. Built with the feature `dirs`,
+//! its audits also make, check and try to remove a directory (the host
+//! client's `HOST_FS_DIRS`).
 #![no_std]
 #![no_main]
 
@@ -35,7 +37,7 @@ fn init() -> NullHandler {
         }
     };
     let n = checking_clients::fs::number(pd.name());
-    checking_clients::fs::run(pd, &checking_clients::fs::after_steps_in_turn(STEPS, turn, n), false);
+    checking_clients::fs::run(pd, &checking_clients::fs::after_steps_in_turn(STEPS, turn, n), cfg!(feature = "dirs"));
     turn.store(n as u64 + 1, Ordering::Release);
     NullHandler::new()
 }

@@ -37,6 +37,8 @@ static mut CACHE: [[u8; CHUNK]; CACHE_CHUNKS] = [[0; CHUNK]; CACHE_CHUNKS];
 struct Driver {
     server: Server,
     disk: Cached<VirtioDisk>,
+    /// The device was given up and the log said so.
+    said_given_up: bool,
 }
 
 impl Handler<Sel4Pd> for Driver {
@@ -46,6 +48,13 @@ impl Handler<Sel4Pd> for Driver {
         let (reply, ended) = self.server.kick(&mut self.disk, msg.label);
         if ended {
             pd.log(format_args!("the block client wrote impossible queue indices; no longer served"));
+        }
+        if self.disk.disk().given_up() && !self.said_given_up {
+            self.said_given_up = true;
+            pd.log(format_args!(
+                "virtio-blk: a device request missed its {} s deadline; the device is given up, every request fails",
+                DEVICE_TIMEOUT_NS / 1_000_000_000
+            ));
         }
         *msg = Message::with_words(reply, &[]);
     }
@@ -84,5 +93,5 @@ fn init() -> Adapter<Driver> {
         disk.blocks(),
         if disk.readonly() { ", read-only" } else { "" }
     );
-    Adapter::new(pd, Driver { server, disk: Cached::new(disk, cache) })
+    Adapter::new(pd, Driver { server, disk: Cached::new(disk, cache), said_given_up: false })
 }

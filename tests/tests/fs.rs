@@ -196,6 +196,63 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 9: a version that faults *inside* the FAT crate's own work, on
+/// probation, leaves the disk as the last checkpoint saw it.
+/// `fs-fault-first-alloc` (fs-v5) faults in the block device during the
+/// first write to a client's fresh `/CnD/INFO.TXT` (with `HOST_FS_DIRS`),
+/// right after the crate wrote the FAT entry of the file's new first
+/// cluster: its `write` has not returned and the file's directory entry
+/// names no cluster. fs goes back to fs-v1 at the last checkpoint (the
+/// file open, empty) and the stub retries the write there. Were that FAT
+/// entry on the disk, the retry would allocate another cluster and
+/// `fsck.fat` would find the first one lost ("Reclaimed 1 unused
+/// cluster"); fs-core stages a call's block writes and writes them to the
+/// driver only when the call is done, so nothing of the failed call is on
+/// the disk. Then fs-v5, under which the other client makes its
+/// directory if it had not (0.10.0 writes a `..` that `fsck.fat` accepts;
+/// fs-v1 makes none). The clients see no wrong reply and no failed call;
+/// `fsck.fat -n` is clean and every file equals its model.
+#[test]
+fn a_fault_inside_the_crates_first_write_on_probation_leaves_the_disk_as_the_checkpoint_saw_it() {
+    let dir = std::env::temp_dir().join(format!("fs-first-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = fs_system_with_test_images(&dir);
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
+    );
+    let mut seen = client_totals(&sys.status());
+    seen = progress(&mut sys, &seen);
+    assert!(sys.command("probation 120000").contains("120000 ms"));
+    let out = sys.command("update fs fs-fault-first-alloc");
+    assert!(out.contains("done: fs0 runs fs-fault-first-alloc"), "{out}");
+    let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
+    assert!(report.contains("fault: fs0_"), "{report}");
+    assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
+    assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
+    let log = sys.log.lock().unwrap().clone();
+    let failed = log.iter().rfind(|l| l.contains("fs-faulty: first write") && l.contains("to empty /C"));
+    eprintln!("fs-fault-first-alloc: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
+    assert_eq!(fs_live_version(&mut sys), "1");
+    seen = progress(&mut sys, &seen);
+    assert!(sys.command("probation 0").contains("0 ms"));
+    assert!(sys.command("update fs fs-v5").contains("done: fs0 runs fs-v5"));
+    // Two audits each under fs-v5, so both clients have their directory.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = progress(&mut sys, &seen);
+        if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audits under fs-v5: {now:?}");
+    }
+    stop_and_judge(sys, &stop, &image);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Damages a fresh image: `loop` makes the root directory's cluster chain
 /// lead back to itself; `boot` zeroes the boot sector; `fat` fills the FAT
 /// with bytes from a fixed pseudo-random sequence.

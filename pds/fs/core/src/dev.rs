@@ -3,7 +3,7 @@
 //! Everything the driver writes back is checked: a response must answer
 //! the request just sent, and a bad one is an I/O error, never trusted.
 use core::cell::{Cell, RefCell};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 use interfaces::blk::{self, op, status, Request, Response, BLOCK};
 use interfaces::queue::{Consumer, Producer};
 use interfaces::Message;
@@ -23,6 +23,27 @@ static BUDGET: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Called at the start of every service call (and import).
 pub fn new_call(disk_blocks: u64) {
     BUDGET.store((disk_blocks / 128).saturating_add(4096), Relaxed);
+}
+
+/// Test modules only (`pds/fs/faulty`): a function called with the block
+/// number after each block [`BlkDev::write`] has taken, so that a test can
+/// fail inside the crate's own operation. Null (no hook) in every real
+/// version; it holds nothing but a `fn(u64)` (see [`set_write_hook`]).
+static WRITE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets (or with None clears) the test hook of [`BlkDev::write`].
+pub fn set_write_hook(hook: Option<fn(u64)>) {
+    WRITE_HOOK.store(hook.map_or(core::ptr::null_mut(), |f| f as *mut ()), Relaxed);
+}
+
+fn write_hook(block: u64) {
+    let p = WRITE_HOOK.load(Relaxed);
+    if !p.is_null() {
+        // SAFETY: a non-null value was stored by `set_write_hook` from a
+        // `fn(u64)`, and nothing else stores to it.
+        let f = unsafe { core::mem::transmute::<*mut (), fn(u64)>(p) };
+        f(block);
+    }
 }
 
 pub struct BlkDev {
@@ -131,6 +152,7 @@ impl BlkDev {
             // SAFETY: as in `read`; the driver reads only during the call.
             unsafe { core::ptr::copy_nonoverlapping(chunk.as_ptr(), self.data, chunk.len()) };
             self.run(op::WRITE, block, n as u32)?;
+            (block..block + n as u64).for_each(write_hook);
             block += n as u64;
         }
         Ok(())

@@ -7,13 +7,17 @@
 //! directory entry (its size) is not written: the crate defers it to the
 //! file's flush, which the failed call never reaches. Another mode
 //! ([`mode::FAULT_FIRST_WRITE`]) fails half way through the first write to
-//! an empty file instead. Never in the production image store.
+//! an empty file instead, and [`mode::FAULT_FIRST_ALLOC`] inside the
+//! crate's own first write to an empty file, in the block device, right
+//! after the crate wrote the FAT entry of the file's new first cluster.
+//! Never in the production image store.
 #![no_std]
 
 // fs-v5's own adapter, the same source (not a copy).
 #[path = "../../v5/src/adapter.rs"]
 mod v5;
 
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use fs_core::FsModule;
 use module_rt::interfaces::abi::ModuleDescriptor;
 use module_rt::interfaces::Message;
@@ -31,6 +35,15 @@ pub mod mode {
     /// clients' data files are emptied by truncation, which keeps their
     /// first cluster), from the first such write on.
     pub const FAULT_FIRST_WRITE: u8 = 3;
+    /// A wild read inside the crate's first write to an empty file in a
+    /// directory (as [`FAULT_FIRST_WRITE`]), from fs-core's block device
+    /// (its test hook, `fs_core::dev::set_write_hook`): right after the
+    /// first block the crate writes in that call, which is the FAT block
+    /// with the end-of-chain mark of the file's new first cluster (every
+    /// release's `write` allocates the first cluster, `alloc_cluster`,
+    /// before it writes any data). The crate's write has not returned,
+    /// and the file's directory entry still names no cluster.
+    pub const FAULT_FIRST_ALLOC: u8 = 4;
 }
 
 /// The writes served well before one fails.
@@ -61,6 +74,16 @@ pub struct Faulty<const MODE: u8> {
     fs: FsModule<Sdmmc, 95, 2>,
     env: Env,
     writes: u64,
+}
+
+/// The block device's test hook of [`mode::FAULT_FIRST_ALLOC`]: faults at
+/// the first block written once armed.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+fn fault_if_armed(_block: u64) {
+    if ARMED.load(Relaxed) {
+        read_unmapped();
+    }
 }
 
 impl<const MODE: u8> Faulty<MODE> {
@@ -94,12 +117,30 @@ impl<const MODE: u8> Module for Faulty<MODE> {
         .exports(1);
 
     fn init(env: Env) -> Result<Self, &'static str> {
+        if MODE == mode::FAULT_FIRST_ALLOC {
+            fs_core::dev::set_write_hook(Some(fault_if_armed));
+        }
         Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0 })
     }
 
     fn protected(&mut self, ch: u32, msg: &mut Message) {
         if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
             self.writes += 1;
+            if MODE == mode::FAULT_FIRST_ALLOC {
+                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
+                if let Some(path) = path {
+                    let mut line: heapless::String<160> = heapless::String::new();
+                    let _ = core::fmt::write(
+                        &mut line,
+                        format_args!(
+                            "fs-faulty: first write of {len} bytes to empty {path}: failing at the crate's first block write (its new cluster's FAT entry)"
+                        ),
+                    );
+                    self.env.log(&line);
+                    ARMED.store(true, Relaxed);
+                }
+                return self.fs.protected(ch, msg);
+            }
             if MODE == mode::FAULT_FIRST_WRITE {
                 if pos == 0 && len >= 4 {
                     self.first_write(ch, msg, len);

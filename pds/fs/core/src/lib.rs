@@ -90,6 +90,9 @@ struct Buffer {
 
 pub struct FsService<F: Fat, const VERSION: u32> {
     env: Env,
+    /// The service's own end of the block device (the crate has another):
+    /// it commits the staged writes of each call and flushes.
+    dev: BlkDev,
     fat: Option<F>,
     pub files: [Option<OpenFile>; MAX_OPEN],
     handles: [Option<F::File>; MAX_OPEN],
@@ -126,9 +129,13 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         }
         // The disk is not touched here: the old version may still be using
         // the block queues (it is mounted at the import or the first call).
-        BlkDev::attach(env)?;
+        let dev = BlkDev::attach(env)?;
+        // Nothing staged is this instance's (a module's memory starts
+        // zeroed, but a host that makes several instances reuses it).
+        dev::discard();
         Ok(FsService {
             env,
+            dev,
             fat: None,
             files: Default::default(),
             handles: [None; MAX_OPEN],
@@ -365,7 +372,12 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         self.fat()?.length(file)
     }
 
-    /// Serves one call; the reply replaces `msg`.
+    /// Serves one call; the reply replaces `msg`. The call's block writes
+    /// were staged (`dev`); they go to the driver here, together, after
+    /// the crate is done and before the reply leaves (and so before the
+    /// shell takes a probation checkpoint), whether the call succeeded or
+    /// not. If they cannot be written the call fails with `Io` (they stay
+    /// staged, and the next call's commit writes them).
     pub fn protected(&mut self, ch: u32, msg: &mut Message) {
         dev::new_call(self.disk_blocks);
         let r = FsRequest::parse(msg).and_then(|req| {
@@ -375,6 +387,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             }
             self.run(ch, &req)
         });
+        let r = self.dev.commit().map_err(|_| FsStatus::Io).and(r);
         match r {
             Ok((a, b)) => fs::reply(msg, FsStatus::Ok, a, b),
             Err(s) => fs::reply(msg, s, 0, 0),
@@ -390,20 +403,24 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// checkpoint fails and the probation ends).
     pub fn prepare(&mut self) -> bool {
         dev::new_call(self.disk_blocks);
-        if self.fat.is_none() {
-            return true;
-        }
         let mut ok = true;
-        for i in 0..MAX_OPEN {
-            if self.dirty[i] && self.handles[i].is_some() && self.sync(i).is_err() {
-                self.env.log("fs: an open file could not be synced");
-                ok = false;
+        if self.fat.is_some() {
+            for i in 0..MAX_OPEN {
+                if self.dirty[i] && self.handles[i].is_some() && self.sync(i).is_err() {
+                    self.env.log("fs: an open file could not be synced");
+                    ok = false;
+                }
             }
+        }
+        // What the syncs staged goes to the driver together (as a call's).
+        if self.dev.commit().is_err() {
+            self.env.log("fs: the staged blocks could not be written");
+            ok = false;
         }
         // Then the device's own cache (fsync of the image on the host), if
         // anything was written since it was last flushed.
         if ok && self.dev_dirty {
-            ok = BlkDev::attach(self.env).is_ok_and(|d| d.flush().is_ok());
+            ok = self.dev.flush().is_ok();
             self.dev_dirty = !ok;
         }
         ok
@@ -424,7 +441,8 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// write that fails half way gets (data, and any cluster it
     /// allocates; a first write to an empty file as `Write` does it, its
     /// first byte and directory entry first); the service's state is not
-    /// advanced, as the call does not complete.
+    /// advanced, as the call does not complete. Its blocks are staged,
+    /// not written: the failure that follows drops them.
     pub fn write_prefix(&mut self, ch: u32, msg: &Message, n: usize) -> Result<(), FsStatus> {
         dev::new_call(self.disk_blocks);
         let req = FsRequest::parse(msg)?;
@@ -448,9 +466,18 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// state), reopening each by path on a freshly mounted volume.
     pub fn adopt(&mut self, files: [Option<OpenFile>; MAX_OPEN]) -> Result<(), i32> {
         // Whatever this module knew of the disk is stale: another version
-        // wrote it since. Forget (never write) the old mount.
+        // wrote it since. Forget (never write) the old mount, and anything
+        // still staged.
         self.fat = None;
+        dev::discard();
         dev::new_call(self.disk_blocks);
+        let r = self.reopen(files);
+        // Reopening writes nothing today, but an import is a call too.
+        let c = self.dev.commit().map_err(|_| status::BAD_STATE);
+        r.and(c)
+    }
+
+    fn reopen(&mut self, files: [Option<OpenFile>; MAX_OPEN]) -> Result<(), i32> {
         self.handles = [None; MAX_OPEN];
         self.files = Default::default();
         self.dirty = [false; MAX_OPEN];

@@ -343,9 +343,11 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
     // the stub retries the write there. (The clients' data files are
     // emptied only by truncation, which keeps their first cluster, so this
     // is the only write of the tests to a file that has none.) fs-core
-    // writes such a write's first byte and the file's directory entry
-    // first, so the retry follows the cluster chain the failed write made;
-    // before it, `fsck.fat` below found that cluster lost.
+    // stages the failed call's blocks (the new cluster's FAT entry, half
+    // the data, the directory entry), which the fault drops, so the retry
+    // starts from the disk the checkpoint saw; before fs-core made sure of
+    // that, `fsck.fat` below found that cluster lost. (The fault inside
+    // the crate's own allocation is the test above.)
     assert!(sys.command("probation 120000").contains("120000 ms"));
     let out = sys.command("update fs fs-fault-first-write");
     assert!(out.contains("done: fs0 runs fs-fault-first-write"), "{out}");

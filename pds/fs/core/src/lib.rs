@@ -346,26 +346,26 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     }
 
     /// Writes `buf` through the crate at the handle's position (`file` is
-    /// positioned there). The first write to an empty file goes in two:
-    /// its first byte, then the file's directory entry (the `Fat` flush, or
-    /// close and reopen), then the rest. A created file's first cluster is
-    /// otherwise only in the crate's handle until a flush: a failure in
-    /// the middle of the write would leave it allocated and linked but
-    /// unreferenced, and the retry in the old version (at the checkpoint's
-    /// position, from the directory entry) would allocate another. With
-    /// the entry written, the retry follows the chain the crate made.
+    /// positioned there). A first write to an empty file also writes the
+    /// file's directory entry (the `Fat` flush, or close and reopen), after
+    /// the data, in the same call. A created file's first cluster is
+    /// otherwise only in the crate's handle until a later sync; the call's
+    /// staged blocks (the FAT entry, the data, and so the directory entry
+    /// too) reach the disk together at the call's end, so no disk state
+    /// between two calls has that cluster allocated and unreferenced (were
+    /// the module to fail after this call and before the sync, the retry
+    /// in the old version, from the directory entry, would allocate
+    /// another and orphan it). (Before staging, the write went in two, its
+    /// first byte, the entry, then the rest, which still left a failure
+    /// inside the crate's first byte with the cluster lost.)
     fn write_at(&mut self, i: usize, file: F::File, buf: &[u8]) -> Result<(), FsStatus> {
         self.dirty[i] = true;
-        if buf.len() < 2 || !self.empty(i, file)? {
-            return self.fat()?.write(file, buf);
+        let first = !buf.is_empty() && self.empty(i, file)?;
+        self.fat()?.write(file, buf)?;
+        if first {
+            self.sync(i)?;
         }
-        self.fat()?.write(file, &buf[..1])?;
-        self.sync(i)?;
-        // (A release without flush reopened it: a new handle, at 0.)
-        let file = self.handles[i].ok_or(FsStatus::BadHandle)?;
-        self.dirty[i] = true;
-        self.fat()?.seek(file, 1)?;
-        self.fat()?.write(file, &buf[1..])
+        Ok(())
     }
 
     fn length(&mut self, file: F::File) -> Result<u32, FsStatus> {
@@ -439,10 +439,10 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// For test modules that fail in the middle of a write: the first `n`
     /// bytes of the `Write` in `msg` go through the crate, as far as a
     /// write that fails half way gets (data, and any cluster it
-    /// allocates; a first write to an empty file as `Write` does it, its
-    /// first byte and directory entry first); the service's state is not
-    /// advanced, as the call does not complete. Its blocks are staged,
-    /// not written: the failure that follows drops them.
+    /// allocates; a first write to an empty file as `Write` does it, with
+    /// its directory entry); the service's state is not advanced, as the
+    /// call does not complete. Its blocks are staged, not written: the
+    /// failure that follows drops them.
     pub fn write_prefix(&mut self, ch: u32, msg: &Message, n: usize) -> Result<(), FsStatus> {
         dev::new_call(self.disk_blocks);
         let req = FsRequest::parse(msg)?;

@@ -5,7 +5,9 @@
 //! the file's chain when the half crosses a cluster's end) and then
 //! faults, or spins until the manager's watchdog stops it. The file's
 //! directory entry (its size) is not written: the crate defers it to the
-//! file's flush, which the failed call never reaches. Another mode
+//! file's flush, which the failed call never reaches. (fs-core stages a
+//! call's block writes and writes them to the driver only when the call
+//! is done, so none of the failed call's blocks reach the disk.) Another mode
 //! ([`mode::FAULT_FIRST_WRITE`]) fails half way through the first write to
 //! an empty file instead, and [`mode::FAULT_FIRST_ALLOC`] inside the
 //! crate's own first write to an empty file, in the block device, right
@@ -88,8 +90,8 @@ fn fault_if_armed(_block: u64) {
 
 impl<const MODE: u8> Faulty<MODE> {
     /// Fails half way through the first write to an empty file in a
-    /// directory: with fs-core's two-part first write, after the first
-    /// byte and the directory entry, inside the rest.
+    /// directory: after the crate wrote half of it and fs-core the file's
+    /// directory entry (all staged: none of it reaches the disk).
     fn first_write(&mut self, ch: u32, msg: &Message, len: usize) {
         let Some(path) = self.fs.0.pending_first_write(ch, msg) else { return };
         if path.matches('/').count() < 2 {

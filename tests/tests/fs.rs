@@ -202,19 +202,36 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
 /// first write to a client's fresh `/CnD/INFO.TXT` (with `HOST_FS_DIRS`),
 /// right after the crate wrote the FAT entry of the file's new first
 /// cluster: its `write` has not returned and the file's directory entry
-/// names no cluster. fs goes back to fs-v1 at the last checkpoint (the
-/// file open, empty) and the stub retries the write there. Were that FAT
-/// entry on the disk, the retry would allocate another cluster and
-/// `fsck.fat` would find the first one lost ("Reclaimed 1 unused
-/// cluster"); fs-core stages a call's block writes and writes them to the
-/// driver only when the call is done, so nothing of the failed call is on
-/// the disk. Then fs-v5, under which the other client makes its
-/// directory if it had not (0.10.0 writes a `..` that `fsck.fat` accepts;
-/// fs-v1 makes none). The clients see no wrong reply and no failed call;
-/// `fsck.fat -n` is clean and every file equals its model.
+/// names no cluster. Were that FAT entry on the disk, the retry in the old
+/// version would allocate another cluster and `fsck.fat` would find the
+/// first one lost ("Reclaimed 1 unused cluster"); fs-core stages a call's
+/// block writes and writes them to the driver only when the call is done,
+/// so nothing of the failed call is on the disk.
 #[test]
 fn a_fault_inside_the_crates_first_write_on_probation_leaves_the_disk_as_the_checkpoint_saw_it() {
-    let dir = std::env::temp_dir().join(format!("fs-first-alloc-{}", std::process::id()));
+    first_write_fails_on_probation("fs-fault-first-alloc", "first-alloc", "failing at the crate's first block write");
+}
+
+/// The same fault right after that write's call is done, in the
+/// checkpoint's `prepare` (`fs-fault-after-first-write`): the call's blocks
+/// are on the disk and its reply has not left. The retry in the old
+/// version finds the file's first cluster through its directory entry,
+/// which fs-core writes in the same call as the data of a first write to
+/// an empty file; without it the cluster would be lost as above.
+#[test]
+fn a_fault_right_after_a_first_write_on_probation_leaves_no_cluster_lost() {
+    first_write_fails_on_probation("fs-fault-after-first-write", "after-first", "failing in the prepare after it");
+}
+
+/// On fs-v1 with `probation 120000`, `update fs MODULE`, which fails in
+/// the first write to a client's fresh `INFO.TXT` and logs `what`; fs
+/// goes back to fs-v1 at the last checkpoint (the file open and empty) and
+/// the stub retries the write there. Then fs-v5, under which the other
+/// client makes its directory if it had not (fs-v1 cannot; 0.10.0 writes a
+/// `..` that `fsck.fat` accepts). The clients see no wrong reply and no
+/// failed call; `fsck.fat -n` is clean and every file equals its model.
+fn first_write_fails_on_probation(module: &str, tag: &str, what: &str) {
+    let dir = std::env::temp_dir().join(format!("fs-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
     xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
@@ -227,15 +244,15 @@ fn a_fault_inside_the_crates_first_write_on_probation_leaves_the_disk_as_the_che
     let mut seen = client_totals(&sys.status());
     seen = progress(&mut sys, &seen);
     assert!(sys.command("probation 120000").contains("120000 ms"));
-    let out = sys.command("update fs fs-fault-first-alloc");
-    assert!(out.contains("done: fs0 runs fs-fault-first-alloc"), "{out}");
+    let out = sys.command(&format!("update fs {module}"));
+    assert!(out.contains(&format!("done: fs0 runs {module}")), "{out}");
     let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
     assert!(report.contains("fault: fs0_"), "{report}");
     assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
     assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
     let log = sys.log.lock().unwrap().clone();
-    let failed = log.iter().rfind(|l| l.contains("fs-faulty: first write") && l.contains("to empty /C"));
-    eprintln!("fs-fault-first-alloc: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
+    let failed = log.iter().rfind(|l| l.contains("fs-faulty: first write") && l.contains(what));
+    eprintln!("{module}: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
     assert_eq!(fs_live_version(&mut sys), "1");
     seen = progress(&mut sys, &seen);
     assert!(sys.command("probation 0").contains("0 ms"));

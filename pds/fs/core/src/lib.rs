@@ -347,17 +347,15 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
 
     /// Writes `buf` through the crate at the handle's position (`file` is
     /// positioned there). A first write to an empty file also writes the
-    /// file's directory entry (the `Fat` flush, or close and reopen), after
-    /// the data, in the same call. A created file's first cluster is
-    /// otherwise only in the crate's handle until a later sync; the call's
-    /// staged blocks (the FAT entry, the data, and so the directory entry
-    /// too) reach the disk together at the call's end, so no disk state
-    /// between two calls has that cluster allocated and unreferenced (were
-    /// the module to fail after this call and before the sync, the retry
-    /// in the old version, from the directory entry, would allocate
-    /// another and orphan it). (Before staging, the write went in two, its
-    /// first byte, the entry, then the rest, which still left a failure
-    /// inside the crate's first byte with the cluster lost.)
+    /// file's directory entry (the `Fat` flush, or close and reopen) after
+    /// the data, in the same call, so that the new first cluster's FAT
+    /// entry, the data and the entry that reaches them are committed
+    /// together. Otherwise the cluster would be only in the crate's handle
+    /// until a later sync, and a failure between this call and that sync
+    /// would leave it allocated and unreferenced: the retry in the old
+    /// version, from the directory entry, would allocate another
+    /// (`fs-fault-after-first-write`). Staging made the earlier split (the
+    /// first byte, the entry, then the rest) needless.
     fn write_at(&mut self, i: usize, file: F::File, buf: &[u8]) -> Result<(), FsStatus> {
         self.dirty[i] = true;
         let first = !buf.is_empty() && self.empty(i, file)?;

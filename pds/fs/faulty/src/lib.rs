@@ -11,8 +11,10 @@
 //! ([`mode::FAULT_FIRST_WRITE`]) fails half way through the first write to
 //! an empty file instead, and [`mode::FAULT_FIRST_ALLOC`] inside the
 //! crate's own first write to an empty file, in the block device, right
-//! after the crate wrote the FAT entry of the file's new first cluster.
-//! Never in the production image store.
+//! after the crate wrote the FAT entry of the file's new first cluster,
+//! and [`mode::FAULT_AFTER_FIRST_WRITE`] in the `prepare` (the probation's
+//! checkpoint) right after such a write completed. Never in the
+//! production image store.
 #![no_std]
 
 // fs-v5's own adapter, the same source (not a copy).
@@ -46,6 +48,12 @@ pub mod mode {
     /// before it writes any data). The crate's write has not returned,
     /// and the file's directory entry still names no cluster.
     pub const FAULT_FIRST_ALLOC: u8 = 4;
+    /// A wild read in the `prepare` right after a first write to an empty
+    /// file in a directory (as [`FAULT_FIRST_WRITE`]) completed: on
+    /// probation, before the checkpoint of that call, and before the sync
+    /// that `prepare` does. The call's blocks are on the disk; the file's
+    /// directory entry must be among them, or its new cluster is lost.
+    pub const FAULT_AFTER_FIRST_WRITE: u8 = 5;
 }
 
 /// The writes served well before one fails.
@@ -76,6 +84,8 @@ pub struct Faulty<const MODE: u8> {
     fs: FsModule<Sdmmc, 95, 2>,
     env: Env,
     writes: u64,
+    /// [`mode::FAULT_AFTER_FIRST_WRITE`]: the next `prepare` faults.
+    fail_prepare: bool,
 }
 
 /// The block device's test hook of [`mode::FAULT_FIRST_ALLOC`]: faults at
@@ -122,12 +132,27 @@ impl<const MODE: u8> Module for Faulty<MODE> {
         if MODE == mode::FAULT_FIRST_ALLOC {
             fs_core::dev::set_write_hook(Some(fault_if_armed));
         }
-        Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0 })
+        Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0, fail_prepare: false })
     }
 
     fn protected(&mut self, ch: u32, msg: &mut Message) {
         if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
             self.writes += 1;
+            if MODE == mode::FAULT_AFTER_FIRST_WRITE {
+                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
+                if let Some(path) = path {
+                    let mut line: heapless::String<160> = heapless::String::new();
+                    let _ = core::fmt::write(
+                        &mut line,
+                        format_args!(
+                            "fs-faulty: first write of {len} bytes to empty {path}: failing in the prepare after it"
+                        ),
+                    );
+                    self.env.log(&line);
+                    self.fail_prepare = true;
+                }
+                return self.fs.protected(ch, msg);
+            }
             if MODE == mode::FAULT_FIRST_ALLOC {
                 let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
                 if let Some(path) = path {
@@ -174,6 +199,9 @@ impl<const MODE: u8> Module for Faulty<MODE> {
     }
 
     fn prepare(&mut self) -> bool {
+        if self.fail_prepare {
+            read_unmapped();
+        }
         self.fs.prepare()
     }
 

@@ -269,7 +269,7 @@ impl BlkDev {
     /// driver sees them at the next [`commit`](Self::commit) (early, if the
     /// overlay fills up).
     pub fn write(&self, data: &[u8], start: u64) -> Result<(), IoError> {
-        if data.len() % BLOCK != 0 {
+        if !data.len().is_multiple_of(BLOCK) {
             return Err(IoError);
         }
         for (b, n) in data.chunks(BLOCK).zip(start..) {

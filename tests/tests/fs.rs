@@ -196,6 +196,80 @@ fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 9: a version that faults *inside* the FAT crate's own work, on
+/// probation, leaves the disk as the last checkpoint saw it.
+/// `fs-fault-first-alloc` (fs-v5) faults in the block device during the
+/// first write to a client's fresh `/CnD/INFO.TXT` (with `HOST_FS_DIRS`),
+/// right after the crate wrote the FAT entry of the file's new first
+/// cluster: its `write` has not returned and the file's directory entry
+/// names no cluster. Were that FAT entry on the disk, the retry in the old
+/// version would allocate another cluster and `fsck.fat` would find the
+/// first one lost ("Reclaimed 1 unused cluster"); fs-core stages a call's
+/// block writes and writes them to the driver only when the call is done,
+/// so nothing of the failed call is on the disk.
+#[test]
+fn a_fault_inside_the_crates_first_write_on_probation_leaves_the_disk_as_the_checkpoint_saw_it() {
+    first_write_fails_on_probation("fs-fault-first-alloc", "first-alloc", "failing at the crate's first block write");
+}
+
+/// The same fault right after that write's call is done, in the
+/// checkpoint's `prepare` (`fs-fault-after-first-write`): the call's blocks
+/// are on the disk and its reply has not left. The retry in the old
+/// version finds the file's first cluster through its directory entry,
+/// which fs-core writes in the same call as the data of a first write to
+/// an empty file; without it the cluster would be lost as above.
+#[test]
+fn a_fault_right_after_a_first_write_on_probation_leaves_no_cluster_lost() {
+    first_write_fails_on_probation("fs-fault-after-first-write", "after-first", "failing in the prepare after it");
+}
+
+/// On fs-v1 with `probation 120000`, `update fs MODULE`, which fails in
+/// the first write to a client's fresh `INFO.TXT` and logs `what`; fs
+/// goes back to fs-v1 at the last checkpoint (the file open and empty) and
+/// the stub retries the write there. Then fs-v5, under which the other
+/// client makes its directory if it had not (fs-v1 cannot; 0.10.0 writes a
+/// `..` that `fsck.fat` accepts). The clients see no wrong reply and no
+/// failed call; `fsck.fat -n` is clean and every file equals its model.
+fn first_write_fails_on_probation(module: &str, tag: &str, what: &str) {
+    let dir = std::env::temp_dir().join(format!("fs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = fs_system_with_test_images(&dir);
+    let mut sys = System::boot_with(
+        Some(&system),
+        &["--disk".as_ref(), image.as_os_str()],
+        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
+    );
+    let mut seen = client_totals(&sys.status());
+    seen = progress(&mut sys, &seen);
+    assert!(sys.command("probation 120000").contains("120000 ms"));
+    let out = sys.command(&format!("update fs {module}"));
+    assert!(out.contains(&format!("done: fs0 runs {module}")), "{out}");
+    let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
+    assert!(report.contains("fault: fs0_"), "{report}");
+    assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
+    assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
+    let log = sys.log.lock().unwrap().clone();
+    let failed = log.iter().rfind(|l| l.contains("fs-faulty: first write") && l.contains(what));
+    eprintln!("{module}: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
+    assert_eq!(fs_live_version(&mut sys), "1");
+    seen = progress(&mut sys, &seen);
+    assert!(sys.command("probation 0").contains("0 ms"));
+    assert!(sys.command("update fs fs-v5").contains("done: fs0 runs fs-v5"));
+    // Two audits each under fs-v5, so both clients have their directory.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = progress(&mut sys, &seen);
+        if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audits under fs-v5: {now:?}");
+    }
+    stop_and_judge(sys, &stop, &image);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
     for how in xtask::fs_image::DAMAGES {
@@ -256,9 +330,11 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
     // the stub retries the write there. (The clients' data files are
     // emptied only by truncation, which keeps their first cluster, so this
     // is the only write of the tests to a file that has none.) fs-core
-    // writes such a write's first byte and the file's directory entry
-    // first, so the retry follows the cluster chain the failed write made;
-    // before it, `fsck.fat` below found that cluster lost.
+    // stages the failed call's blocks (the new cluster's FAT entry, half
+    // the data, the directory entry), which the fault drops, so the retry
+    // starts from the disk the checkpoint saw; before fs-core made sure of
+    // that, `fsck.fat` below found that cluster lost. (The fault inside
+    // the crate's own allocation is the test above.)
     assert!(sys.command("probation 120000").contains("120000 ms"));
     let out = sys.command("update fs fs-fault-first-write");
     assert!(out.contains("done: fs0 runs fs-fault-first-write"), "{out}");

@@ -90,6 +90,9 @@ struct Buffer {
 
 pub struct FsService<F: Fat, const VERSION: u32> {
     env: Env,
+    /// The service's own end of the block device (the crate has another):
+    /// it commits the staged writes of each call and flushes.
+    dev: BlkDev,
     fat: Option<F>,
     pub files: [Option<OpenFile>; MAX_OPEN],
     handles: [Option<F::File>; MAX_OPEN],
@@ -126,9 +129,13 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
         }
         // The disk is not touched here: the old version may still be using
         // the block queues (it is mounted at the import or the first call).
-        BlkDev::attach(env)?;
+        let dev = BlkDev::attach(env)?;
+        // Nothing staged is this instance's (a module's memory starts
+        // zeroed, but a host that makes several instances reuses it).
+        dev::discard();
         Ok(FsService {
             env,
+            dev,
             fat: None,
             files: Default::default(),
             handles: [None; MAX_OPEN],
@@ -339,33 +346,36 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     }
 
     /// Writes `buf` through the crate at the handle's position (`file` is
-    /// positioned there). The first write to an empty file goes in two:
-    /// its first byte, then the file's directory entry (the `Fat` flush, or
-    /// close and reopen), then the rest. A created file's first cluster is
-    /// otherwise only in the crate's handle until a flush: a failure in
-    /// the middle of the write would leave it allocated and linked but
-    /// unreferenced, and the retry in the old version (at the checkpoint's
-    /// position, from the directory entry) would allocate another. With
-    /// the entry written, the retry follows the chain the crate made.
+    /// positioned there). A first write to an empty file also writes the
+    /// file's directory entry (the `Fat` flush, or close and reopen) after
+    /// the data, in the same call, so that the new first cluster's FAT
+    /// entry, the data and the entry that reaches them are committed
+    /// together. Otherwise the cluster would be only in the crate's handle
+    /// until a later sync, and a failure between this call and that sync
+    /// would leave it allocated and unreferenced: the retry in the old
+    /// version, from the directory entry, would allocate another
+    /// (`fs-fault-after-first-write`). Staging made the earlier split (the
+    /// first byte, the entry, then the rest) needless.
     fn write_at(&mut self, i: usize, file: F::File, buf: &[u8]) -> Result<(), FsStatus> {
         self.dirty[i] = true;
-        if buf.len() < 2 || !self.empty(i, file)? {
-            return self.fat()?.write(file, buf);
+        let first = !buf.is_empty() && self.empty(i, file)?;
+        self.fat()?.write(file, buf)?;
+        if first {
+            self.sync(i)?;
         }
-        self.fat()?.write(file, &buf[..1])?;
-        self.sync(i)?;
-        // (A release without flush reopened it: a new handle, at 0.)
-        let file = self.handles[i].ok_or(FsStatus::BadHandle)?;
-        self.dirty[i] = true;
-        self.fat()?.seek(file, 1)?;
-        self.fat()?.write(file, &buf[1..])
+        Ok(())
     }
 
     fn length(&mut self, file: F::File) -> Result<u32, FsStatus> {
         self.fat()?.length(file)
     }
 
-    /// Serves one call; the reply replaces `msg`.
+    /// Serves one call; the reply replaces `msg`. The call's block writes
+    /// were staged (`dev`); they go to the driver here, together, after
+    /// the crate is done and before the reply leaves (and so before the
+    /// shell takes a probation checkpoint), whether the call succeeded or
+    /// not. If they cannot be written the call fails with `Io` (they stay
+    /// staged, and the next call's commit writes them).
     pub fn protected(&mut self, ch: u32, msg: &mut Message) {
         dev::new_call(self.disk_blocks);
         let r = FsRequest::parse(msg).and_then(|req| {
@@ -375,6 +385,7 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
             }
             self.run(ch, &req)
         });
+        let r = self.dev.commit().map_err(|_| FsStatus::Io).and(r);
         match r {
             Ok((a, b)) => fs::reply(msg, FsStatus::Ok, a, b),
             Err(s) => fs::reply(msg, s, 0, 0),
@@ -390,20 +401,24 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// checkpoint fails and the probation ends).
     pub fn prepare(&mut self) -> bool {
         dev::new_call(self.disk_blocks);
-        if self.fat.is_none() {
-            return true;
-        }
         let mut ok = true;
-        for i in 0..MAX_OPEN {
-            if self.dirty[i] && self.handles[i].is_some() && self.sync(i).is_err() {
-                self.env.log("fs: an open file could not be synced");
-                ok = false;
+        if self.fat.is_some() {
+            for i in 0..MAX_OPEN {
+                if self.dirty[i] && self.handles[i].is_some() && self.sync(i).is_err() {
+                    self.env.log("fs: an open file could not be synced");
+                    ok = false;
+                }
             }
+        }
+        // What the syncs staged goes to the driver together (as a call's).
+        if self.dev.commit().is_err() {
+            self.env.log("fs: the staged blocks could not be written");
+            ok = false;
         }
         // Then the device's own cache (fsync of the image on the host), if
         // anything was written since it was last flushed.
         if ok && self.dev_dirty {
-            ok = BlkDev::attach(self.env).is_ok_and(|d| d.flush().is_ok());
+            ok = self.dev.flush().is_ok();
             self.dev_dirty = !ok;
         }
         ok
@@ -422,9 +437,10 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// For test modules that fail in the middle of a write: the first `n`
     /// bytes of the `Write` in `msg` go through the crate, as far as a
     /// write that fails half way gets (data, and any cluster it
-    /// allocates; a first write to an empty file as `Write` does it, its
-    /// first byte and directory entry first); the service's state is not
-    /// advanced, as the call does not complete.
+    /// allocates; a first write to an empty file as `Write` does it, with
+    /// its directory entry); the service's state is not advanced, as the
+    /// call does not complete. Its blocks are staged, not written: the
+    /// failure that follows drops them.
     pub fn write_prefix(&mut self, ch: u32, msg: &Message, n: usize) -> Result<(), FsStatus> {
         dev::new_call(self.disk_blocks);
         let req = FsRequest::parse(msg)?;
@@ -448,9 +464,18 @@ impl<F: Fat, const VERSION: u32> FsService<F, VERSION> {
     /// state), reopening each by path on a freshly mounted volume.
     pub fn adopt(&mut self, files: [Option<OpenFile>; MAX_OPEN]) -> Result<(), i32> {
         // Whatever this module knew of the disk is stale: another version
-        // wrote it since. Forget (never write) the old mount.
+        // wrote it since. Forget (never write) the old mount, and anything
+        // still staged.
         self.fat = None;
+        dev::discard();
         dev::new_call(self.disk_blocks);
+        let r = self.reopen(files);
+        // Reopening writes nothing today, but an import is a call too.
+        let c = self.dev.commit().map_err(|_| status::BAD_STATE);
+        r.and(c)
+    }
+
+    fn reopen(&mut self, files: [Option<OpenFile>; MAX_OPEN]) -> Result<(), i32> {
         self.handles = [None; MAX_OPEN];
         self.files = Default::default();
         self.dirty = [false; MAX_OPEN];

@@ -5,15 +5,23 @@
 //! the file's chain when the half crosses a cluster's end) and then
 //! faults, or spins until the manager's watchdog stops it. The file's
 //! directory entry (its size) is not written: the crate defers it to the
-//! file's flush, which the failed call never reaches. Another mode
+//! file's flush, which the failed call never reaches. (fs-core stages a
+//! call's block writes and writes them to the driver only when the call
+//! is done, so none of the failed call's blocks reach the disk.) Another mode
 //! ([`mode::FAULT_FIRST_WRITE`]) fails half way through the first write to
-//! an empty file instead. Never in the production image store.
+//! an empty file instead, and [`mode::FAULT_FIRST_ALLOC`] inside the
+//! crate's own first write to an empty file, in the block device, right
+//! after the crate wrote the FAT entry of the file's new first cluster,
+//! and [`mode::FAULT_AFTER_FIRST_WRITE`] in the `prepare` (the probation's
+//! checkpoint) right after such a write completed. Never in the
+//! production image store.
 #![no_std]
 
 // fs-v5's own adapter, the same source (not a copy).
 #[path = "../../v5/src/adapter.rs"]
 mod v5;
 
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use fs_core::FsModule;
 use module_rt::interfaces::abi::ModuleDescriptor;
 use module_rt::interfaces::Message;
@@ -31,6 +39,21 @@ pub mod mode {
     /// clients' data files are emptied by truncation, which keeps their
     /// first cluster), from the first such write on.
     pub const FAULT_FIRST_WRITE: u8 = 3;
+    /// A wild read inside the crate's first write to an empty file in a
+    /// directory (as [`FAULT_FIRST_WRITE`]), from fs-core's block device
+    /// (its test hook, `fs_core::dev::set_write_hook`): right after the
+    /// first block the crate writes in that call, which is the FAT block
+    /// with the end-of-chain mark of the file's new first cluster (every
+    /// release's `write` allocates the first cluster, `alloc_cluster`,
+    /// before it writes any data). The crate's write has not returned,
+    /// and the file's directory entry still names no cluster.
+    pub const FAULT_FIRST_ALLOC: u8 = 4;
+    /// A wild read in the `prepare` right after a first write to an empty
+    /// file in a directory (as [`FAULT_FIRST_WRITE`]) completed: on
+    /// probation, before the checkpoint of that call, and before the sync
+    /// that `prepare` does. The call's blocks are on the disk; the file's
+    /// directory entry must be among them, or its new cluster is lost.
+    pub const FAULT_AFTER_FIRST_WRITE: u8 = 5;
 }
 
 /// The writes served well before one fails.
@@ -61,12 +84,24 @@ pub struct Faulty<const MODE: u8> {
     fs: FsModule<Sdmmc, 95, 2>,
     env: Env,
     writes: u64,
+    /// [`mode::FAULT_AFTER_FIRST_WRITE`]: the next `prepare` faults.
+    fail_prepare: bool,
+}
+
+/// The block device's test hook of [`mode::FAULT_FIRST_ALLOC`]: faults at
+/// the first block written once armed.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+fn fault_if_armed(_block: u64) {
+    if ARMED.load(Relaxed) {
+        read_unmapped();
+    }
 }
 
 impl<const MODE: u8> Faulty<MODE> {
     /// Fails half way through the first write to an empty file in a
-    /// directory: with fs-core's two-part first write, after the first
-    /// byte and the directory entry, inside the rest.
+    /// directory: after the crate wrote half of it and fs-core the file's
+    /// directory entry (all staged: none of it reaches the disk).
     fn first_write(&mut self, ch: u32, msg: &Message, len: usize) {
         let Some(path) = self.fs.0.pending_first_write(ch, msg) else { return };
         if path.matches('/').count() < 2 {
@@ -94,12 +129,45 @@ impl<const MODE: u8> Module for Faulty<MODE> {
         .exports(1);
 
     fn init(env: Env) -> Result<Self, &'static str> {
-        Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0 })
+        if MODE == mode::FAULT_FIRST_ALLOC {
+            fs_core::dev::set_write_hook(Some(fault_if_armed));
+        }
+        Ok(Faulty { fs: FsModule::init(env)?, env, writes: 0, fail_prepare: false })
     }
 
     fn protected(&mut self, ch: u32, msg: &mut Message) {
         if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
             self.writes += 1;
+            if MODE == mode::FAULT_AFTER_FIRST_WRITE {
+                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
+                if let Some(path) = path {
+                    let mut line: heapless::String<160> = heapless::String::new();
+                    let _ = core::fmt::write(
+                        &mut line,
+                        format_args!(
+                            "fs-faulty: first write of {len} bytes to empty {path}: failing in the prepare after it"
+                        ),
+                    );
+                    self.env.log(&line);
+                    self.fail_prepare = true;
+                }
+                return self.fs.protected(ch, msg);
+            }
+            if MODE == mode::FAULT_FIRST_ALLOC {
+                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
+                if let Some(path) = path {
+                    let mut line: heapless::String<160> = heapless::String::new();
+                    let _ = core::fmt::write(
+                        &mut line,
+                        format_args!(
+                            "fs-faulty: first write of {len} bytes to empty {path}: failing at the crate's first block write (its new cluster's FAT entry)"
+                        ),
+                    );
+                    self.env.log(&line);
+                    ARMED.store(true, Relaxed);
+                }
+                return self.fs.protected(ch, msg);
+            }
             if MODE == mode::FAULT_FIRST_WRITE {
                 if pos == 0 && len >= 4 {
                     self.first_write(ch, msg, len);
@@ -131,6 +199,9 @@ impl<const MODE: u8> Module for Faulty<MODE> {
     }
 
     fn prepare(&mut self) -> bool {
+        if self.fail_prepare {
+            read_unmapped();
+        }
         self.fs.prepare()
     }
 

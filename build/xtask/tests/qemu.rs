@@ -610,7 +610,8 @@ fn the_file_service_updates_live_across_the_fat_releases_on_sel4() {
 /// The checkpoint probation on seL4 (see the README's *The file
 /// service*): fs-v1 live, `fs-fault-write` and then `fs-spin-write` on
 /// probation; each fails in the middle of a write (half its data and a new
-/// cluster on the disk), is stopped (a fault; the watchdog) and rolled
+/// cluster written through the crate, none of it on the disk: fs-core
+/// stages a call's blocks until the call is done), is stopped (a fault; the watchdog) and rolled
 /// back to fs-v1, which takes over its last checkpoint (schema 1); the
 /// clients make clean progress after each, then stop cleanly, and the
 /// disk is clean and holds exactly their files.

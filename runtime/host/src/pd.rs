@@ -24,9 +24,6 @@ pub struct HostPd {
     taken_faults: AtomicU64,
     /// When [`Handler::tick`] is due (0: not asked for).
     tick_at: AtomicU64,
-    /// Until when the event loop polls instead of sleeping (see
-    /// [`Pd::expect_event_soon`]).
-    poll_until: AtomicU64,
 }
 
 /// How long a caller spins on its reply before sleeping: a round trip on an
@@ -39,10 +36,6 @@ pub const CALL_SPIN: u32 = 2_000;
 /// tens of them; it yields while it polls, since its core may be the one
 /// the slots it drives need (the export an import streams behind).
 pub const MANAGER_SPIN_NS: u64 = 50_000;
-/// How long a PD's event loop polls after [`Pd::expect_event_soon`]: a
-/// slot that has imported waits for the manager's commit and `ACTIVATE`,
-/// which may come after the manager's own futex wake-up.
-pub const EXPECT_SOON_NS: u64 = 300_000;
 /// How often a sleeping caller checks that its callee is still alive.
 const CALLEE_CHECK: Duration = Duration::from_millis(50);
 
@@ -80,7 +73,6 @@ impl HostPd {
             taken_notes: AtomicU64::new(0),
             taken_faults: AtomicU64::new(0),
             tick_at: AtomicU64::new(0),
-            poll_until: AtomicU64::new(0),
         };
         if !pd.kernel().is_formatted() {
             return Err("kernel page is not formatted".into());
@@ -366,10 +358,6 @@ impl Pd for HostPd {
         }
     }
 
-    fn expect_event_soon(&self) {
-        self.poll_until.store(monotonic_ns() + EXPECT_SOON_NS, Ordering::Relaxed);
-    }
-
     fn set_tick(&self, at_ns: u64) {
         self.tick_at.store(at_ns.max(1), Ordering::Relaxed);
     }
@@ -467,11 +455,6 @@ pub fn run_loop<H: Handler<HostPd>>(pd: &HostPd, handler: &mut H) -> ! {
                 std::process::exit(0);
             }
             me.wait(seen, Some(HALT_QUIET));
-            continue;
-        }
-        if monotonic_ns() < pd.poll_until.load(Ordering::Relaxed) {
-            // Expecting an event: poll, yielding the core to whoever needs it.
-            std::thread::yield_now();
             continue;
         }
         let tick_at = pd.tick_at.load(Ordering::Relaxed);

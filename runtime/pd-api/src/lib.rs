@@ -140,12 +140,6 @@ pub trait Pd {
         let _ = deadline_ns;
         None
     }
-    /// A hint: the next event comes within microseconds (the next step
-    /// of an update, inside its blackout). The host runtime then polls for
-    /// it for a moment instead of sleeping at once, since a futex sleep and
-    /// wake costs tens of microseconds; seL4 hands a notification to a
-    /// blocked thread directly, so there (and by default) it does nothing.
-    fn expect_event_soon(&self) {}
     /// Asks for one [`Handler::tick`] at `at_ns` (or soon after),
     /// replacing any earlier request. (The default ticks never.)
     fn set_tick(&self, at_ns: u64) {

@@ -34,9 +34,8 @@ enum Quiesce {
     /// with.
     Waiting(u32, u64),
     /// Quiescent, calls bounced since `stopped_ns`: the export (schema,
-    /// token) runs right after the reply that says so, while the manager
-    /// sends the importer its `IMPORT`, so that the importer can read
-    /// while it goes on.
+    /// token) runs on the manager's `EXPORT` command, sent with the
+    /// importer's `IMPORT`, so that the importer can read while it goes on.
     Ready { schema: u32, token: u64, stopped_ns: u64 },
     /// Exported (calls bounced since `stopped_ns`), or why the export
     /// failed.
@@ -156,22 +155,10 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         let Some(mut msg) = page.command.read(seq) else { return };
         self.last_command = seq;
-        let asked = msg.label;
         self.control_call(&mut msg);
         page.reply.post(seq, &msg);
         if let Some(ch) = self.control {
             self.pd.notify(ch);
-        }
-        match self.quiesce {
-            // A module that has just stopped serving exports at once: the
-            // export lies inside the blackout, and waiting for the
-            // manager's `EXPORT` would add two wake-ups to it (the
-            // manager's, then this slot's). `EXPORT` collects the result.
-            Quiesce::Ready { schema, token, stopped_ns } => self.export(schema, token, stopped_ns),
-            // Imported: the commit's `ACTIVATE` (after `PROBATION`, if
-            // any) follows within microseconds, still inside the blackout.
-            _ if asked == op::IMPORT && msg.label == reply::OK => self.pd.expect_event_soon(),
-            _ => {}
         }
     }
 
@@ -205,17 +192,16 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 self.probation = 0;
                 self.step(&[SlotState::Moved, SlotState::Retired], SlotState::Retired, "retire")
             }
-            op::EXPORT => {
-                // The export ran as soon as the module was ready (see
-                // `run_command`); this only reports how it went.
-                if let Quiesce::Ready { schema, token, stopped_ns } = self.quiesce {
+            op::EXPORT => match self.quiesce {
+                Quiesce::Ready { schema, token, stopped_ns } => {
                     self.export(schema, token, stopped_ns);
+                    match &self.quiesce {
+                        Quiesce::Done { result: Err(why), .. } => Err(why.clone()),
+                        _ => Ok(()),
+                    }
                 }
-                match &self.quiesce {
-                    Quiesce::Done { result, .. } => result.clone(),
-                    _ => Err(format!("cannot export: slot {} announced no export", self.pd.name())),
-                }
-            }
+                _ => Err(format!("cannot export: slot {} announced no export", self.pd.name())),
+            },
             op::PROBATION => match self.start_probation(msg.word(0), msg.word(1)) {
                 Ok(kind) => {
                     *msg = Message::with_words(reply::OK, &[kind]);

@@ -166,8 +166,8 @@ impl FakeSlots {
         super::switch(self, insts, target, 10_000_000)
     }
 
-    /// Runs a command as the slot would (at post time: the export ran when
-    /// the slot said it was ready); `None`: the slot stays silent.
+    /// Runs a command as the slot would (at post time: on one core the
+    /// export posted first runs first); `None`: the slot stays silent.
     fn run(&mut self, at: SlotAt, l: u64, words: &[u64]) -> Option<Result<Message, CommandError>> {
         let slot = key(at);
         match self.answers.get(&(slot, l)).copied() {
@@ -190,11 +190,12 @@ impl FakeSlots {
                 self.probation_words.push(words.to_vec());
                 word = if self.checkpoints { probation_kind::CHECKPOINT } else { probation_kind::JOURNAL };
             }
-            // A ready slot exports at once, as the shell does; `EXPORT`
-            // only reports how that went.
             op::PREPARE => {
                 self.prepared.insert(slot, words[1]);
-                self.transfer.insert(at.inst, (words[1], self.state.get(&slot).copied().unwrap_or(0)));
+            }
+            op::EXPORT => {
+                let token = self.prepared.get(&slot).copied().unwrap_or(0);
+                self.transfer.insert(at.inst, (token, self.state.get(&slot).copied().unwrap_or(0)));
             }
             op::IMPORT => match self.transfer.get(&at.inst) {
                 Some(&(token, state)) if token == words[0] => {

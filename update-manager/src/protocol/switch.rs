@@ -226,12 +226,10 @@ fn transfer<C: SlotControl>(ctl: &mut C, steps: &[Step]) -> Result<(), String> {
     for s in steps {
         let Some(from) = s.old_at() else { continue };
         // The export and the import run together: the import streams behind
-        // the export, which the old slot began as soon as it said it was
-        // ready (on one core it runs to its end first); `EXPORT` collects
-        // its result. The importer is woken first: its wake-up is in the
-        // blackout.
-        let import = ctl.post(s.new_at(), op::IMPORT, &[s.token]);
+        // the export (on one core the export, posted first, runs to its end
+        // first).
         let export = ctl.post(from, op::EXPORT, &[]);
+        let import = ctl.post(s.new_at(), op::IMPORT, &[s.token]);
         let deadline = ctl.now_ns() + TRANSFER_NS;
         let imported = ctl.await_reply(s.new_at(), import, deadline);
         let exported = ctl.await_reply(from, export, deadline);

@@ -47,8 +47,8 @@ fn a_switch_moves_the_state_commits_the_binding_and_bumps_the_generation() {
     let mut expected = Vec::from(BUILD_B0);
     expected.extend([
         "0a PREPARE s1", // v2 imports v1's schema
-        "0b IMPORT",
         "0a EXPORT",
+        "0b IMPORT",
         "commit 0 gen2 b",
         "0b PROBATION", // journaling starts before B serves
         "0b ACTIVATE",
@@ -72,7 +72,7 @@ fn a_failed_import_rolls_back_and_the_old_slot_stays_live() {
     let (phase, why) = f.switch(&[0], Target::Image("kv-v2")).unwrap_err();
     assert_eq!((phase, why.as_str()), (Phase::Transfer, "kv0: state schema 1: bad header"));
     let mut expected = Vec::from(BUILD_B0);
-    expected.extend(["0a PREPARE s1", "0b IMPORT", "0a EXPORT", "0a THAW", "0b reset"]);
+    expected.extend(["0a PREPARE s1", "0a EXPORT", "0b IMPORT", "0a THAW", "0b reset"]);
     assert_eq!(ops(&f), expected, "no commit: the old slot thaws, the new one is emptied");
     assert_eq!(f.capmap[&0], Binding { generation: 1, live: Some(Slot::A) });
     assert_eq!(standing(&f, 0), (Some(Slot::A), 1, [Some("kv-v1"), None]));
@@ -89,7 +89,7 @@ fn a_new_slot_that_never_answers_is_stopped_at_its_deadline_and_rolled_back() {
     assert_eq!((phase, why.as_str()), (Phase::Transfer, "kv0: did not answer in time (hung): stopped"));
     assert!(f.now - t0 >= TRANSFER_NS, "waited for the transfer's deadline, no more");
     let mut expected = Vec::from(BUILD_B0);
-    expected.extend(["0a PREPARE s1", "0b IMPORT", "0a EXPORT", "0b hung", "0a THAW", "0b reset"]);
+    expected.extend(["0a PREPARE s1", "0a EXPORT", "0b IMPORT", "0b hung", "0a THAW", "0b reset"]);
     assert_eq!(ops(&f), expected);
     assert_eq!(f.capmap[&0], Binding { generation: 1, live: Some(Slot::A) });
     assert_eq!(standing(&f, 0), (Some(Slot::A), 1, [Some("kv-v1"), None]));
@@ -229,7 +229,7 @@ fn a_rollback_after_the_probation_switches_back_to_the_kept_module() {
     f.switch(&[0], Target::Previous).unwrap();
     assert_eq!(
         ops(&f),
-        ["0b PREPARE s1", "0a IMPORT", "0b EXPORT", "commit 0 gen3 a", "0a ACTIVATE", "0a kick", "0b RETIRE"],
+        ["0b PREPARE s1", "0b EXPORT", "0a IMPORT", "commit 0 gen3 a", "0a ACTIVATE", "0a kick", "0b RETIRE"],
         "no build (the module is kept), v2 exports v1's schema, and a rollback is not on probation"
     );
     assert_eq!(f.state(A0), Some(5));

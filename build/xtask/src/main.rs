@@ -132,6 +132,13 @@ enum ModuleCmd {
         /// The bundle to write (default: SERVICE-vVERSION.bundle here).
         #[arg(short, long, value_name = "BUNDLE")]
         out: Option<PathBuf>,
+        /// The crate's features to build with (comma-separated, as cargo
+        /// takes them): one crate, several module versions.
+        #[arg(short = 'F', long, value_name = "FEATURES")]
+        features: Option<String>,
+        /// Build without the crate's default features.
+        #[arg(long)]
+        no_default_features: bool,
     },
 }
 
@@ -253,7 +260,7 @@ fn main() {
             Ok(paths) => paths.iter().for_each(|p| eprintln!("wrote {}", p.display())),
             Err(e) => fail(&e),
         },
-        Cmd::Module { command: ModuleCmd::Build { path, target, system, key, out } } => {
+        Cmd::Module { command: ModuleCmd::Build { path, target, system, key, out, features, no_default_features } } => {
             if system.is_some() && target == bundle::Target::Host {
                 // A host module is a shared object: no addresses to link to.
                 Cli::command()
@@ -264,7 +271,8 @@ fn main() {
             let system = system.unwrap_or_else(|| root.join("system.xml"));
             let dev = key.is_none();
             let key = key.unwrap_or_else(|| root.join("keys/dev.key"));
-            match xtask::module::build(&path, target, &system, &key, out.as_deref()) {
+            let features = xtask::module::Features { list: features, no_default: no_default_features };
+            match xtask::module::build(&path, target, &features, &system, &key, out.as_deref()) {
                 Ok(b) => eprintln!(
                     "built {} ({} v{}, schema {}) for {}: {}\nsigned{} -> {}",
                     b.name,

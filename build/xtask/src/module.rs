@@ -44,11 +44,26 @@ pub fn manifest(path: &Path) -> Result<PathBuf, String> {
     m.canonicalize().map_err(|e| format!("{}: {e}", m.display()))
 }
 
-/// Builds the library of the crate at `path` for `target` (seL4: linked to
-/// the slot addresses of `system`), checks that it is a service module,
-/// and signs it with `key` into `out` (default: `SERVICE-vVERSION.bundle`
-/// in the current directory).
-pub fn build(path: &Path, target: Target, system: &Path, key: &Path, out: Option<&Path>) -> Result<Built, String> {
+/// The crate features a module is built with (cargo's `--features` and
+/// `--no-default-features`).
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    pub list: Option<String>,
+    pub no_default: bool,
+}
+
+/// Builds the library of the crate at `path` for `target` with `features`
+/// (seL4: linked to the slot addresses of `system`), checks that it is a
+/// service module, and signs it with `key` into `out` (default:
+/// `SERVICE-vVERSION.bundle` in the current directory).
+pub fn build(
+    path: &Path,
+    target: Target,
+    features: &Features,
+    system: &Path,
+    key: &Path,
+    out: Option<&Path>,
+) -> Result<Built, String> {
     let manifest = manifest(path)?;
     let dir = manifest.parent().expect("a manifest has a directory").to_owned();
     // The key and the slot addresses before a build that may take a minute.
@@ -57,7 +72,7 @@ pub fn build(path: &Path, target: Target, system: &Path, key: &Path, out: Option
         sel4::module_bases(system)?;
     }
     seed_lockfile(&dir)?;
-    let lib = cargo_build(&manifest, target)?;
+    let lib = cargo_build(&manifest, target, features)?;
     let stem = lib.file_stem().map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());
     let image = match target {
         Target::Host => lib,
@@ -104,7 +119,7 @@ fn seed_lockfile(dir: &Path) -> Result<(), String> {
 /// modules are built with (the framework's `[profile.module]`, passed as
 /// `--config`: the crate is a workspace of its own); returns the library
 /// it wrote.
-fn cargo_build(manifest: &Path, target: Target) -> Result<PathBuf, String> {
+fn cargo_build(manifest: &Path, target: Target, features: &Features) -> Result<PathBuf, String> {
     let (crate_type, kind) = match target {
         Target::Host => ("cdylib", "so"),
         Target::Aarch64Sel4 => ("staticlib", "a"),
@@ -120,6 +135,12 @@ fn cargo_build(manifest: &Path, target: Target) -> Result<PathBuf, String> {
         .stderr(Stdio::inherit());
     if target == Target::Aarch64Sel4 {
         c.args(["--target", sel4::MODULE_TARGET]);
+    }
+    if let Some(list) = &features.list {
+        c.args(["--features", list]);
+    }
+    if features.no_default {
+        c.arg("--no-default-features");
     }
     let o = run_capturing(&mut c, manifest, target)?;
     let wanted = format!(".{kind}");

@@ -227,6 +227,38 @@ fn module_build_refuses_what_is_not_a_module_saying_why() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One crate, two module versions: `--features` selects the version the
+/// bundle holds, and `--no-default-features` turns the crate's default off.
+#[test]
+fn module_build_takes_the_crates_features() {
+    let dir = scratch("features");
+    let krate = write_guide_crate(&dir);
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replace("[workspace]", "[features]\ndefault = [\"v6\"]\nv6 = []\nv7 = []\n\n[workspace]");
+    std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+    let lib = std::fs::read_to_string(krate.join("src/lib.rs")).unwrap();
+    let versions = "#[cfg(not(any(feature = \"v6\", feature = \"v7\")))]\ntype Store = KvHashed<5, true>;\n\
+                    #[cfg(all(feature = \"v6\", not(feature = \"v7\")))]\ntype Store = KvHashed<6, true>;\n\
+                    #[cfg(feature = \"v7\")]\ntype Store = KvHashed<7, true>;";
+    let lib = lib.replace("type Store = KvHashed<5, true>; // module version 5, with v3's List fix", versions);
+    assert!(lib.contains("KvHashed<7, true>"), "the guide's Store line changed: adapt this test");
+    std::fs::write(krate.join("src/lib.rs"), lib).unwrap();
+    let path = krate.to_str().unwrap();
+    for (flags, version) in
+        [(&[][..], "kv-v6"), (&["--features", "v7"][..], "kv-v7"), (&["--no-default-features"][..], "kv-v5")]
+    {
+        let out = dir.join(format!("{version}.bundle"));
+        let args = [&["module", "build", path, "--target", "host", "-o", out.to_str().unwrap()][..], flags].concat();
+        let b = xtask(&dir, &args);
+        assert!(b.status.success(), "{flags:?}: {}", text(&b));
+        assert!(text(&b).contains(&format!("built {version} (kv ")), "{flags:?}: {}", text(&b));
+        assert!(out.exists(), "{flags:?}: the bundle is written");
+    }
+    let b = xtask(&dir, &["module", "build", path, "--target", "host", "--features", "v9"]);
+    assert_eq!(b.status.code(), Some(1), "an unknown feature is cargo's error: {}", text(&b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_guides_module_goes_live_on_sel4_in_qemu_and_rolls_back() {
     if let Err(e) = xtask::sel4::qemu_ready() {

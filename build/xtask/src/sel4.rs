@@ -125,7 +125,10 @@ fn rustc() -> Command {
 /// `dir`: rustc's own `aarch64-unknown-none` with the two things
 /// rust-sel4's `aarch64-sel4` adds (thread-locals, which the seL4 runtime
 /// crates keep their state in, and the `.elf` suffix the microkit tool's
-/// image names use).
+/// image names use), and this project's entry point: every program starts
+/// at sel4-pd's `__upd_entry`, which resets `.data` and `.bss` when the PD
+/// is restarted (build/sel4/pd/src/reset.rs). The linker takes it from the
+/// spec, so a new program needs no build script for it.
 pub fn target_spec(dir: &Path) -> Result<PathBuf, String> {
     let json = output(
         rustc().env("RUSTC_BOOTSTRAP", "1").args([
@@ -161,8 +164,28 @@ pub fn derive_spec(builtin: &str) -> Result<String, String> {
     }
     // Sanitizers this rustc would not accept back in a JSON spec.
     let body: String = body.lines().filter(|l| !l.contains("\"kernel-hwaddress\"")).collect::<Vec<_>>().join("\n");
-    Ok(format!("{{\n  \"exe-suffix\": \".elf\",\n  \"has-thread-local\": true,{body}\n"))
+    let text = format!("{{\n  \"exe-suffix\": \".elf\",\n  \"has-thread-local\": true,{body}\n");
+    let mut spec: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("the derived spec: {e}"))?;
+    let flavor = spec["linker-flavor"].as_str().ok_or("the built-in spec names no linker-flavor")?.to_owned();
+    let args = spec
+        .as_object_mut()
+        .ok_or("the spec is not an object")?
+        .entry("pre-link-args")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or("pre-link-args is not an object")?
+        .entry(flavor)
+        .or_insert_with(|| serde_json::json!([]))
+        .as_array_mut()
+        .ok_or("pre-link-args of the linker flavor is not a list")?;
+    // `--undefined` pulls the entry's object out of sel4-pd's archive.
+    args.extend(PROGRAM_ENTRY_ARGS.map(serde_json::Value::from));
+    serde_json::to_string_pretty(&spec).map_err(|e| format!("the derived spec: {e}"))
 }
+
+/// The linker arguments that make every PD program start at sel4-pd's
+/// `__upd_entry`.
+pub const PROGRAM_ENTRY_ARGS: [&str; 2] = ["--entry=__upd_entry", "--undefined=__upd_entry"];
 
 /// Builds the PD programs of build/sel4; returns their output directory.
 fn build_programs(
@@ -541,5 +564,35 @@ pub mod elf {
             return Ok(());
         }
         Err(format!("no symbol {name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec this rustc gives, derived: what rust-sel4's `aarch64-sel4`
+    /// adds, the programs' entry for the linker, and the built-in's own
+    /// linker arguments kept.
+    #[test]
+    fn the_programs_spec_starts_every_program_at_the_reset_entry() {
+        let dir = std::env::temp_dir().join(format!("xtask-spec-{}", std::process::id()));
+        let path = target_spec(&dir).expect("the spec is derived");
+        let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(spec["exe-suffix"], ".elf");
+        assert_eq!(spec["has-thread-local"], true);
+        let flavor = spec["linker-flavor"].as_str().expect("a linker flavor");
+        let args: Vec<&str> = spec["pre-link-args"][flavor]
+            .as_array()
+            .expect("pre-link args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        for a in PROGRAM_ENTRY_ARGS {
+            assert!(args.contains(&a), "{a} in {args:?}");
+        }
+        assert!(args.iter().any(|a| a.starts_with("--fix-cortex-a53")), "the built-in's own args stay: {args:?}");
+        assert!(!spec.to_string().contains("kernel-hwaddress"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

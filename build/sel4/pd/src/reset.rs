@@ -6,8 +6,9 @@
 //! (rust-sel4's runtime then panics setting its panic hook a second time,
 //! and a half-finished heap or handler state would carry over).
 //!
-//! Every program of build/sel4 therefore starts at [`__upd_entry`] (its
-//! build script passes `--entry`), which runs before rust-sel4's `_start`:
+//! Every program of build/sel4 therefore starts at [`__upd_entry`] (the
+//! programs' target spec passes `--entry` to the linker: xtask's
+//! `sel4::target_spec`), which runs before rust-sel4's `_start`:
 //! - on the first start, it snapshots the initialised bytes of every
 //!   writable segment: that is after the microkit tool patched its symbols
 //!   (`microkit_name`, channel masks, `setvar_vaddr` values, our

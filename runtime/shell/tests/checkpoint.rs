@@ -4,7 +4,7 @@
 //! module's export is whole, stops (and says so on its control page) when
 //! one fails or does not fit, and a slot told to take over imports the
 //! last one published.
-use domain_shell::{ModuleLoader, Shell};
+use domain_shell::Shell;
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
 use interfaces::checkpoint::Checkpoint;
 use interfaces::control::{op, probation_kind, reply};
@@ -13,7 +13,7 @@ use pd_api::{Handler, Pd, Region};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 mod common;
-use common::{page, post, FakePd, PageMem, CLIENT};
+use common::{page, post, FakePd, PageMem, StaticLoader, CLIENT};
 
 /// A module whose state is a count of its calls (schema 2; it writes
 /// schema 1 too, as the count times ten).
@@ -77,15 +77,7 @@ mod count {
     };
 }
 
-struct CountLoader;
-
-impl ModuleLoader for CountLoader {
-    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
-        Ok((&count::ENTRY, count::DESCRIPTOR))
-    }
-}
-
-fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, CountLoader>, label: u64, words: &[u64]) -> Message {
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, StaticLoader>, label: u64, words: &[u64]) -> Message {
     post(pd, shell, label, words)
 }
 
@@ -117,7 +109,7 @@ fn each_call_is_checkpointed_before_its_reply_and_the_last_checkpoint_is_taken_o
     // SAFETY: freed at the end, after the shell that holds it is gone.
     let pd: &'static FakePd = unsafe { &*fake };
     page(pd).reset();
-    let mut shell = Shell::new(pd, CountLoader);
+    let mut shell = Shell::new(pd, StaticLoader(&count::ENTRY, count::DESCRIPTOR));
     for label in [op::LOAD, op::INIT] {
         assert_eq!(control(pd, &mut shell, label, &[0]).label, reply::OK);
     }

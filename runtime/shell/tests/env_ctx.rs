@@ -9,7 +9,7 @@
 //!
 //! (Stacked Borrows rejected the shell's old `Box<EnvCtx>`, written
 //! through after the module's pointer was taken from it.)
-use domain_shell::{ModuleLoader, Shell};
+use domain_shell::Shell;
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
 use interfaces::control::{op, reply, shell_label};
 use interfaces::Message;
@@ -17,7 +17,7 @@ use pd_api::{ChannelId, Handler, Region};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 mod common;
-use common::{page, post, FakePd, PageMem, CLIENT, CONTROL};
+use common::{page, post, FakePd, PageMem, StaticLoader, CLIENT, CONTROL};
 
 /// A module that calls its shell back at every entry point.
 mod echo {
@@ -91,18 +91,9 @@ mod echo {
     };
 }
 
-/// Hands out the echo module, whatever the code region holds.
-struct EchoLoader;
-
-impl ModuleLoader for EchoLoader {
-    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
-        Ok((&echo::ENTRY, echo::DESCRIPTOR))
-    }
-}
-
 /// Posts a command on the slot's control page, as the manager does, and
 /// takes the shell's answer.
-fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, EchoLoader>, label: u64, words: &[u64]) -> Message {
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, StaticLoader>, label: u64, words: &[u64]) -> Message {
     let msg = post(pd, shell, label, words);
     assert_eq!(msg.label, reply::OK, "{label:#x}: {:?}", msg.text());
     msg
@@ -123,7 +114,7 @@ fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
     // SAFETY: freed at the end, after the shell that holds it is gone.
     let pd: &'static FakePd = unsafe { &*fake };
     page(pd).reset();
-    let mut shell = Shell::new(pd, EchoLoader);
+    let mut shell = Shell::new(pd, StaticLoader(&echo::ENTRY, echo::DESCRIPTOR));
     // LOAD writes the module's channels into the context; INIT's module
     // reads them back through its table.
     control(pd, &mut shell, op::LOAD, &[0]);

@@ -3,6 +3,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+use domain_shell::ModuleLoader;
+use interfaces::abi::{ModuleDescriptor, ModuleEntry};
 use interfaces::control_page::ControlPage;
 use interfaces::Message;
 use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
@@ -93,6 +95,16 @@ impl Pd for FakePd {
         self.clock.fetch_add(1000, Relaxed) + 1000
     }
     fn shutdown(&self) {}
+}
+
+/// Hands out one module built into the test, whatever the code region
+/// holds: no processes and no dlopen (so Miri can run the test).
+pub struct StaticLoader(pub &'static ModuleEntry, pub ModuleDescriptor);
+
+impl ModuleLoader for StaticLoader {
+    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
+        Ok((self.0, self.1))
+    }
 }
 
 /// A control page's memory: 4 KiB, aligned as the page wants.

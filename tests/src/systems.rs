@@ -46,6 +46,18 @@ pub fn one_instance_system(
     extra_pds: &str,
     channels: &str,
 ) -> PathBuf {
+    let slot = |s: &str| {
+        format!(
+            r#"<protection_domain name="{inst}_{s}" id="{id}" priority="200">
+            <program_image path="domain_shell.elf" />
+            <map mr="{inst}_{s}_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
+            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+            <map mr="{service}:{inst}_{s}_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
+        </protection_domain>"#,
+            id = if s == "a" { 1 } else { 2 }
+        )
+    };
     let xml = format!(
         r#"{head}
     <memory_region name="{inst}_a_code" size="0x200000" />
@@ -63,20 +75,8 @@ pub fn one_instance_system(
         <map mr="{service}:{inst}_a_control" vaddr="0x60000000" perms="rw" />
         <map mr="{service}:{inst}_b_control" vaddr="0x60001000" perms="rw" />
         {SERIAL_PD}
-        <protection_domain name="{inst}_a" id="1" priority="200">
-            <program_image path="domain_shell.elf" />
-            <map mr="{inst}_a_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
-            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{service}:{inst}_a_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
-            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
-        </protection_domain>
-        <protection_domain name="{inst}_b" id="2" priority="200">
-            <program_image path="domain_shell.elf" />
-            <map mr="{inst}_b_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
-            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{service}:{inst}_b_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
-            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
-        </protection_domain>
+        {slot_a}
+        {slot_b}
         {extra_pds}
     </protection_domain>
     <channel><end pd="update_manager" id="0" /><end pd="serial" id="0" /></channel>
@@ -84,9 +84,34 @@ pub fn one_instance_system(
     <channel><end pd="update_manager" id="2" /><end pd="{inst}_b" id="0" /></channel>
     {channels}
 </system>"#,
-        head = HEAD.replace("STORE", store)
+        head = HEAD.replace("STORE", store),
+        slot_a = slot("a"),
+        slot_b = slot("b"),
     );
     write_system(&format!("{inst}-{transfer}.xml"), xml)
+}
+
+/// A system (written to a temporary file) with one instance `inst` of
+/// service type `service` as in [`one_instance_system`], and one client
+/// `client` (bench_pd.elf) on channel 1 of both its slots.
+pub fn one_client_system(store: &str, service: &str, inst: &str, transfer: u64, client: &str) -> PathBuf {
+    one_instance_system(
+        store,
+        service,
+        inst,
+        transfer,
+        "",
+        &format!(
+            r#"<protection_domain name="{client}" id="3" priority="50">
+            <program_image path="bench_pd.elf" />
+            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
+        </protection_domain>"#
+        ),
+        &format!(
+            r#"<channel><end pd="{client}" id="0" pp="true" /><end pd="{inst}_a" id="1" /></channel>
+    <channel><end pd="{client}" id="1" pp="true" /><end pd="{inst}_b" id="1" /></channel>"#
+        ),
+    )
 }
 
 /// Waits until a PD has logged a line containing `pattern`; returns the

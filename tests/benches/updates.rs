@@ -42,7 +42,7 @@ mod xproc;
 
 use report::{blackout_of, generation_of, median, number_after};
 use std::time::{Duration, Instant};
-use system_tests::systems::{one_instance_system as system, wait_log, warm_generation};
+use system_tests::systems::{one_client_system, one_instance_system as system, wait_log, warm_generation};
 use system_tests::{clients, System};
 use xproc::CrossProcessCopy;
 
@@ -93,23 +93,7 @@ fn updatable_ppc() {
 
 fn blackout(size: u64) {
     let transfer = (size + 0x10000).next_multiple_of(0x1000);
-    let sys_xml = system(
-        "test-images.bin",
-        "blob",
-        "blob0",
-        transfer,
-        "",
-        &format!(
-            r#"<protection_domain name="blobfill{size}" id="3" priority="50">
-            <program_image path="bench_pd.elf" />
-            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
-        </protection_domain>"#
-        ),
-        r#"<channel><end pd="blobfill{size}" id="0" pp="true" /><end pd="blob0_a" id="1" /></channel>
-    <channel><end pd="blobfill{size}" id="1" pp="true" /><end pd="blob0_b" id="1" /></channel>"#
-            .replace("{size}", &size.to_string())
-            .as_str(),
-    );
+    let sys_xml = one_client_system("test-images.bin", "blob", "blob0", transfer, &format!("blobfill{size}"));
     // Forked before the system's threads start.
     let mut xproc = CrossProcessCopy::new(size as usize);
     let mut xproc_us = Vec::new();
@@ -263,23 +247,7 @@ fn throughput() {
 
 /// A one-instance kv system with one bench client PD named `client`.
 fn kv_with_client(store: &str, client: &str) -> std::path::PathBuf {
-    system(
-        store,
-        "kv",
-        "kv0",
-        0x20000,
-        "",
-        &format!(
-            r#"<protection_domain name="{client}" id="3" priority="50">
-            <program_image path="bench_pd.elf" />
-            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
-        </protection_domain>"#
-        ),
-        &format!(
-            r#"<channel><end pd="{client}" id="0" pp="true" /><end pd="kv0_a" id="1" /></channel>
-    <channel><end pd="{client}" id="1" pp="true" /><end pd="kv0_b" id="1" /></channel>"#
-        ),
-    )
+    one_client_system(store, "kv", "kv0", 0x20000, client)
 }
 
 fn probation_ppc() {

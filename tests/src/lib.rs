@@ -2,7 +2,7 @@
 //! pipes, types commands and reads the answers, as an operator would.
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,6 +16,50 @@ pub mod systems;
 pub fn host_image() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| xtask::build_host(!cfg!(debug_assertions)).expect("building the host image"))
+}
+
+/// The host runtime running `system.xml` with its console at `console`
+/// (`unix:PATH`, `pty:LINK`) and its output discarded, for the tests that
+/// drive it with `umctl`; killed when dropped.
+pub struct ConsoleRuntime(Child);
+
+impl ConsoleRuntime {
+    pub fn start(console: &str) -> ConsoleRuntime {
+        let image_dir = host_image();
+        ConsoleRuntime(
+            Command::new(image_dir.parent().unwrap().join("host-runtime"))
+                .arg(xtask::workspace_root().join("system.xml"))
+                .args(["--search-path", image_dir.to_str().unwrap(), "--console", console])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for ConsoleRuntime {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A program's stdout and stderr, as one text.
+pub fn output_text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// A kv version that exists nowhere in a system booted from `system.xml`:
+/// kv-v4 built and signed with the development key, in `dir`. Returns the
+/// bundle's path.
+pub fn signed_kv_v4(dir: &Path) -> PathBuf {
+    let image = dir.join("kv-v4.so");
+    std::fs::write(&image, xtask::build_module("kv-v4").unwrap()).unwrap();
+    let bundle = dir.join("kv-v4.bundle");
+    xtask::keys::sign(&xtask::workspace_root().join("keys/dev.key"), bundle::Target::Host, &image, &bundle).unwrap();
+    bundle
 }
 
 pub struct System {

@@ -10,6 +10,30 @@ const HEAD: &str = r#"<system>
     <memory_region name="serial_rx" size="0x1000" />
     <memory_region name="serial_tx" size="0x4000" />"#;
 
+/// The manager's maps of the image store, the capability map and the
+/// serial queues, the same in every system here (indented for its place).
+const MANAGER_MAPS: &str = r#"<map mr="image_store" vaddr="0x10000000" perms="r" />
+        <map mr="capmap" vaddr="0x20000000" perms="rw" />
+        <map mr="serial_rx" vaddr="0x20001000" perms="rw" />
+        <map mr="serial_tx" vaddr="0x20004000" perms="rw" />"#;
+
+/// The manager's UART driver child, the same in every system here.
+const SERIAL_PD: &str = r#"<protection_domain name="serial" id="0" priority="250">
+            <program_image path="uart_driver.elf" />
+            <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
+            <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
+        </protection_domain>"#;
+
+/// Writes `xml` to `file` in this process's temporary directory of
+/// systems; returns its path.
+fn write_system(file: &str, xml: String) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("update-systems-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, xml).unwrap();
+    path
+}
+
 /// A system (written to a temporary file) with the manager, the UART driver, one instance `inst` of
 /// service type `service` with a transfer region of `transfer` bytes, and `extra` PDs (children of the
 /// manager) with their regions and channels.
@@ -22,6 +46,18 @@ pub fn one_instance_system(
     extra_pds: &str,
     channels: &str,
 ) -> PathBuf {
+    let slot = |s: &str| {
+        format!(
+            r#"<protection_domain name="{inst}_{s}" id="{id}" priority="200">
+            <program_image path="domain_shell.elf" />
+            <map mr="{inst}_{s}_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
+            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
+            <map mr="{service}:{inst}_{s}_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
+            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
+        </protection_domain>"#,
+            id = if s == "a" { 1 } else { 2 }
+        )
+    };
     let xml = format!(
         r#"{head}
     <memory_region name="{inst}_a_code" size="0x200000" />
@@ -33,33 +69,14 @@ pub fn one_instance_system(
     {regions}
     <protection_domain name="update_manager" priority="254">
         <program_image path="update_manager.elf" />
-        <map mr="image_store" vaddr="0x10000000" perms="r" />
-        <map mr="capmap" vaddr="0x20000000" perms="rw" />
-        <map mr="serial_rx" vaddr="0x20001000" perms="rw" />
-        <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
+        {MANAGER_MAPS}
         <map mr="{inst}_a_code" vaddr="0x30000000" perms="rw" />
         <map mr="{inst}_b_code" vaddr="0x30200000" perms="rw" />
         <map mr="{service}:{inst}_a_control" vaddr="0x60000000" perms="rw" />
         <map mr="{service}:{inst}_b_control" vaddr="0x60001000" perms="rw" />
-        <protection_domain name="serial" id="0" priority="250">
-            <program_image path="uart_driver.elf" />
-            <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
-            <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
-        </protection_domain>
-        <protection_domain name="{inst}_a" id="1" priority="200">
-            <program_image path="domain_shell.elf" />
-            <map mr="{inst}_a_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
-            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{service}:{inst}_a_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
-            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
-        </protection_domain>
-        <protection_domain name="{inst}_b" id="2" priority="200">
-            <program_image path="domain_shell.elf" />
-            <map mr="{inst}_b_code" vaddr="0x40000000" perms="rx" setvar_vaddr="module_code" />
-            <map mr="{inst}_transfer" vaddr="0x50000000" perms="rw" setvar_vaddr="transfer" />
-            <map mr="{service}:{inst}_b_control" vaddr="0x48000000" perms="rw" setvar_vaddr="control" />
-            <map mr="{inst}_journal" vaddr="0x48100000" perms="rw" setvar_vaddr="journal" />
-        </protection_domain>
+        {SERIAL_PD}
+        {slot_a}
+        {slot_b}
         {extra_pds}
     </protection_domain>
     <channel><end pd="update_manager" id="0" /><end pd="serial" id="0" /></channel>
@@ -67,13 +84,34 @@ pub fn one_instance_system(
     <channel><end pd="update_manager" id="2" /><end pd="{inst}_b" id="0" /></channel>
     {channels}
 </system>"#,
-        head = HEAD.replace("STORE", store)
+        head = HEAD.replace("STORE", store),
+        slot_a = slot("a"),
+        slot_b = slot("b"),
     );
-    let dir = std::env::temp_dir().join(format!("update-systems-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{inst}-{transfer}.xml"));
-    std::fs::write(&path, xml).unwrap();
-    path
+    write_system(&format!("{inst}-{transfer}.xml"), xml)
+}
+
+/// A system (written to a temporary file) with one instance `inst` of
+/// service type `service` as in [`one_instance_system`], and one client
+/// `client` (bench_pd.elf) on channel 1 of both its slots.
+pub fn one_client_system(store: &str, service: &str, inst: &str, transfer: u64, client: &str) -> PathBuf {
+    one_instance_system(
+        store,
+        service,
+        inst,
+        transfer,
+        "",
+        &format!(
+            r#"<protection_domain name="{client}" id="3" priority="50">
+            <program_image path="bench_pd.elf" />
+            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
+        </protection_domain>"#
+        ),
+        &format!(
+            r#"<channel><end pd="{client}" id="0" pp="true" /><end pd="{inst}_a" id="1" /></channel>
+    <channel><end pd="{client}" id="1" pp="true" /><end pd="{inst}_b" id="1" /></channel>"#
+        ),
+    )
 }
 
 /// Waits until a PD has logged a line containing `pattern`; returns the
@@ -168,19 +206,12 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
     {direct_regions}
     <protection_domain name="update_manager" priority="254" stack_size="0x10000">
         <program_image path="update_manager.elf" />
-        <map mr="image_store" vaddr="0x10000000" perms="r" />
-        <map mr="capmap" vaddr="0x20000000" perms="rw" />
-        <map mr="serial_rx" vaddr="0x20001000" perms="rw" />
-        <map mr="serial_tx" vaddr="0x20004000" perms="rw" />
+        {MANAGER_MAPS}
         <map mr="fs0_a_code" vaddr="0x30000000" perms="rw" />
         <map mr="fs0_b_code" vaddr="0x30200000" perms="rw" />
         <map mr="fs:fs0_a_control" vaddr="0x60000000" perms="rw" />
         <map mr="fs:fs0_b_control" vaddr="0x60001000" perms="rw" />
-        <protection_domain name="serial" id="0" priority="250">
-            <program_image path="uart_driver.elf" />
-            <map mr="serial_rx" vaddr="0x20001000" perms="rw" setvar_vaddr="rx_queue" />
-            <map mr="serial_tx" vaddr="0x20004000" perms="rw" setvar_vaddr="tx_queue" />
-        </protection_domain>
+        {SERIAL_PD}
         <protection_domain name="blk" id="3" priority="220" stack_size="0x10000">
             <program_image path="blk_driver.elf" />
             <map mr="blk" vaddr="0x21000000" perms="rw" setvar_vaddr="blk" />
@@ -208,9 +239,5 @@ pub fn fs_system(client: &str, direct: Option<&str>) -> PathBuf {
         slot_a = slot("a"),
         slot_b = slot("b"),
     );
-    let dir = std::env::temp_dir().join(format!("update-systems-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("fs-{client}.xml"));
-    std::fs::write(&path, xml).unwrap();
-    path
+    write_system(&format!("fs-{client}.xml"), xml)
 }

@@ -6,7 +6,7 @@
 //! Debian's `fsck.fat -n` must find nothing wrong with the disk image, and
 //! every file on it must equal its client's model, read with the FAT crate
 //! on the host.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use system_tests::{client_totals, System};
 
@@ -67,6 +67,21 @@ fn the_fat_releases_replayed_live_up_and_down_keep_every_file_and_a_clean_disk()
 /// look at the disk: a clean fsck, and every file on the disk is its
 /// client's model, and nothing else is.
 fn stop_and_judge(mut sys: System, stop: &Path, image: &Path) {
+    let log = stop_clients(&sys, stop);
+    let model = xtask::fs_image::models(log.iter().map(String::as_str)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.len(), 16, "two clients, eight files each: {model:?}");
+    for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
+        assert_eq!((wrong, failed), (0, 0));
+    }
+    assert_eq!(sys.shutdown(), 0);
+    xtask::fs_image::fsck(image).unwrap_or_else(|e| panic!("{e}"));
+    xtask::fs_image::check_files(image, &model, checking_clients::fs::pattern).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Stops the clients (each closes its files, re-reads them through fresh
+/// opens and logs its model) and waits for both; neither may have logged
+/// a failure or a wrong reply. Returns the log.
+fn stop_clients(sys: &System, stop: &Path) -> Vec<String> {
     std::fs::write(stop, b"").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = loop {
@@ -78,14 +93,61 @@ fn stop_and_judge(mut sys: System, stop: &Path, image: &Path) {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!log.iter().any(|l| l.contains("FAILED") || l.contains("wrong reply")), "{}", log.join("\n"));
-    let model = xtask::fs_image::models(log.iter().map(String::as_str)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(model.len(), 16, "two clients, eight files each: {model:?}");
-    for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
-        assert_eq!((wrong, failed), (0, 0));
+    log
+}
+
+/// A fresh disk image in a temporary directory (`fs-{tag}-{pid}`), and on
+/// it the fs system with the test image store, its clients told to stop
+/// by the file `stop` and, with `dirs`, to make directories
+/// (`HOST_FS_DIRS`). Returns the directory, the image, `stop` and the
+/// system.
+fn boot_on_fresh_disk(tag: &str, dirs: bool) -> (PathBuf, PathBuf, PathBuf, System) {
+    let dir = std::env::temp_dir().join(format!("fs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
+    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
+    let system = fs_system_with_test_images(&dir);
+    let mut env = vec![("HOST_FS_STOP", stop.as_os_str())];
+    if dirs {
+        env.push(("HOST_FS_DIRS", "1".as_ref()));
     }
-    assert_eq!(sys.shutdown(), 0);
-    xtask::fs_image::fsck(image).unwrap_or_else(|e| panic!("{e}"));
-    xtask::fs_image::check_files(image, &model, checking_clients::fs::pattern).unwrap_or_else(|e| panic!("{e}"));
+    let sys = System::boot_with(Some(&system), &["--disk".as_ref(), image.as_os_str()], &env);
+    (dir, image, stop, sys)
+}
+
+/// On probation, `update fs MODULE`, which faults in the middle of a
+/// client's first write to a file: fs goes back to fs-v1 at the last
+/// checkpoint. Prints the last fs-faulty line `is_failure` picks from the
+/// log, for the record.
+fn first_write_faults_back_to_v1(sys: &mut System, module: &str, is_failure: impl Fn(&str) -> bool) {
+    assert!(sys.command("probation 120000").contains("120000 ms"));
+    let out = sys.command(&format!("update fs {module}"));
+    assert!(out.contains(&format!("done: fs0 runs {module}")), "{out}");
+    let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
+    assert!(report.contains("fault: fs0_"), "{report}");
+    assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
+    assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
+    let log = sys.log.lock().unwrap().clone();
+    let failed = log.iter().rfind(|l| is_failure(l));
+    eprintln!("{module}: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
+    assert_eq!(fs_live_version(sys), "1");
+}
+
+/// Waits (20 s at most) until every client has done two more audits than
+/// in `seen`, under `version`; returns the clients' totals then.
+fn two_audits(
+    sys: &mut System,
+    seen: &[(String, u64, u64, u64, u64)],
+    version: &str,
+) -> Vec<(String, u64, u64, u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = progress(sys, seen);
+        if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "no audits under {version}: {now:?}");
+    }
 }
 
 /// `tests/systems/fs.xml` with the test image store (which also holds the
@@ -126,16 +188,7 @@ fn fs_live_version(sys: &mut System) -> String {
 /// and holds exactly their files at the end.
 #[test]
 fn a_write_that_fails_half_way_on_probation_is_rolled_back_with_nothing_lost_and_a_clean_disk() {
-    let dir = std::env::temp_dir().join(format!("fs-probation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
-    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
-    let system = fs_system_with_test_images(&dir);
-    let mut sys = System::boot_with(
-        Some(&system),
-        &["--disk".as_ref(), image.as_os_str()],
-        &[("HOST_FS_STOP", stop.as_os_str())],
-    );
+    let (dir, image, stop, mut sys) = boot_on_fresh_disk("probation", false);
     // The version to go back to: fs-v3 (embedded-sdmmc 0.8.2, schema 1),
     // so that every checkpoint is a downgrade from schema 2.
     assert!(sys.command("probation 0").contains("0 ms"));
@@ -231,41 +284,15 @@ fn a_fault_right_after_a_first_write_on_probation_leaves_no_cluster_lost() {
 /// `..` that `fsck.fat` accepts). The clients see no wrong reply and no
 /// failed call; `fsck.fat -n` is clean and every file equals its model.
 fn first_write_fails_on_probation(module: &str, tag: &str, what: &str) {
-    let dir = std::env::temp_dir().join(format!("fs-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
-    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
-    let system = fs_system_with_test_images(&dir);
-    let mut sys = System::boot_with(
-        Some(&system),
-        &["--disk".as_ref(), image.as_os_str()],
-        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
-    );
+    let (dir, image, stop, mut sys) = boot_on_fresh_disk(tag, true);
     let mut seen = client_totals(&sys.status());
     seen = progress(&mut sys, &seen);
-    assert!(sys.command("probation 120000").contains("120000 ms"));
-    let out = sys.command(&format!("update fs {module}"));
-    assert!(out.contains(&format!("done: fs0 runs {module}")), "{out}");
-    let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
-    assert!(report.contains("fault: fs0_"), "{report}");
-    assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
-    assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
-    let log = sys.log.lock().unwrap().clone();
-    let failed = log.iter().rfind(|l| l.contains("fs-faulty: first write") && l.contains(what));
-    eprintln!("{module}: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
-    assert_eq!(fs_live_version(&mut sys), "1");
+    first_write_faults_back_to_v1(&mut sys, module, |l| l.contains("fs-faulty: first write") && l.contains(what));
     seen = progress(&mut sys, &seen);
     assert!(sys.command("probation 0").contains("0 ms"));
     assert!(sys.command("update fs fs-v5").contains("done: fs0 runs fs-v5"));
     // Two audits each under fs-v5, so both clients have their directory.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = progress(&mut sys, &seen);
-        if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no audits under fs-v5: {now:?}");
-    }
+    two_audits(&mut sys, &seen, "fs-v5");
     stop_and_judge(sys, &stop, &image);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -310,16 +337,7 @@ fn a_damaged_disk_gives_the_clients_errors_and_never_faults_the_service() {
 
 #[test]
 fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
-    let dir = std::env::temp_dir().join(format!("fs-dirs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (image, stop) = (dir.join("disk.img"), dir.join("stop"));
-    xtask::make_disk_image(&image).expect("making the disk image (dosfstools)");
-    let system = fs_system_with_test_images(&dir);
-    let mut sys = System::boot_with(
-        Some(&system),
-        &["--disk".as_ref(), image.as_os_str()],
-        &[("HOST_FS_STOP", stop.as_os_str()), ("HOST_FS_DIRS", "1".as_ref())],
-    );
+    let (dir, image, stop, mut sys) = boot_on_fresh_disk("dirs", true);
     let mut seen = client_totals(&sys.status());
     seen = progress(&mut sys, &seen);
     // A write that fails half way through the first write to an empty
@@ -335,17 +353,9 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
     // starts from the disk the checkpoint saw; before fs-core made sure of
     // that, `fsck.fat` below found that cluster lost. (The fault inside
     // the crate's own allocation is the test above.)
-    assert!(sys.command("probation 120000").contains("120000 ms"));
-    let out = sys.command("update fs fs-fault-first-write");
-    assert!(out.contains("done: fs0 runs fs-fault-first-write"), "{out}");
-    let report = sys.wait_for("nothing was lost", Duration::from_secs(120));
-    assert!(report.contains("fault: fs0_"), "{report}");
-    assert!(report.contains("fs0: took over the checkpoint after"), "{report}");
-    assert!(report.contains("runs fs-v1 (v1, schema 1)"), "{report}");
-    let log = sys.log.lock().unwrap().clone();
-    let failed = log.iter().rfind(|l| l.contains("fs-faulty: wrote") && l.contains("of empty /C"));
-    eprintln!("fs-fault-first-write: {}\n{report}", failed.unwrap_or_else(|| panic!("{log:?}")));
-    assert_eq!(fs_live_version(&mut sys), "1");
+    first_write_faults_back_to_v1(&mut sys, "fs-fault-first-write", |l| {
+        l.contains("fs-faulty: wrote") && l.contains("of empty /C")
+    });
     seen = progress(&mut sys, &seen);
     assert!(sys.command("probation 0").contains("0 ms"));
     // fs-v1 cannot make directories; from v2 on the clients make theirs,
@@ -354,24 +364,9 @@ fn directories_are_made_listed_and_not_removed_while_full_across_releases() {
     for v in [2, 5, 1, 3, 4] {
         assert!(sys.command(&format!("update fs fs-v{v}")).contains(&format!("done: fs0 runs fs-v{v}")));
         // Two audits each, so each version checks the directories.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = progress(&mut sys, &seen);
-            if seen.iter().zip(&now).all(|(b, n)| n.4 >= b.4 + 2) {
-                seen = now;
-                break;
-            }
-            assert!(Instant::now() < deadline, "no audits under fs-v{v}: {now:?}");
-        }
+        seen = two_audits(&mut sys, &seen, &format!("fs-v{v}"));
     }
-    std::fs::write(&stop, b"").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sys.log.lock().unwrap().iter().filter(|l| l.contains("fs client done")).count() < 2 {
-        assert!(Instant::now() < deadline, "the clients did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = sys.log.lock().unwrap().clone();
-    assert!(!log.iter().any(|l| l.contains("FAILED") || l.contains("wrong reply")), "{}", log.join("\n"));
+    stop_clients(&sys, &stop);
     for (_, _, wrong, failed, _) in client_totals(&sys.status()) {
         assert_eq!((wrong, failed), (0, 0));
     }

@@ -3,7 +3,7 @@
 //! checks it; an export or an import that breaks off half way rolls back
 //! with the old slot's state intact.
 use std::time::{Duration, Instant};
-use system_tests::systems::{one_instance_system, wait_log};
+use system_tests::systems::{one_client_system, wait_log};
 use system_tests::System;
 
 /// 2 MiB: 32 progress reports of 64 KiB per transfer.
@@ -11,22 +11,7 @@ const STATE: u64 = 2 << 20;
 
 fn boot() -> System {
     let transfer = STATE + 0x10000;
-    let sys_xml = one_instance_system(
-        "test-images.bin",
-        "blob",
-        "blob0",
-        transfer,
-        "",
-        &format!(
-            r#"<protection_domain name="blobcheck{STATE}" id="3" priority="50">
-            <program_image path="bench_pd.elf" />
-            <map mr="capmap" vaddr="0x20000000" perms="r" setvar_vaddr="capmap" />
-        </protection_domain>"#
-        ),
-        &r#"<channel><end pd="blobcheck{size}" id="0" pp="true" /><end pd="blob0_a" id="1" /></channel>
-    <channel><end pd="blobcheck{size}" id="1" pp="true" /><end pd="blob0_b" id="1" /></channel>"#
-            .replace("{size}", &STATE.to_string()),
-    );
+    let sys_xml = one_client_system("test-images.bin", "blob", "blob0", transfer, &format!("blobcheck{STATE}"));
     let mut sys = System::boot(Some(&sys_xml));
     wait_log(&sys, &format!("FILLED {STATE}"), Duration::from_secs(60));
     // Rollbacks here stream the state back (no probation: a rollback on

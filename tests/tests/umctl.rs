@@ -3,16 +3,9 @@
 //! shows progress), updated to and rolled back with `umctl` under load;
 //! exit codes scripts can rely on.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Runtime(std::process::Child);
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use system_tests::output_text as text;
 
 fn umctl(socket: &Path, args: &[&str]) -> Output {
     // Built with the rest of the workspace by the host image build.
@@ -22,10 +15,6 @@ fn umctl(socket: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("umctl runs")
-}
-
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
 fn scratch() -> PathBuf {
@@ -52,27 +41,14 @@ fn client_counts(status: &str) -> Vec<(u64, u64, u64)> {
 fn umctl_uploads_updates_and_rolls_back_a_running_system() {
     let dir = scratch();
     let socket = dir.join("console.sock");
-    let image_dir = system_tests::host_image();
-    let _rt = Runtime(
-        Command::new(image_dir.parent().unwrap().join("host-runtime"))
-            .arg(xtask::workspace_root().join("system.xml"))
-            .args(["--search-path", image_dir.to_str().unwrap(), "--console", &format!("unix:{}", socket.display())])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _rt = system_tests::ConsoleRuntime::start(&format!("unix:{}", socket.display()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while umctl(&socket, &["version"]).status.code() != Some(0) {
         assert!(Instant::now() < deadline, "the console socket never answered");
         std::thread::sleep(Duration::from_millis(100));
     }
     // A kv version that exists nowhere in the system yet.
-    let image = dir.join("kv-v4.so");
-    std::fs::write(&image, xtask::build_module("kv-v4").unwrap()).unwrap();
-    let bundle = dir.join("kv-v4.bundle");
-    xtask::keys::sign(&xtask::workspace_root().join("keys/dev.key"), bundle::Target::Host, &image, &bundle).unwrap();
+    let bundle = system_tests::signed_kv_v4(&dir);
 
     // Rollbacks here move the state back, and keep the version left for a
     // rollback (on probation they would replay a journal instead).

@@ -5,16 +5,9 @@
 //! missing, busy or misconfigured line is a clear error with a non-zero exit.
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-struct Runtime(std::process::Child);
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use system_tests::{output_text as text, ConsoleRuntime};
 
 fn umctl_bin() -> PathBuf {
     // Built with the rest of the workspace by the host image build.
@@ -25,10 +18,6 @@ fn umctl(line: &Path, args: &[&str]) -> Output {
     Command::new(umctl_bin()).arg("--serial").arg(line).args(args).output().expect("umctl runs")
 }
 
-fn text(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
 fn scratch() -> PathBuf {
     let d = std::env::temp_dir().join(format!("umctl-serial-test-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -37,18 +26,8 @@ fn scratch() -> PathBuf {
 
 /// Boots system.xml with its console on a pseudo-terminal linked at `link`
 /// and waits (bounded) until the console answers through it.
-fn boot(link: &Path) -> Runtime {
-    let image_dir = system_tests::host_image();
-    let rt = Runtime(
-        Command::new(image_dir.parent().unwrap().join("host-runtime"))
-            .arg(xtask::workspace_root().join("system.xml"))
-            .args(["--search-path", image_dir.to_str().unwrap(), "--console", &format!("pty:{}", link.display())])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+fn boot(link: &Path) -> ConsoleRuntime {
+    let rt = ConsoleRuntime::start(&format!("pty:{}", link.display()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !link.exists() || umctl(link, &["version"]).status.code() != Some(0) {
         assert!(Instant::now() < deadline, "the console on {} never answered", link.display());
@@ -78,10 +57,7 @@ fn umctl_drives_the_console_over_a_pseudo_terminal() {
     assert!(!text(&st).contains('\r'), "no CR/LF mapping on a raw line: {:?}", text(&st));
 
     // Binary upload frames pass through the line untouched.
-    let image = dir.join("kv-v4.so");
-    std::fs::write(&image, xtask::build_module("kv-v4").unwrap()).unwrap();
-    let bundle = dir.join("kv-v4.bundle");
-    xtask::keys::sign(&xtask::workspace_root().join("keys/dev.key"), bundle::Target::Host, &image, &bundle).unwrap();
+    let bundle = system_tests::signed_kv_v4(&dir);
     let up = umctl(&link, &["upload", bundle.to_str().unwrap()]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("admitted kv-v4"), "{}", text(&up));

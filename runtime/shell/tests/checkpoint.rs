@@ -4,71 +4,16 @@
 //! module's export is whole, stops (and says so on its control page) when
 //! one fails or does not fit, and a slot told to take over imports the
 //! last one published.
-use domain_shell::{ModuleLoader, Shell};
+use domain_shell::Shell;
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
 use interfaces::checkpoint::Checkpoint;
 use interfaces::control::{op, probation_kind, reply};
-use interfaces::control_page::ControlPage;
 use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
+use pd_api::{Handler, Pd, Region};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-const CONTROL: ChannelId = 0;
-const CLIENT: ChannelId = 1;
-
-struct FakePd {
-    code: Region,
-    transfer: Region,
-    control: Region,
-    checkpoint: Region,
-    seq: AtomicU64,
-    clock: AtomicU64,
-}
-
-impl Pd for FakePd {
-    fn name(&self) -> &str {
-        "count0_b"
-    }
-    fn notify(&self, _ch: ChannelId) {}
-    fn ppcall(&self, _ch: ChannelId, _msg: &mut Message) -> Result<(), PpcError> {
-        Err(PpcError::NoSuchChannel)
-    }
-    fn irq_ack(&self, _ch: ChannelId) {}
-    fn channel(&self, peer: &str) -> Option<ChannelId> {
-        match peer {
-            "update_manager" => Some(CONTROL),
-            "client0" => Some(CLIENT),
-            _ => None,
-        }
-    }
-    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
-        [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
-    }
-    fn region(&self, name: &str) -> Option<Region> {
-        match name {
-            "module_code" => Some(self.code),
-            "transfer" => Some(self.transfer),
-            "control" => Some(self.control),
-            "checkpoint" => Some(self.checkpoint),
-            _ => None,
-        }
-    }
-    fn log(&self, args: std::fmt::Arguments) {
-        eprintln!("[fake] {args}");
-    }
-    fn child(&self, _name: &str) -> Option<ChildId> {
-        None
-    }
-    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
-    fn stop_child(&self, _child: ChildId) {}
-    fn restart_child(&self, _child: ChildId) -> bool {
-        false
-    }
-    fn now_ns(&self) -> u64 {
-        self.clock.fetch_add(1000, Relaxed) + 1000
-    }
-    fn shutdown(&self) {}
-}
+mod common;
+use common::{page, post, FakePd, PageMem, StaticLoader, CLIENT};
 
 /// A module whose state is a count of its calls (schema 2; it writes
 /// schema 1 too, as the count times ten).
@@ -132,30 +77,15 @@ mod count {
     };
 }
 
-struct CountLoader;
-
-impl ModuleLoader for CountLoader {
-    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
-        Ok((&count::ENTRY, count::DESCRIPTOR))
-    }
-}
-
-fn page(pd: &FakePd) -> &'static ControlPage {
-    // SAFETY: the test's control page, aligned and alive until the end.
-    unsafe { ControlPage::at(pd.control.base, pd.control.size) }.unwrap()
-}
-
-fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, CountLoader>, label: u64, words: &[u64]) -> Message {
-    let seq = pd.seq.fetch_add(1, Relaxed) + 1;
-    page(pd).command.post(seq, &Message::with_words(label, words));
-    shell.notified(pd, CONTROL);
-    page(pd).reply.read(seq).expect("answered")
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, StaticLoader>, label: u64, words: &[u64]) -> Message {
+    post(pd, shell, label, words)
 }
 
 /// The checkpoint's (schema, calls, state) as the other slot would read it.
 fn published(pd: &FakePd, token: u64) -> Option<(u32, u64, u64)> {
     // SAFETY: the test's checkpoint region, alive until the end.
-    let c = unsafe { Checkpoint::new(pd.checkpoint.base, pd.checkpoint.size) }.unwrap();
+    let r = pd.region("checkpoint").unwrap();
+    let c = unsafe { Checkpoint::new(r.base, r.size) }.unwrap();
     c.latest(token).unwrap().map(|s| {
         // SAFETY: `latest` checked the range.
         let b = unsafe { std::slice::from_raw_parts(s.data, s.len) };
@@ -163,27 +93,23 @@ fn published(pd: &FakePd, token: u64) -> Option<(u32, u64, u64)> {
     })
 }
 
-#[repr(C, align(64))]
-struct Mem([u8; 4096]);
-
 #[test]
 fn each_call_is_checkpointed_before_its_reply_and_the_last_checkpoint_is_taken_over() {
     let mut code = vec![0u8; 4096];
-    let mut transfer = Box::new(Mem([0; 4096]));
-    let mut control_mem = Box::new(Mem([0; 4096]));
-    let mut checkpoint = Box::new(Mem([0; 4096]));
-    let fake = Box::into_raw(Box::new(FakePd {
-        code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
-        transfer: Region { base: transfer.0.as_mut_ptr(), size: 4096, writable: true },
-        control: Region { base: control_mem.0.as_mut_ptr(), size: 4096, writable: true },
-        checkpoint: Region { base: checkpoint.0.as_mut_ptr(), size: 4096, writable: true },
-        seq: AtomicU64::new(0),
-        clock: AtomicU64::new(0),
-    }));
+    let mut transfer = Box::new(PageMem([0; 4096]));
+    let mut control_mem = Box::new(PageMem([0; 4096]));
+    let mut checkpoint = Box::new(PageMem([0; 4096]));
+    let fake = Box::into_raw(Box::new(FakePd::new(
+        "count0_b",
+        Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
+        Region { base: transfer.0.as_mut_ptr(), size: 4096, writable: true },
+        Region { base: control_mem.0.as_mut_ptr(), size: 4096, writable: true },
+        Some(("checkpoint", Region { base: checkpoint.0.as_mut_ptr(), size: 4096, writable: true })),
+    )));
     // SAFETY: freed at the end, after the shell that holds it is gone.
     let pd: &'static FakePd = unsafe { &*fake };
     page(pd).reset();
-    let mut shell = Shell::new(pd, CountLoader);
+    let mut shell = Shell::new(pd, StaticLoader(&count::ENTRY, count::DESCRIPTOR));
     for label in [op::LOAD, op::INIT] {
         assert_eq!(control(pd, &mut shell, label, &[0]).label, reply::OK);
     }

@@ -9,72 +9,15 @@
 //!
 //! (Stacked Borrows rejected the shell's old `Box<EnvCtx>`, written
 //! through after the module's pointer was taken from it.)
-use domain_shell::{ModuleLoader, Shell};
+use domain_shell::Shell;
 use interfaces::abi::{status, ModuleDescriptor, ModuleEntry, ShellEnv, ABI_VERSION};
 use interfaces::control::{op, reply, shell_label};
-use interfaces::control_page::ControlPage;
 use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use pd_api::{ChannelId, Handler, Region};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
-const CONTROL: ChannelId = 0;
-const CLIENT: ChannelId = 1;
-
-struct FakePd {
-    code: Region,
-    transfer: Region,
-    control: Region,
-    seq: AtomicU64,
-    clock: AtomicU64,
-    notified: RefCell<Vec<ChannelId>>,
-}
-
-impl Pd for FakePd {
-    fn name(&self) -> &str {
-        "echo0_a"
-    }
-    fn notify(&self, ch: ChannelId) {
-        self.notified.borrow_mut().push(ch);
-    }
-    fn ppcall(&self, _ch: ChannelId, _msg: &mut Message) -> Result<(), PpcError> {
-        Err(PpcError::NoSuchChannel)
-    }
-    fn irq_ack(&self, _ch: ChannelId) {}
-    fn channel(&self, peer: &str) -> Option<ChannelId> {
-        match peer {
-            "update_manager" => Some(CONTROL),
-            "client0" => Some(CLIENT),
-            _ => None,
-        }
-    }
-    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
-        [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
-    }
-    fn region(&self, name: &str) -> Option<Region> {
-        match name {
-            "module_code" => Some(self.code),
-            "transfer" => Some(self.transfer),
-            "control" => Some(self.control),
-            _ => None,
-        }
-    }
-    fn log(&self, args: std::fmt::Arguments) {
-        eprintln!("[fake] {args}");
-    }
-    fn child(&self, _name: &str) -> Option<ChildId> {
-        None
-    }
-    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
-    fn stop_child(&self, _child: ChildId) {}
-    fn restart_child(&self, _child: ChildId) -> bool {
-        false
-    }
-    fn now_ns(&self) -> u64 {
-        self.clock.fetch_add(1000, Ordering::Relaxed) + 1000
-    }
-    fn shutdown(&self) {}
-}
+mod common;
+use common::{page, post, FakePd, PageMem, StaticLoader, CLIENT, CONTROL};
 
 /// A module that calls its shell back at every entry point.
 mod echo {
@@ -148,52 +91,30 @@ mod echo {
     };
 }
 
-/// Hands out the echo module, whatever the code region holds.
-struct EchoLoader;
-
-impl ModuleLoader for EchoLoader {
-    fn load(&mut self, _code: &[u8], _words: &[u64]) -> Result<(&'static ModuleEntry, ModuleDescriptor), String> {
-        Ok((&echo::ENTRY, echo::DESCRIPTOR))
-    }
-}
-
-fn page(pd: &FakePd) -> &'static ControlPage {
-    // SAFETY: the test's control page, aligned and alive until the end.
-    unsafe { ControlPage::at(pd.control.base, pd.control.size) }.unwrap()
-}
-
 /// Posts a command on the slot's control page, as the manager does, and
 /// takes the shell's answer.
-fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, EchoLoader>, label: u64, words: &[u64]) -> Message {
-    let seq = pd.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    page(pd).command.post(seq, &Message::with_words(label, words));
-    shell.notified(pd, CONTROL);
-    let msg = page(pd).reply.read(seq).expect("answered");
+fn control(pd: &'static FakePd, shell: &mut Shell<FakePd, StaticLoader>, label: u64, words: &[u64]) -> Message {
+    let msg = post(pd, shell, label, words);
     assert_eq!(msg.label, reply::OK, "{label:#x}: {:?}", msg.text());
     msg
 }
-
-/// A control page's memory: 4 KiB, aligned as the page wants.
-#[repr(C, align(64))]
-struct PageMem([u8; 4096]);
 
 #[test]
 fn the_module_reads_what_the_shell_wrote_through_the_one_context() {
     let mut code = vec![0u8; 4096];
     let mut transfer = vec![0u64; 4096 / 8];
     let mut control_mem = Box::new(PageMem([0; 4096]));
-    let fake = Box::into_raw(Box::new(FakePd {
-        code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
-        transfer: Region { base: transfer.as_mut_ptr().cast(), size: 4096, writable: true },
-        control: Region { base: control_mem.0.as_mut_ptr(), size: 4096, writable: true },
-        seq: AtomicU64::new(0),
-        clock: AtomicU64::new(0),
-        notified: RefCell::new(Vec::new()),
-    }));
+    let fake = Box::into_raw(Box::new(FakePd::new(
+        "echo0_a",
+        Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
+        Region { base: transfer.as_mut_ptr().cast(), size: 4096, writable: true },
+        Region { base: control_mem.0.as_mut_ptr(), size: 4096, writable: true },
+        None,
+    )));
     // SAFETY: freed at the end, after the shell that holds it is gone.
     let pd: &'static FakePd = unsafe { &*fake };
     page(pd).reset();
-    let mut shell = Shell::new(pd, EchoLoader);
+    let mut shell = Shell::new(pd, StaticLoader(&echo::ENTRY, echo::DESCRIPTOR));
     // LOAD writes the module's channels into the context; INIT's module
     // reads them back through its table.
     control(pd, &mut shell, op::LOAD, &[0]);

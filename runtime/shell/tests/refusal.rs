@@ -9,70 +9,13 @@ use interfaces::control::{op, reply, shell_label, ShellStatus, SlotState};
 use interfaces::control_page::ControlPage;
 use interfaces::kv::{KvReply, KvRequest, KvStatus};
 use interfaces::{Message, Name};
-use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
+use pd_api::{Handler, Pd, Region};
 use std::mem::offset_of;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
-const CONTROL: ChannelId = 0;
-const CLIENT: ChannelId = 1;
-
-struct FakePd {
-    code: Region,
-    transfer: Region,
-    control: Region,
-    journal: Region,
-    /// The last command's sequence number.
-    seq: AtomicU64,
-    /// A clock that moves 1 us at every reading.
-    clock: AtomicU64,
-}
-
-impl Pd for FakePd {
-    fn name(&self) -> &str {
-        "kv0_a"
-    }
-    fn notify(&self, _ch: ChannelId) {}
-    fn ppcall(&self, _ch: ChannelId, _msg: &mut Message) -> Result<(), PpcError> {
-        Err(PpcError::NoSuchChannel)
-    }
-    fn irq_ack(&self, _ch: ChannelId) {}
-    fn channel(&self, peer: &str) -> Option<ChannelId> {
-        match peer {
-            "update_manager" => Some(CONTROL),
-            "client0" => Some(CLIENT),
-            _ => None,
-        }
-    }
-    fn peer_name(&self, ch: ChannelId) -> Option<&str> {
-        [(CONTROL, "update_manager"), (CLIENT, "client0")].into_iter().find(|(c, _)| *c == ch).map(|(_, n)| n)
-    }
-    fn region(&self, name: &str) -> Option<Region> {
-        match name {
-            "module_code" => Some(self.code),
-            "transfer" => Some(self.transfer),
-            "control" => Some(self.control),
-            "journal" => Some(self.journal),
-            _ => None,
-        }
-    }
-    fn log(&self, args: std::fmt::Arguments) {
-        eprintln!("[fake] {args}");
-    }
-    fn child(&self, _name: &str) -> Option<ChildId> {
-        None
-    }
-    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
-    fn stop_child(&self, _child: ChildId) {}
-
-    fn restart_child(&self, _child: ChildId) -> bool {
-        false
-    }
-    fn now_ns(&self) -> u64 {
-        self.clock.fetch_add(1000, Ordering::Relaxed) + 1000
-    }
-    fn shutdown(&self) {}
-}
+mod common;
+use common::{page, post, FakePd, CLIENT, CONTROL};
 
 fn kv_v1() -> &'static [u8] {
     static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
@@ -103,20 +46,14 @@ fn slot_sharing(
     let control = region(4096);
     // SAFETY: a fresh, aligned 4 KiB region.
     unsafe { ControlPage::at(control.base, control.size) }.unwrap().reset();
-    let pd: &'static FakePd = Box::leak(Box::new(FakePd {
-        code: Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
+    let pd: &'static FakePd = Box::leak(Box::new(FakePd::new(
+        "kv0_a",
+        Region { base: code.as_mut_ptr(), size: code.len(), writable: false },
         transfer,
         control,
-        journal,
-        seq: AtomicU64::new(0),
-        clock: AtomicU64::new(0),
-    }));
+        Some(("journal", journal)),
+    )));
     (pd, Shell::new(pd, SharedObjectLoader))
-}
-
-fn page(pd: &FakePd) -> &'static ControlPage {
-    // SAFETY: set up in `slot_sharing`, leaked.
-    unsafe { ControlPage::at(pd.control.base, pd.control.size) }.unwrap()
 }
 
 /// Posts a command on the slot's control page, as the manager does, and
@@ -127,10 +64,7 @@ fn control(
     label: u64,
     words: &[u64],
 ) -> Result<Message, String> {
-    let seq = pd.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    page(pd).command.post(seq, &Message::with_words(label, words));
-    shell.notified(pd, CONTROL);
-    let msg = page(pd).reply.read(seq).expect("the shell answered the command");
+    let msg = post(pd, shell, label, words);
     match msg.label {
         reply::OK => Ok(msg),
         _ => Err(msg.text().unwrap_or("<unreadable>").to_owned()),

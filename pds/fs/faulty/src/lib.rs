@@ -99,6 +99,20 @@ fn fault_if_armed(_block: u64) {
 }
 
 impl<const MODE: u8> Faulty<MODE> {
+    /// If `msg` is the first write to an empty file in a directory, logs
+    /// that the module fails `how` because of it, and says so.
+    fn announce_first_write(&mut self, ch: u32, msg: &Message, len: usize, how: &str) -> bool {
+        let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
+        let Some(path) = path else { return false };
+        let mut line: heapless::String<160> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut line,
+            format_args!("fs-faulty: first write of {len} bytes to empty {path}: failing {how}"),
+        );
+        self.env.log(&line);
+        true
+    }
+
     /// Fails half way through the first write to an empty file in a
     /// directory: after the crate wrote half of it and fs-core the file's
     /// directory entry (all staged: none of it reaches the disk).
@@ -139,31 +153,14 @@ impl<const MODE: u8> Module for Faulty<MODE> {
         if let Some((pos, len)) = self.fs.0.pending_write(ch, msg) {
             self.writes += 1;
             if MODE == mode::FAULT_AFTER_FIRST_WRITE {
-                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
-                if let Some(path) = path {
-                    let mut line: heapless::String<160> = heapless::String::new();
-                    let _ = core::fmt::write(
-                        &mut line,
-                        format_args!(
-                            "fs-faulty: first write of {len} bytes to empty {path}: failing in the prepare after it"
-                        ),
-                    );
-                    self.env.log(&line);
+                if self.announce_first_write(ch, msg, len, "in the prepare after it") {
                     self.fail_prepare = true;
                 }
                 return self.fs.protected(ch, msg);
             }
             if MODE == mode::FAULT_FIRST_ALLOC {
-                let path = self.fs.0.pending_first_write(ch, msg).filter(|p| p.matches('/').count() >= 2);
-                if let Some(path) = path {
-                    let mut line: heapless::String<160> = heapless::String::new();
-                    let _ = core::fmt::write(
-                        &mut line,
-                        format_args!(
-                            "fs-faulty: first write of {len} bytes to empty {path}: failing at the crate's first block write (its new cluster's FAT entry)"
-                        ),
-                    );
-                    self.env.log(&line);
+                let how = "at the crate's first block write (its new cluster's FAT entry)";
+                if self.announce_first_write(ch, msg, len, how) {
                     ARMED.store(true, Relaxed);
                 }
                 return self.fs.protected(ch, msg);

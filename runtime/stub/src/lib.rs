@@ -2,8 +2,9 @@
 //!
 //! A client holds a channel to both slots of a service instance
 //! (`{instance}_a`, `{instance}_b`) and the capability map (`capmap`). A
-//! call reads the instance's binding, calls the live slot, and when the
-//! slot did not run the request it looks again and calls again:
+//! call goes to the slot that served the last one (the first, to the slot
+//! the instance's binding names), and when the slot did not run the
+//! request it reads the binding again and calls again:
 //! - `MOVED` (the slot handed its state over) or `NO_SERVICE` (not live
 //!   yet): the shell answered without the module;
 //! - `FAILED` or a faulted callee: the slot failed inside the call, which
@@ -12,7 +13,11 @@
 //! - not delivered: the slot went away before it took the call.
 //!
 //! So each request runs exactly once, in whichever slot was live when it
-//! ran. A service's api crate only encodes its requests and parses its
+//! ran. The map is a route, not a guard: a slot's shell runs a call only
+//! while the slot is live, and the manager never points the map away
+//! from a slot that can still serve (it stops serving first: `PREPARE`,
+//! `FREEZE`, or stopped). Reading it only after a bounce keeps it off the
+//! path of every other call (`tests/routing.rs`). A service's api crate only encodes its requests and parses its
 //! replies (`kv-api`, `fs-api`).
 #![no_std]
 
@@ -146,6 +151,12 @@ fn slot_channels<P: Pd + ?Sized>(pd: &P, instance: &str) -> Option<[ChannelId; 2
 pub struct Stub<'p, P: Pd + ?Sized> {
     pd: &'p P,
     instance: Instance<'p>,
+    /// The slot the last call ran in. The map is read again only when a
+    /// call comes back without having run: a slot runs a request only
+    /// while it is live (its shell bounces every other one), so calling
+    /// the slot that served last is as safe as calling the one the map
+    /// names, and saves reading the map on every call.
+    route: Option<ChannelId>,
     /// Calls bounced by a slot and retried.
     pub retried: u64,
 }
@@ -154,7 +165,7 @@ impl<'p, P: Pd + ?Sized> Stub<'p, P> {
     /// Connects to the instance of service type `service` this PD has
     /// channels to (see [`Instance::find`]).
     pub fn connect(pd: &'p P, service: &str) -> Result<Self, &'static str> {
-        Ok(Stub { pd, instance: Instance::find(pd, service)?, retried: 0 })
+        Ok(Stub { pd, instance: Instance::find(pd, service)?, route: None, retried: 0 })
     }
 
     pub fn pd(&self) -> &'p P {
@@ -178,22 +189,42 @@ impl<'p, P: Pd + ?Sized> Stub<'p, P> {
         // it is a system call, which would double the cost of a call.
         let mut start = None;
         loop {
-            let binding = self.instance.binding();
-            if let Some(slot) = binding.and_then(|b| b.live) {
+            // The slot that served last, else the one the map names.
+            let (channel, binding) = match self.route {
+                Some(ch) => (Some(ch), None),
+                None => {
+                    let b = self.instance.binding();
+                    (b.and_then(|b| b.live).map(|slot| self.instance.slots[slot.index()]), b)
+                }
+            };
+            if let Some(ch) = channel {
                 encode(msg).map_err(CallError::Encode)?;
-                let ran = self.pd.ppcall(self.instance.slots[slot.index()], msg);
+                let ran = self.pd.ppcall(ch, msg);
                 match ran {
                     Ok(())
                         if !matches!(msg.label, shell_label::MOVED | shell_label::NO_SERVICE | shell_label::FAILED) =>
                     {
-                        return Ok(())
+                        self.route = Some(ch);
+                        return Ok(());
                     }
                     Ok(()) | Err(PpcError::CalleeFaulted) => {
                         self.retried += 1;
-                        self.await_new_binding(binding.map_or(0, |b| b.generation));
+                        self.route = None;
+                        // Wait for a binding newer than the one that named
+                        // this slot. On the remembered route that one is
+                        // unknown: if the map names another slot by now,
+                        // there is a newer one already; call again at once.
+                        let named = binding.or_else(|| self.instance.binding());
+                        let stale = named.and_then(|b| b.live).map(|slot| self.instance.slots[slot.index()]);
+                        if binding.is_some() || stale == Some(ch) {
+                            self.await_new_binding(named.map_or(0, |b| b.generation));
+                        }
                     }
                     // Not taken: look the service up again at once.
-                    Err(PpcError::NotDelivered) => self.retried += 1,
+                    Err(PpcError::NotDelivered) => {
+                        self.retried += 1;
+                        self.route = None;
+                    }
                     Err(PpcError::NoSuchChannel) => return Err(CallError::Unavailable),
                 }
             }

@@ -101,21 +101,32 @@ pub trait Pd {
         let _ = f;
     }
     fn log(&self, args: core::fmt::Arguments);
-    /// A child by its PD name.
-    fn child(&self, name: &str) -> Option<ChildId>;
+    /// A child by its PD name. (The child defaults, down to
+    /// `restart_child`, are for PDs that have no children: every backend
+    /// implements them all.)
+    fn child(&self, name: &str) -> Option<ChildId> {
+        let _ = name;
+        None
+    }
     /// Calls `f` with each child's id and PD name.
-    fn for_each_child(&self, f: &mut dyn FnMut(ChildId, &str));
+    fn for_each_child(&self, f: &mut dyn FnMut(ChildId, &str)) {
+        let _ = f;
+    }
     /// Suspends a child (Microkit: TCB suspend); once this returns the
     /// child runs no more instructions until resumed or restarted.
-    fn stop_child(&self, child: ChildId);
-    /// Lets a stopped child go on where it stopped (TCB resume). (The
-    /// default is for PDs that have no children.)
+    fn stop_child(&self, child: ChildId) {
+        let _ = child;
+    }
+    /// Lets a stopped child go on where it stopped (TCB resume).
     fn resume_child(&self, child: ChildId) {
         let _ = child;
     }
     /// Starts a child again from its entry point, with fresh state, and
     /// returns once it runs (false if that did not happen).
-    fn restart_child(&self, child: ChildId) -> bool;
+    fn restart_child(&self, child: ChildId) -> bool {
+        let _ = child;
+        false
+    }
     /// Monotonic time in nanoseconds.
     fn now_ns(&self) -> u64;
     /// Stops the whole system (host runtime; a no-op where unsupported).

@@ -6,7 +6,7 @@
 use interfaces::capmap::{Binding, CapMap, Slot, CAPMAP_SIZE};
 use interfaces::control::shell_label;
 use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Pd, PpcError, Region};
+use pd_api::{ChannelId, Pd, PpcError, Region};
 use service_stub::{CallError, Stub};
 use std::cell::{Cell, RefCell};
 
@@ -125,14 +125,6 @@ impl Pd for World {
     }
     fn log(&self, args: std::fmt::Arguments) {
         eprintln!("[client0] {args}");
-    }
-    fn child(&self, _name: &str) -> Option<ChildId> {
-        None
-    }
-    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
-    fn stop_child(&self, _child: ChildId) {}
-    fn restart_child(&self, _child: ChildId) -> bool {
-        false
     }
     fn now_ns(&self) -> u64 {
         self.clock.get()

@@ -209,8 +209,6 @@ impl Pd for FakePd {
             f(*c, n);
         }
     }
-    fn stop_child(&self, _child: ChildId) {}
-    fn resume_child(&self, _child: ChildId) {}
     fn wait_event(&self, deadline_ns: u64) -> Option<Event> {
         // The fake slots answer at once; nothing else comes unasked. Time
         // passes to the deadline.

@@ -7,7 +7,7 @@ use domain_shell::ModuleLoader;
 use interfaces::abi::{ModuleDescriptor, ModuleEntry};
 use interfaces::control_page::ControlPage;
 use interfaces::Message;
-use pd_api::{ChannelId, ChildId, Handler, Pd, PpcError, Region};
+use pd_api::{ChannelId, Handler, Pd, PpcError, Region};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -82,14 +82,6 @@ impl Pd for FakePd {
     }
     fn log(&self, args: std::fmt::Arguments) {
         eprintln!("[fake] {args}");
-    }
-    fn child(&self, _name: &str) -> Option<ChildId> {
-        None
-    }
-    fn for_each_child(&self, _f: &mut dyn FnMut(ChildId, &str)) {}
-    fn stop_child(&self, _child: ChildId) {}
-    fn restart_child(&self, _child: ChildId) -> bool {
-        false
     }
     fn now_ns(&self) -> u64 {
         self.clock.fetch_add(1000, Relaxed) + 1000

@@ -17,8 +17,8 @@
 //! while the slot is live, and the manager never points the map away
 //! from a slot that can still serve (it stops serving first: `PREPARE`,
 //! `FREEZE`, or stopped). Reading it only after a bounce keeps it off the
-//! path of every other call (`tests/routing.rs`). A service's api crate only encodes its requests and parses its
-//! replies (`kv-api`, `fs-api`).
+//! path of every other call (`tests/routing.rs`). A service's api crate
+//! only encodes its requests and parses its replies (`kv-api`, `fs-api`).
 #![no_std]
 
 use core::sync::atomic::Ordering;
@@ -97,7 +97,13 @@ impl<'p> Instance<'p> {
     /// The channel to the live slot, if one is live.
     #[inline]
     pub fn live(&self) -> Option<ChannelId> {
-        self.binding().and_then(|b| b.live).map(|slot| self.slots[slot.index()])
+        self.live_in(self.binding())
+    }
+
+    /// The channel to the slot `binding` names live, if any.
+    #[inline]
+    fn live_in(&self, binding: Option<Binding>) -> Option<ChannelId> {
+        binding.and_then(|b| b.live).map(|slot| self.slots[slot.index()])
     }
 
     /// Whether `ch` is one of the instance's slots.
@@ -151,11 +157,8 @@ fn slot_channels<P: Pd + ?Sized>(pd: &P, instance: &str) -> Option<[ChannelId; 2
 pub struct Stub<'p, P: Pd + ?Sized> {
     pd: &'p P,
     instance: Instance<'p>,
-    /// The slot the last call ran in. The map is read again only when a
-    /// call comes back without having run: a slot runs a request only
-    /// while it is live (its shell bounces every other one), so calling
-    /// the slot that served last is as safe as calling the one the map
-    /// names, and saves reading the map on every call.
+    /// The slot the last call ran in, until a call comes back unrun (see
+    /// the crate's documentation for why it needs no map read).
     route: Option<ChannelId>,
     /// Calls bounced by a slot and retried.
     pub retried: u64,
@@ -189,12 +192,13 @@ impl<'p, P: Pd + ?Sized> Stub<'p, P> {
         // it is a system call, which would double the cost of a call.
         let mut start = None;
         loop {
-            // The slot that served last, else the one the map names.
-            let (channel, binding) = match self.route {
+            // The slot that served last, else the one the map names. Only
+            // a call that runs puts a route back.
+            let (channel, binding) = match self.route.take() {
                 Some(ch) => (Some(ch), None),
                 None => {
                     let b = self.instance.binding();
-                    (b.and_then(|b| b.live).map(|slot| self.instance.slots[slot.index()]), b)
+                    (self.instance.live_in(b), b)
                 }
             };
             if let Some(ch) = channel {
@@ -209,22 +213,17 @@ impl<'p, P: Pd + ?Sized> Stub<'p, P> {
                     }
                     Ok(()) | Err(PpcError::CalleeFaulted) => {
                         self.retried += 1;
-                        self.route = None;
                         // Wait for a binding newer than the one that named
                         // this slot. On the remembered route that one is
                         // unknown: if the map names another slot by now,
                         // there is a newer one already; call again at once.
                         let named = binding.or_else(|| self.instance.binding());
-                        let stale = named.and_then(|b| b.live).map(|slot| self.instance.slots[slot.index()]);
-                        if binding.is_some() || stale == Some(ch) {
+                        if binding.is_some() || self.instance.live_in(named) == Some(ch) {
                             self.await_new_binding(named.map_or(0, |b| b.generation));
                         }
                     }
                     // Not taken: look the service up again at once.
-                    Err(PpcError::NotDelivered) => {
-                        self.retried += 1;
-                        self.route = None;
-                    }
+                    Err(PpcError::NotDelivered) => self.retried += 1,
                     Err(PpcError::NoSuchChannel) => return Err(CallError::Unavailable),
                 }
             }

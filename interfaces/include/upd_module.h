@@ -32,6 +32,12 @@
 #define upd_STATUS_NO_SPACE -4
 
 /**
+ * The module does not do what it was asked (an optional entry point):
+ * the shell takes the general way instead.
+ */
+#define upd_STATUS_UNSUPPORTED -5
+
+/**
  * Streamed state transfer. A shell announcing it fills
  * `ShellEnv::state_published` and `ShellEnv::state_wait`. A module
  * announcing it, hosted by such a shell, reports its export's progress
@@ -40,6 +46,20 @@
  * in place and where the state ends.
  */
 #define upd_FEATURE_STREAMED_STATE 1
+
+/**
+ * Pre-copy of the state (live migration's pre-copy): the old version
+ * exports its whole state while it still serves, and at the stop only
+ * rewrites what changed since; the new version imports the whole state
+ * early and at the stop only the changed ranges. A module announcing
+ * it fills `ModuleEntry::export_changes` and
+ * `ModuleEntry::import_changes` (either may be absent: the shell then
+ * exports or imports the whole state at the stop, as without it). It
+ * suits a state whose exported bytes stay where they are as it
+ * changes (an array, a table of fixed records); a state whose encoding
+ * shifts on every insert gains nothing from it.
+ */
+#define upd_FEATURE_PRECOPY 2
 
 #define upd_MSG_WORDS 64
 
@@ -158,6 +178,14 @@ typedef struct upd_ShellEnv {
 } upd_ShellEnv;
 
 /**
+ * A byte range of an exported state, as a pre-copy's changes list it.
+ */
+typedef struct upd_StateRange {
+  uint64_t start;
+  uint64_t len;
+} upd_StateRange;
+
+/**
  * The entry points a module exports. The shell calls them one at a time,
  * never concurrently.
  */
@@ -181,6 +209,41 @@ typedef struct upd_ModuleEntry {
    */
   int32_t (*export_state)(uint32_t schema, uint8_t *buf, size_t cap, size_t *out_len);
   int32_t (*import_state)(uint32_t schema, const uint8_t *buf, size_t len);
+  /**
+   * Called by a shell only when `features` has [`features::PRECOPY`];
+   * `None` (null in C) where the module has no such entry. Brings `buf`
+   * up to date: it holds the module's last export in `schema` (made by
+   * `export_state` or by this), `*len` bytes long. The module rewrites
+   * every byte that changed since that export, sets `*len` to the new
+   * length (at most `cap`), and lists the ranges it rewrote (bytes at or
+   * above the old length included) in `changes`, at most `max_changes`
+   * of them, their number in `*n_changes`. Any status but `OK` (say
+   * `NO_SPACE` when the changes do not fit the list) makes the shell run
+   * a whole `export_state` instead. From its return on, the module
+   * tracks its changes against this export.
+   */
+  int32_t (*export_changes)(uint32_t schema,
+                            uint8_t *buf,
+                            size_t cap,
+                            size_t *len,
+                            struct upd_StateRange *changes,
+                            size_t max_changes,
+                            size_t *n_changes);
+  /**
+   * Called only with [`features::PRECOPY`]; `None` where the module
+   * has no such entry. The module's state was
+   * imported from an earlier image of `buf`, in `schema`; now `buf`
+   * holds the current one, `len` bytes, and `changes` lists the ranges
+   * rewritten since (each within `len`, checked by the shell). The
+   * module takes those ranges over and validates them as an import
+   * would. Any status but `OK` makes the shell import the whole state
+   * with `import_state` instead.
+   */
+  int32_t (*import_changes)(uint32_t schema,
+                            const uint8_t *buf,
+                            size_t len,
+                            const struct upd_StateRange *changes,
+                            size_t n_changes);
 } upd_ModuleEntry;
 
 
@@ -205,7 +268,7 @@ _Static_assert(sizeof(upd_RegionInfo) == 24, "upd_RegionInfo: layout differs fro
 _Static_assert(_Alignof(upd_RegionInfo) == 8, "upd_RegionInfo: alignment differs from Rust's");
 _Static_assert(sizeof(upd_ShellEnv) == 88, "upd_ShellEnv: layout differs from Rust's");
 _Static_assert(_Alignof(upd_ShellEnv) == 8, "upd_ShellEnv: alignment differs from Rust's");
-_Static_assert(sizeof(upd_ModuleEntry) == 56, "upd_ModuleEntry: layout differs from Rust's");
+_Static_assert(sizeof(upd_ModuleEntry) == 72, "upd_ModuleEntry: layout differs from Rust's");
 _Static_assert(_Alignof(upd_ModuleEntry) == 8, "upd_ModuleEntry: alignment differs from Rust's");
 
 #endif /* UPD_MODULE_H */

@@ -205,6 +205,9 @@ pub mod status {
     pub const UNSUPPORTED_SCHEMA: i32 = -2;
     pub const BAD_STATE: i32 = -3;
     pub const NO_SPACE: i32 = -4;
+    /// The module does not do what it was asked (an optional entry point):
+    /// the shell takes the general way instead.
+    pub const UNSUPPORTED: i32 = -5;
 }
 
 /// A memory region as the shell describes it to a module.
@@ -229,6 +232,17 @@ pub mod features {
     /// the transfer region, learning through the second how many bytes are
     /// in place and where the state ends.
     pub const STREAMED_STATE: u32 = 1;
+    /// Pre-copy of the state (live migration's pre-copy): the old version
+    /// exports its whole state while it still serves, and at the stop only
+    /// rewrites what changed since; the new version imports the whole state
+    /// early and at the stop only the changed ranges. A module announcing
+    /// it fills `ModuleEntry::export_changes` and
+    /// `ModuleEntry::import_changes` (either may be absent: the shell then
+    /// exports or imports the whole state at the stop, as without it). It
+    /// suits a state whose exported bytes stay where they are as it
+    /// changes (an array, a table of fixed records); a state whose encoding
+    /// shifts on every insert gains nothing from it.
+    pub const PRECOPY: u32 = 2;
 }
 
 /// The services a shell offers its module. `ctx` is the shell's own and is
@@ -280,6 +294,62 @@ pub struct ModuleEntry {
     /// Writes the state in `schema` (its own or one it lists as exportable).
     pub export_state: unsafe extern "C" fn(schema: u32, buf: *mut u8, cap: usize, out_len: *mut usize) -> i32,
     pub import_state: unsafe extern "C" fn(schema: u32, buf: *const u8, len: usize) -> i32,
+    /// Called by a shell only when `features` has [`features::PRECOPY`];
+    /// `None` (null in C) where the module has no such entry. Brings `buf`
+    /// up to date: it holds the module's last export in `schema` (made by
+    /// `export_state` or by this), `*len` bytes long. The module rewrites
+    /// every byte that changed since that export, sets `*len` to the new
+    /// length (at most `cap`), and lists the ranges it rewrote (bytes at or
+    /// above the old length included) in `changes`, at most `max_changes`
+    /// of them, their number in `*n_changes`. Any status but `OK` (say
+    /// `NO_SPACE` when the changes do not fit the list) makes the shell run
+    /// a whole `export_state` instead. From its return on, the module
+    /// tracks its changes against this export.
+    pub export_changes: Option<
+        unsafe extern "C" fn(
+            schema: u32,
+            buf: *mut u8,
+            cap: usize,
+            len: *mut usize,
+            changes: *mut StateRange,
+            max_changes: usize,
+            n_changes: *mut usize,
+        ) -> i32,
+    >,
+    /// Called only with [`features::PRECOPY`]; `None` where the module
+    /// has no such entry. The module's state was
+    /// imported from an earlier image of `buf`, in `schema`; now `buf`
+    /// holds the current one, `len` bytes, and `changes` lists the ranges
+    /// rewritten since (each within `len`, checked by the shell). The
+    /// module takes those ranges over and validates them as an import
+    /// would. Any status but `OK` makes the shell import the whole state
+    /// with `import_state` instead.
+    pub import_changes: Option<
+        unsafe extern "C" fn(
+            schema: u32,
+            buf: *const u8,
+            len: usize,
+            changes: *const StateRange,
+            n_changes: usize,
+        ) -> i32,
+    >,
+}
+
+/// A byte range of an exported state, as a pre-copy's changes list it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StateRange {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl StateRange {
+    /// The range as indices into a state of `len` bytes, if it lies within.
+    pub fn within(&self, len: usize) -> Option<core::ops::Range<usize>> {
+        let start = usize::try_from(self.start).ok()?;
+        let end = start.checked_add(usize::try_from(self.len).ok()?)?;
+        (end <= len).then_some(start..end)
+    }
 }
 
 #[cfg(test)]

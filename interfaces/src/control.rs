@@ -59,7 +59,13 @@ pub mod op {
     /// `now_ns`), or `reply::NOT_READY`; ask again to learn the outcome.
     pub const PREPARE: u64 = 0x4c00_0005;
     /// Take over the state in the transfer region; word 0 = the token of
-    /// the export to take.
+    /// the export to take. Word 1 = 1: a pre-copy's import (see
+    /// `PRECOPY`): a module that can take changes later imports the whole
+    /// sealed state now; answers OK with word 0 = 1 if it did, 0 if it
+    /// skipped it. An import after a pre-copy's import takes only the
+    /// changes, if the export names the pre-copy it imported: it answers
+    /// OK with word 0 = 1 and word 1 = the bytes it took; word 0 = 0 after
+    /// an import of the whole state.
     pub const IMPORT: u64 = 0x4c00_0006;
     /// Before commit: a quiescing or moved slot goes back to serving, its
     /// state intact.
@@ -68,7 +74,8 @@ pub mod op {
     /// answers `MOVED` to every call.
     pub const RETIRE: u64 = 0x4c00_0008;
     /// Run the export a ready slot announced (see `PREPARE`); answers once
-    /// it is sealed or failed.
+    /// it is sealed or failed. Word 0 = the token of this slot's pre-copy
+    /// (0: none): its module then rewrites only what changed since.
     pub const EXPORT: u64 = 0x4c00_0009;
     /// Probation: word 0 = the probation's token: journal every completed
     /// call under it from now on; 0 = probation is over, stop journaling.
@@ -86,6 +93,12 @@ pub mod op {
     /// with word 0 = the calls replayed (or that the checkpoint covers),
     /// word 1 = [`probation_kind`]. The slot is then ready to be activated.
     pub const REPLAY: u64 = 0x4c00_000c;
+    /// Pre-copy: a live slot whose module can export its changes later
+    /// exports its whole state now, in schema word 0 under token word 1,
+    /// and serves on. Answers OK with word 0 = 1 if it did (word 1 = the
+    /// state's length, word 2 = how long the export held the slot, in ns),
+    /// 0 if its module cannot.
+    pub const PRECOPY: u64 = 0x4c00_000d;
 }
 
 /// How a slot keeps what its module did on probation (a word of the

@@ -26,6 +26,16 @@
 //! `SEALED` status read with Acquire also makes the final length visible.
 //! (A Relaxed store of the final length, as `seal` once did, let an importer
 //! still seeing `EXPORTING` read that length without the last bytes.)
+//!
+//! **Pre-copy** (`abi::features::PRECOPY`). The old slot exports the whole
+//! state under one token while it still serves, and the new slot imports
+//! it then. At the stop the old slot's export is *incremental*: it
+//! rewrites in place only what changed, so the region again holds the
+//! whole current state, and lists the ranges it rewrote after the state,
+//! naming the earlier export (`base`). A new slot that imported that
+//! export takes over only those ranges; any other imports the whole state,
+//! which is there as after any export.
+use crate::abi::StateRange;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -43,9 +53,14 @@ pub struct TransferHeader {
     pub token: u64,
     /// Schema of the exported state.
     pub schema: u32,
-    pub _reserved: u32,
+    /// A pre-copy's final export: how many changed ranges
+    /// ([`StateRange`]) follow the state, at its length rounded up to 8.
+    pub changes: u32,
     /// Bytes in place so far (the final length once sealed).
     pub published: u64,
+    /// A pre-copy's final export: the token of the earlier, whole export
+    /// the changes are against; 0 for a whole export.
+    pub base: u64,
 }
 
 /// Where an export stands.
@@ -132,8 +147,19 @@ impl Transfer {
     fn schema(&self) -> &AtomicU32 {
         self.u32_at(16)
     }
+    fn changes(&self) -> &AtomicU32 {
+        self.u32_at(20)
+    }
     fn published(&self) -> &AtomicU64 {
         self.u64_at(24)
+    }
+    fn base(&self) -> &AtomicU64 {
+        self.u64_at(32)
+    }
+
+    /// Where the list of changed ranges starts, after a state of `len`.
+    fn changes_at(len: usize) -> usize {
+        len.next_multiple_of(8)
     }
 
     /// The exporter starts an export for `token`: nothing is in place yet.
@@ -143,6 +169,8 @@ impl Transfer {
         self.status().store(export_status::EXPORTING, Ordering::Relaxed);
         // Publishes no bytes; ordered before the token's Release store.
         self.published().store(0, Ordering::Relaxed);
+        self.changes().store(0, Ordering::Relaxed);
+        self.base().store(0, Ordering::Relaxed);
         self.schema().store(schema, Ordering::Relaxed);
         self.magic().store(TRANSFER_MAGIC, Ordering::Relaxed);
         self.token().store(token, Ordering::Release);
@@ -166,6 +194,52 @@ impl Transfer {
         self.published().store(len as u64, Ordering::Release);
         self.status().store(export_status::SEALED, Ordering::Release);
         Ok(())
+    }
+
+    /// An incremental export is complete: `len` bytes of state, of which
+    /// `changes` were rewritten since the export of token `base`. The list
+    /// goes after the state; if it does not fit, the export is sealed as a
+    /// whole one (an importer then takes all of it) and `false` returned.
+    pub fn seal_changes(&self, len: usize, base: u64, changes: &[StateRange]) -> Result<bool, &'static str> {
+        let at = Self::changes_at(len);
+        let listed = at
+            .checked_add(core::mem::size_of_val(changes))
+            .is_some_and(|end| end <= self.capacity() && changes.len() <= u32::MAX as usize);
+        if listed {
+            // SAFETY: `at..at + size_of_val(changes)` is inside the body
+            // (checked above) and 8-aligned (the body is); the exporter is
+            // this region's one writer until the seal below publishes it.
+            unsafe { core::ptr::copy_nonoverlapping(changes.as_ptr(), self.body().add(at).cast(), changes.len()) };
+            // Published by `seal`'s Release stores, before the status.
+            self.changes().store(changes.len() as u32, Ordering::Relaxed);
+            self.base().store(base, Ordering::Relaxed);
+        }
+        self.seal(len)?;
+        Ok(listed)
+    }
+
+    /// A sealed export's changes against an earlier one: `Some((base,
+    /// n))` where it lists `n` ranges against the export of token `base`,
+    /// `None` for a whole export. Read only after [`poll`](Self::poll) saw
+    /// it sealed (whose Acquire load of the status makes these visible).
+    pub fn changes_against(&self) -> Option<(u64, usize)> {
+        let base = self.base().load(Ordering::Relaxed);
+        (base != 0).then(|| (base, self.changes().load(Ordering::Relaxed) as usize))
+    }
+
+    /// The `i`th of the `n` changed ranges of a sealed state of `len`
+    /// bytes, if the list lies in the region and the range in the state.
+    pub fn change(&self, len: usize, n: usize, i: usize) -> Option<core::ops::Range<usize>> {
+        let at = Self::changes_at(len);
+        let end = n.checked_mul(core::mem::size_of::<StateRange>())?.checked_add(at)?;
+        if i >= n || end > self.capacity() {
+            return None;
+        }
+        // SAFETY: entry `i` lies inside the body (checked above) and is
+        // 8-aligned; the exporter sealed the region and writes no more.
+        // Any bit pattern is a `StateRange`; it is checked before use.
+        let r = unsafe { self.body().add(at).cast::<StateRange>().add(i).read() };
+        r.within(len)
     }
 
     pub fn fail(&self) {
@@ -311,6 +385,31 @@ mod tests {
         }
         importer.join().unwrap();
         drop(mem);
+    }
+
+    #[test]
+    fn an_incremental_export_lists_its_changes_after_the_state() {
+        let mut r = Region([0; 256]);
+        let t = region(&mut r);
+        t.begin(1, 8);
+        t.seal(100).unwrap();
+        assert_eq!(t.changes_against(), None, "a whole export");
+        t.begin(1, 9);
+        let changes = [StateRange { start: 0, len: 4 }, StateRange { start: 96, len: 5 }];
+        assert_eq!(t.seal_changes(101, 8, &changes), Ok(true));
+        assert_eq!(t.poll(9), Ok((1, Progress::Sealed(101))));
+        assert_eq!(t.changes_against(), Some((8, 2)));
+        assert_eq!(t.change(101, 2, 0), Some(0..4));
+        assert_eq!(t.change(101, 2, 1), Some(96..101));
+        assert_eq!(t.change(101, 2, 2), None, "past the list");
+        assert_eq!(t.change(100, 2, 1), None, "a range past the state is refused");
+        assert_eq!(t.change(101, 1 << 60, 0), None, "a list past the region is refused");
+        // No room for the list after a state that fills the region: sealed
+        // whole, and the importer takes all of it.
+        t.begin(1, 10);
+        assert_eq!(t.seal_changes(t.capacity(), 9, &changes), Ok(false));
+        assert_eq!(t.changes_against(), None);
+        assert_eq!(t.poll(10), Ok((1, Progress::Sealed(t.capacity()))));
     }
 
     #[test]

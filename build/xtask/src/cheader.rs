@@ -101,7 +101,9 @@ fn module_header() -> Result<String, String> {
             ("UNSUPPORTED_SCHEMA", "STATUS_UNSUPPORTED_SCHEMA"),
             ("BAD_STATE", "STATUS_BAD_STATE"),
             ("NO_SPACE", "STATUS_NO_SPACE"),
+            ("UNSUPPORTED", "STATUS_UNSUPPORTED"),
             ("STREAMED_STATE", "FEATURE_STREAMED_STATE"),
+            ("PRECOPY", "FEATURE_PRECOPY"),
         ],
         t,
     );

@@ -6,11 +6,13 @@
 #![no_std]
 
 pub use interfaces;
-use interfaces::abi::{status, ModuleDescriptor, RegionInfo, ShellEnv};
+use interfaces::abi::{status, ModuleDescriptor, RegionInfo, ShellEnv, StateRange};
 use interfaces::Message;
 
+pub mod precopy;
 pub mod schema;
 mod stream;
+pub use precopy::{ChangeList, DirtyPages};
 pub use stream::{StateReader, StateWriter};
 
 /// A service module.
@@ -51,6 +53,31 @@ pub trait Module: Sized + 'static {
     fn import_stream(&mut self, schema: u32, src: &mut StateReader<'_>) -> Result<(), i32> {
         let data = src.rest()?;
         self.import_state(schema, data)
+    }
+    /// Pre-copy (see [`precopy`]): `true` announces
+    /// [`export_changes`](Self::export_changes) and
+    /// [`import_changes`](Self::import_changes) to the shell. Every
+    /// export then starts a tracking of the changes against it.
+    const PRECOPY: bool = false;
+    /// Brings `out` up to date: it holds this module's last export in
+    /// `schema`, `*len` bytes. Rewrites every byte changed since, sets
+    /// `*len` to the new length, and lists the rewritten ranges in
+    /// `changes`. Any error makes the shell export the whole state.
+    fn export_changes(
+        &mut self,
+        _schema: u32,
+        _out: &mut [u8],
+        _len: &mut usize,
+        _changes: &mut ChangeList<'_>,
+    ) -> Result<(), i32> {
+        Err(status::UNSUPPORTED)
+    }
+    /// The state was imported from an earlier image of `data`, which now
+    /// holds the current one; takes over the ranges in `changes` (each
+    /// within `data`, as the shell checked), validating them as an import
+    /// would. Any error makes the shell import the whole state.
+    fn import_changes(&mut self, _schema: u32, _data: &[u8], _changes: &[StateRange]) -> Result<(), i32> {
+        Err(status::UNSUPPORTED)
     }
 }
 
@@ -237,6 +264,57 @@ pub mod glue {
         let mut r = unsafe { StateReader::new(buf, len, crate::streaming_env()) };
         with(inst, |m| m.import_stream(schema, &mut r).map_or_else(|e| e, |()| status::OK), status::ERROR)
     }
+
+    /// # Safety
+    /// See the module documentation; `changes` has room for `max`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn export_changes<M: Module>(
+        inst: &Instance<M>,
+        schema: u32,
+        buf: *mut u8,
+        cap: usize,
+        len: *mut usize,
+        changes: *mut StateRange,
+        max: usize,
+        n: *mut usize,
+    ) -> i32 {
+        if buf.is_null() || len.is_null() || changes.is_null() || n.is_null() {
+            return status::ERROR;
+        }
+        // SAFETY: the shell passes the transfer region's writable part,
+        // its list of `max` ranges, and the two counts.
+        let (out, ranges, len) = unsafe {
+            (core::slice::from_raw_parts_mut(buf, cap), core::slice::from_raw_parts_mut(changes, max), &mut *len)
+        };
+        let mut list = ChangeList::new(ranges);
+        let rc = with(inst, |m| m.export_changes(schema, out, len, &mut list), Err(status::ERROR));
+        // SAFETY: checked non-null above.
+        unsafe { n.write(list.len()) };
+        rc.map_or_else(|e| e, |()| status::OK)
+    }
+
+    /// # Safety
+    /// See the module documentation; `changes` holds `n` ranges.
+    pub unsafe fn import_changes<M: Module>(
+        inst: &Instance<M>,
+        schema: u32,
+        buf: *const u8,
+        len: usize,
+        changes: *const StateRange,
+        n: usize,
+    ) -> i32 {
+        if (buf.is_null() && len != 0) || (changes.is_null() && n != 0) {
+            return status::ERROR;
+        }
+        // SAFETY: the shell passes the sealed state and its checked list.
+        let (data, list) = unsafe {
+            (
+                if len == 0 { &[][..] } else { core::slice::from_raw_parts(buf, len) },
+                if n == 0 { &[][..] } else { core::slice::from_raw_parts(changes, n) },
+            )
+        };
+        with(inst, |m| m.import_changes(schema, data, list), Err(status::ERROR)).map_or_else(|e| e, |()| status::OK)
+    }
 }
 
 /// The shell's environment, once `init` has been called.
@@ -319,7 +397,28 @@ macro_rules! export_module {
             pub unsafe extern "C" fn import_state(schema: u32, buf: *const u8, len: usize) -> i32 {
                 unsafe { $crate::glue::import_state(&I, schema, buf, len) }
             }
+            pub unsafe extern "C" fn export_changes(
+                schema: u32,
+                buf: *mut u8,
+                cap: usize,
+                len: *mut usize,
+                changes: *mut $crate::interfaces::abi::StateRange,
+                max: usize,
+                n: *mut usize,
+            ) -> i32 {
+                unsafe { $crate::glue::export_changes(&I, schema, buf, cap, len, changes, max, n) }
+            }
+            pub unsafe extern "C" fn import_changes(
+                schema: u32,
+                buf: *const u8,
+                len: usize,
+                changes: *const $crate::interfaces::abi::StateRange,
+                n: usize,
+            ) -> i32 {
+                unsafe { $crate::glue::import_changes(&I, schema, buf, len, changes, n) }
+            }
         }
+        const __UPD_PRECOPY: bool = <$module as $crate::Module>::PRECOPY;
 
         #[no_mangle]
         #[used]
@@ -330,13 +429,16 @@ macro_rules! export_module {
         #[used]
         pub static UPD_MODULE_ENTRY: $crate::interfaces::abi::ModuleEntry = $crate::interfaces::abi::ModuleEntry {
             abi_version: $crate::interfaces::abi::ABI_VERSION,
-            features: $crate::interfaces::abi::features::STREAMED_STATE,
+            features: $crate::interfaces::abi::features::STREAMED_STATE
+                | if __UPD_PRECOPY { $crate::interfaces::abi::features::PRECOPY } else { 0 },
             init: __upd_entry::init,
             notified: __upd_entry::notified,
             protected: __upd_entry::protected,
             prepare: __upd_entry::prepare,
             export_state: __upd_entry::export_state,
             import_state: __upd_entry::import_state,
+            export_changes: if __UPD_PRECOPY { Some(__upd_entry::export_changes) } else { None },
+            import_changes: if __UPD_PRECOPY { Some(__upd_entry::import_changes) } else { None },
         };
     };
 }

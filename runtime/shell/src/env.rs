@@ -304,7 +304,7 @@ unsafe extern "C" fn state_wait<P: Pd + 'static>(c: *mut c_void, want: usize) ->
 pub fn shell_env<P: Pd + 'static>(ctx: *mut EnvCtx<P>) -> ShellEnv {
     ShellEnv {
         abi_version: ABI_VERSION,
-        features: features::STREAMED_STATE,
+        features: features::STREAMED_STATE | features::PRECOPY,
         ctx: ctx.cast(),
         notify: notify::<P>,
         ppcall: ppcall::<P>,

@@ -4,9 +4,9 @@
 //! journal of the calls the module completed, or the checkpoint of the
 //! state after each of them.
 use crate::env::{shell_env, wait_for_export, EnvCtx, SharedCtx, Stream};
-use alloc::{boxed::Box, format, string::String};
+use alloc::{boxed::Box, format, string::String, vec::Vec};
 use core::sync::atomic::Ordering::Relaxed;
-use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
+use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv, StateRange};
 use interfaces::checkpoint::Checkpoint;
 use interfaces::control::{self, op, probation_kind, reply, shell_label, SlotState};
 use interfaces::control_page::ControlPage;
@@ -42,6 +42,20 @@ enum Quiesce {
     Done { stopped_ns: u64, result: Result<(), String> },
 }
 
+/// The most changed ranges an incremental export may list (16 KiB of
+/// shell heap while it runs); a module with more exports its whole state.
+pub const MAX_CHANGES: usize = 1024;
+
+/// A pre-copy this slot's module exported: the transfer region holds its
+/// `len` bytes in `schema` under `token`, and the module tracks its
+/// changes against them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Precopied {
+    token: u64,
+    schema: u32,
+    len: usize,
+}
+
 pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     pd: &'static P,
     loader: L,
@@ -70,6 +84,11 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     probation_calls: u64,
     /// The probation being journaled or checkpointed (0: none).
     probation: u64,
+    /// The old slot of an update: the pre-copy its module exported.
+    precopied: Option<Precopied>,
+    /// The new slot of an update: the token and schema of the pre-copy
+    /// its module imported.
+    preimported: Option<(u64, u32)>,
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
@@ -123,6 +142,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             checkpoint_schema: 0,
             probation_calls: 0,
             probation: 0,
+            precopied: None,
+            preimported: None,
         };
         if let Some(p) = page {
             p.shell_starts.fetch_add(1, Relaxed);
@@ -183,9 +204,34 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 result
             }
             op::PREPARE => return self.prepare(msg),
-            op::IMPORT => self.import(msg.word(0)),
+            op::IMPORT if msg.word(1) == 1 => match self.preimport(msg.word(0)) {
+                Ok(done) => {
+                    *msg = Message::with_words(reply::OK, &[done as u64]);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            op::IMPORT => match self.import(msg.word(0)) {
+                Ok(moved) => {
+                    *msg = Message::with_words(reply::OK, &[moved.is_some() as u64, moved.unwrap_or(0)]);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            op::PRECOPY => match self.precopy(msg.word(0), msg.word(1)) {
+                Ok(Some((len, ns))) => {
+                    *msg = Message::with_words(reply::OK, &[1, len as u64, ns]);
+                    return;
+                }
+                Ok(None) => {
+                    *msg = Message::with_words(reply::OK, &[0]);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
             op::THAW => {
                 self.quiesce = Quiesce::Idle;
+                self.precopied = None;
                 self.step(&[SlotState::Quiescing, SlotState::Moved, SlotState::Live], SlotState::Live, "thaw")
             }
             op::RETIRE => {
@@ -194,7 +240,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             }
             op::EXPORT => match self.quiesce {
                 Quiesce::Ready { schema, token, stopped_ns } => {
-                    self.export(schema, token, stopped_ns);
+                    self.export(schema, token, stopped_ns, msg.word(0));
                     match &self.quiesce {
                         Quiesce::Done { result: Err(why), .. } => Err(why.clone()),
                         _ => Ok(()),
@@ -416,6 +462,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         let (body, cap) = c.spare();
         let mut len = 0usize;
+        // The module tracks its changes against its last export: this one.
+        self.precopied = None;
         self.ctx.checkpoint = Some(0);
         // SAFETY: the module writes at most `cap` bytes of the spare half,
         // which no reader looks at until it is published.
@@ -485,9 +533,58 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
     }
 
+    /// A `PRECOPY` command: a live slot whose module can export its
+    /// changes later exports its whole state now, in `schema` under
+    /// `token`, and serves on. Returns the state's length and how long the
+    /// export held the slot; `None` when the module cannot.
+    fn precopy(&mut self, schema: u64, token: u64) -> Result<Option<(usize, u64)>, String> {
+        self.precopied = None;
+        self.step(&[SlotState::Live], SlotState::Live, "pre-copy")?;
+        let entry = self.entry.ok_or("no module")?;
+        if entry.features & features::PRECOPY == 0 || entry.export_changes.is_none() {
+            return Ok(None);
+        }
+        let schema = u32::try_from(schema)
+            .ok()
+            .filter(|&s| s != 0 && self.ctx.descriptor.is_some_and(|d| d.can_export(s)))
+            .ok_or_else(|| format!("module cannot export state schema {schema}"))?;
+        if token == 0 {
+            return Err("a pre-copy needs a token".into());
+        }
+        let t = self.transfer()?;
+        let started = self.pd.now_ns();
+        t.begin(schema, token);
+        let (body, cap) = (t.body(), t.capacity());
+        self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
+        let mut len = 0usize;
+        // SAFETY: the module writes at most `cap` bytes of the transfer
+        // region's body; the other slot only reads it.
+        let rc = unsafe { (entry.export_state)(schema, body, cap, &mut len) };
+        let t = self.ctx.stream.take().expect("set above").transfer;
+        if rc != status::OK {
+            t.fail();
+            return Err(format!("module pre-copy export failed with status {rc}"));
+        }
+        t.seal(len)?;
+        self.precopied = Some(Precopied { token, schema, len });
+        Ok(Some((len, self.pd.now_ns().saturating_sub(started))))
+    }
+
     /// Runs the announced export, reporting progress as the module writes.
-    fn export(&mut self, schema: u32, token: u64, stopped_ns: u64) {
+    /// After this slot's pre-copy `base`, the module rewrites only what
+    /// changed since, if it can; else it exports the whole state.
+    fn export(&mut self, schema: u32, token: u64, stopped_ns: u64, base: u64) {
         let (Some(entry), Ok(t)) = (self.entry, self.transfer()) else { return };
+        let precopied = self.precopied.take().filter(|p| base != 0 && p.token == base && p.schema == schema);
+        if let Some(p) = precopied {
+            match export_changes(entry, &t, p) {
+                Ok(()) => {
+                    self.quiesce = Quiesce::Done { stopped_ns, result: Ok(()) };
+                    return;
+                }
+                Err(why) => self.pd.log(format_args!("export of the changes: {why}; exporting the whole state")),
+            }
+        }
         let (body, cap) = (t.body(), t.capacity());
         self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
         let mut len = 0usize;
@@ -528,7 +625,35 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
     }
 
-    fn import(&mut self, token: u64) -> Result<(), String> {
+    /// An `IMPORT` of a pre-copy (`token`): a module that can take the
+    /// changes later imports the whole sealed state now. `false`: it
+    /// cannot, and imports everything at the stop.
+    fn preimport(&mut self, token: u64) -> Result<bool, String> {
+        self.preimported = None;
+        self.step(&[SlotState::Initialised, SlotState::Retired], self.state, "import")?;
+        let entry = self.entry.ok_or("no module")?;
+        if entry.features & features::PRECOPY == 0 || entry.import_changes.is_none() {
+            return Ok(false);
+        }
+        let t = self.transfer()?;
+        let (schema, progress) = t.poll(token).map_err(String::from)?;
+        if !matches!(progress, Progress::Sealed(_)) {
+            return Err("the pre-copy is not sealed".into());
+        }
+        if !self.ctx.descriptor.is_some_and(|d| d.can_import(schema)) {
+            return Err(format!("module cannot import state schema {schema}"));
+        }
+        let rc = self.import_whole(entry, t, token, schema);
+        if rc != status::OK {
+            return Err(format!("module import of the pre-copy failed with status {rc}"));
+        }
+        self.preimported = Some((token, schema));
+        Ok(true)
+    }
+
+    /// An `IMPORT` at the stop. `Some(bytes)`: the module took only the
+    /// changes since its pre-copy, that many bytes.
+    fn import(&mut self, token: u64) -> Result<Option<u64>, String> {
         self.step(&[SlotState::Initialised, SlotState::Retired], self.state, "import")?;
         let entry = self.entry.ok_or("no module")?;
         let t = self.transfer()?;
@@ -541,23 +666,28 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         if !self.ctx.descriptor.is_some_and(|d| d.can_import(schema)) {
             return Err(format!("module cannot import state schema {schema}"));
         }
-        let rc = if entry.features & features::STREAMED_STATE != 0 {
-            // The module reads as the bytes arrive (through `state_wait`).
-            let (body, cap) = (t.body(), t.capacity());
-            self.ctx.stream = Some(Stream { transfer: t, token, exporting: false });
-            // SAFETY: the module reads `body..body + cap`, only below what
-            // the exporter has published (which it no longer writes).
-            let rc = unsafe { (entry.import_state)(schema, body, cap) };
-            self.ctx.stream = None;
-            rc
-        } else {
-            // A module that cannot stream gets the whole state at once.
-            let len = match wait_for_export(self.pd, &t, token, usize::MAX)? {
-                Progress::Sealed(n) => n,
-                _ => return Err("the export did not complete".into()),
-            };
-            // SAFETY: sealed: the exporter has finished writing these bytes.
-            unsafe { (entry.import_state)(schema, t.body(), len) }
+        let mut moved = None;
+        let rc = match self.preimported.take() {
+            // After a pre-copy's import the export is of the changes, and
+            // short: wait for its seal, then take only those if it lists
+            // them against the pre-copy this module imported.
+            Some((base, base_schema)) if base_schema == schema => {
+                let len = match wait_for_export(self.pd, &t, token, usize::MAX)? {
+                    Progress::Sealed(n) => n,
+                    _ => return Err("the export did not complete".into()),
+                };
+                match import_changes(entry, &t, schema, len, base) {
+                    Ok(bytes) => {
+                        moved = Some(bytes);
+                        status::OK
+                    }
+                    Err(why) => {
+                        self.pd.log(format_args!("import of the changes: {why}; importing the whole state"));
+                        self.import_whole(entry, t, token, schema)
+                    }
+                }
+            }
+            _ => self.import_whole(entry, t, token, schema),
         };
         if rc != status::OK {
             // A streamed import fails too when the export breaks off: name
@@ -569,7 +699,28 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         self.quiesce = Quiesce::Idle;
         self.set_state(SlotState::Initialised);
-        Ok(())
+        Ok(moved)
+    }
+
+    /// The module imports the whole state of export `token`: streamed as
+    /// the bytes arrive if it can, else once it is sealed. Its status.
+    fn import_whole(&mut self, entry: &'static ModuleEntry, t: Transfer, token: u64, schema: u32) -> i32 {
+        if entry.features & features::STREAMED_STATE != 0 {
+            // The module reads as the bytes arrive (through `state_wait`).
+            let (body, cap) = (t.body(), t.capacity());
+            self.ctx.stream = Some(Stream { transfer: t, token, exporting: false });
+            // SAFETY: the module reads `body..body + cap`, only below what
+            // the exporter has published (which it no longer writes).
+            let rc = unsafe { (entry.import_state)(schema, body, cap) };
+            self.ctx.stream = None;
+            return rc;
+        }
+        // A module that cannot stream gets the whole state at once.
+        match wait_for_export(self.pd, &t, token, usize::MAX) {
+            // SAFETY: sealed: the exporter has finished writing these bytes.
+            Ok(Progress::Sealed(len)) => unsafe { (entry.import_state)(schema, t.body(), len) },
+            _ => status::ERROR,
+        }
     }
 
     /// Counts a call answered without the module.
@@ -669,4 +820,53 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
             _ => self.bounce(msg, shell_label::NO_SERVICE),
         }
     }
+}
+
+/// The module of a slot that pre-copied `p` brings the transfer region up
+/// to date and lists what it rewrote; sealed with the list after the state.
+fn export_changes(entry: &ModuleEntry, t: &Transfer, p: Precopied) -> Result<(), String> {
+    let f = entry.export_changes.filter(|_| entry.features & features::PRECOPY != 0).ok_or("the module has none")?;
+    let mut changes = Vec::new();
+    changes.resize(MAX_CHANGES, StateRange::default());
+    let (mut len, mut n) = (p.len, 0usize);
+    // SAFETY: the region's body holds the module's pre-copy, which no one
+    // wrote since (the other slot only read it); the module writes at most
+    // `capacity` bytes of it and `MAX_CHANGES` ranges into `changes`.
+    let rc = unsafe { f(p.schema, t.body(), t.capacity(), &mut len, changes.as_mut_ptr(), MAX_CHANGES, &mut n) };
+    if rc != status::OK {
+        return Err(format!("the module answered status {rc}"));
+    }
+    if len > t.capacity() || n > MAX_CHANGES {
+        return Err(format!("the module claims {len} bytes and {n} ranges, beyond their room"));
+    }
+    t.seal_changes(len, p.token, &changes[..n])?;
+    Ok(())
+}
+
+/// The module, which imported the pre-copy `base`, takes over the ranges
+/// the sealed export of `len` bytes lists as changed since; each is
+/// checked to lie within the state first. Returns the bytes it took.
+fn import_changes(entry: &ModuleEntry, t: &Transfer, schema: u32, len: usize, base: u64) -> Result<u64, String> {
+    let f = entry.import_changes.filter(|_| entry.features & features::PRECOPY != 0).ok_or("the module has none")?;
+    let (against, n) = t.changes_against().ok_or("the export is a whole one")?;
+    if against != base {
+        return Err(format!("the export lists changes against export {against:#x}, not the pre-copy {base:#x}"));
+    }
+    if n > MAX_CHANGES {
+        return Err(format!("the export lists {n} changed ranges, more than {MAX_CHANGES}"));
+    }
+    let mut changes = Vec::with_capacity(n);
+    let mut bytes = 0u64;
+    for i in 0..n {
+        let r = t.change(len, n, i).ok_or("a changed range lies outside the state")?;
+        bytes += r.len() as u64;
+        changes.push(StateRange { start: r.start as u64, len: r.len() as u64 });
+    }
+    // SAFETY: the body's first `len` bytes are sealed state, which the
+    // stopped exporter writes no more; every range lies within them.
+    let rc = unsafe { f(schema, t.body(), len, changes.as_ptr(), n) };
+    if rc != status::OK {
+        return Err(format!("the module answered status {rc}"));
+    }
+    Ok(bytes)
 }

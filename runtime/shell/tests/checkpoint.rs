@@ -74,6 +74,8 @@ mod count {
         prepare,
         export_state,
         import_state,
+        export_changes: None,
+        import_changes: None,
     };
 }
 

@@ -88,6 +88,8 @@ mod echo {
         prepare,
         export_state,
         import_state,
+        export_changes: None,
+        import_changes: None,
     };
 }
 

@@ -8,6 +8,8 @@
 //! - `blobfill<N>`: fills the blob service's state with N bytes, then keeps
 //!   it in the caches while a "warm" generation is live.
 //! - `blobcheck<N>`: fills the state and checks its checksum for ever.
+//! - `blobwrite<N>`: the same, writing 8 bytes at a pseudo-random place
+//!   between two checks (a state that changes while it is pre-copied).
 //! - `capwriter`: a hostile client that writes the capability map.
 //! - `probclient`: kv puts in batches, each logged with its start, end and
 //!   cost per call (`BATCH start_ns end_ns ns_per_call`): the benchmark
@@ -210,17 +212,29 @@ fn blob_fill(pd: &HostPd, len: u64) {
 }
 
 /// Fills blob with `len` bytes, then checks it for ever: each CHECKSUM
-/// must give the length and the checksum of what was filled, whichever
-/// slot answers. Logs `BLOBCHECK ok=N wrong=M` every 50 checks.
-fn blob_check(pd: &HostPd, len: u64) {
+/// must give the length and the checksum of what the client wrote,
+/// whichever slot answers. With `writes`, each check follows 8 POKEs at
+/// pseudo-random 8-byte places (kept in a copy of the state here), so the
+/// state changes between an update's pre-copy and its stop. Logs
+/// `BLOBCHECK ok=N wrong=M` every 50 checks.
+fn blob_check(pd: &HostPd, len: u64, writes: bool) {
     let mut blob = BlobStub::new(pd);
     let mut state = vec![0u8; len as usize];
     blob_core::fill(&mut state, 11);
-    let want = interfaces::transfer::fnv1a(&state);
     assert_eq!(blob.call(blob_core::FILL, &[len, 11]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
-    let (mut ok, mut wrong) = (0u64, 0u64);
+    let (mut ok, mut wrong, mut x) = (0u64, 0u64, 0x9e37_79b9_7f4a_7c15u64);
     while !pd.halting() {
+        for _ in 0..if writes { 8 } else { 0 } {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x % (len / 8)) * 8;
+            let reply = blob.call(blob_core::POKE, &[at, x]);
+            assert_eq!((reply.label, reply.word(0)), (0, len), "poke at {at}");
+            state[at as usize..at as usize + 8].copy_from_slice(&x.to_le_bytes());
+        }
+        let want = interfaces::transfer::fnv1a(&state);
         let msg = blob.call(blob_core::CHECKSUM, &[]);
         if msg.label == 0 && msg.word(0) == len && msg.word(1) == want {
             ok += 1;
@@ -321,7 +335,9 @@ fn main() {
         } else if let Some(n) = name.strip_prefix("blobfill") {
             blob_fill(pd, n.parse().expect("blobfill<bytes>"));
         } else if let Some(n) = name.strip_prefix("blobcheck") {
-            blob_check(pd, n.parse().expect("blobcheck<bytes>"));
+            blob_check(pd, n.parse().expect("blobcheck<bytes>"), false);
+        } else if let Some(n) = name.strip_prefix("blobwrite") {
+            blob_check(pd, n.parse().expect("blobwrite<bytes>"), true);
         }
         Role::Idle(Idle)
     })

@@ -43,6 +43,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
         match self.switch(&insts, target, timeout_ms * 1_000_000) {
             Ok(done) => {
                 self.say(&format!("  blackout  {:>11} us\n", done.blackout_us));
+                if let Some(pause) = done.precopy_pause_us {
+                    // The pre-copy held the live slot this long, before
+                    // the blackout (no call was answered meanwhile).
+                    self.say(&format!("  precopy   {pause:>11} us\n"));
+                }
+                if let Some(bytes) = done.stop_copy_bytes {
+                    // What moved inside the blackout: the changes since.
+                    self.say(&format!("  stop-copy {bytes:>11} bytes\n"));
+                }
                 let summary = protocol::runs_summary(&self.instances, &insts);
                 self.say(&format!("done: {summary}\n"));
                 self.record(command, done.times_us.map(Some), Ok(summary));

@@ -48,6 +48,8 @@ pub struct FakeSlots {
     /// The slots map a checkpoint region instead of a journal: a
     /// rollback takes over the new slot's state (`checkpointed`).
     pub checkpoints: bool,
+    /// The slots' modules pre-copy (`op::PRECOPY` answers that it did).
+    pub precopies: bool,
     /// The new slot's checkpointed state, if any.
     checkpointed: BTreeMap<Key, u64>,
     /// The words of each PROBATION command.
@@ -98,6 +100,7 @@ fn label(l: u64) -> &'static str {
         op::PROBATION => "PROBATION",
         op::FREEZE => "FREEZE",
         op::REPLAY => "REPLAY",
+        op::PRECOPY => "PRECOPY",
         _ => "?",
     }
 }
@@ -119,6 +122,7 @@ impl FakeSlots {
             state: BTreeMap::new(),
             journaled: BTreeMap::new(),
             checkpoints: false,
+            precopies: false,
             checkpointed: BTreeMap::new(),
             probation_words: Vec::new(),
             overflowed: false,
@@ -197,9 +201,21 @@ impl FakeSlots {
                 let token = self.prepared.get(&slot).copied().unwrap_or(0);
                 self.transfer.insert(at.inst, (token, self.state.get(&slot).copied().unwrap_or(0)));
             }
+            op::PRECOPY if !self.precopies => word = 0,
+            op::PRECOPY => {
+                self.transfer.insert(at.inst, (words[1], self.state.get(&slot).copied().unwrap_or(0)));
+                // Did it, 8 bytes, held the slot 5 us.
+                return Some(Ok(Message::with_words(reply::OK, &[1, 8, 5_000])));
+            }
             op::IMPORT => match self.transfer.get(&at.inst) {
                 Some(&(token, state)) if token == words[0] => {
                     self.state.insert(slot, state);
+                    // A pre-copy's import is done; at the stop, a module
+                    // that pre-copies takes 8 bytes of changes.
+                    if words.get(1) == Some(&1) || self.precopies {
+                        return Some(Ok(Message::with_words(reply::OK, &[1, 8])));
+                    }
+                    word = 0;
                 }
                 _ => return Some(Err(CommandError::Refused("no export under this token".into()))),
             },
@@ -258,6 +274,8 @@ impl SlotControl for FakeSlots {
     fn post(&mut self, at: SlotAt, l: u64, words: &[u64]) -> u64 {
         let what = match l {
             op::PREPARE => format!(" s{}", words[0]),
+            op::IMPORT if words.get(1) == Some(&1) => String::from(" pre-copy"),
+            op::EXPORT if words.first().is_some_and(|&base| base != 0) => String::from(" changes"),
             op::PROBATION if words == [0] => String::from(" end"),
             _ => String::new(),
         };

@@ -2,7 +2,7 @@
 //! service is updated together, and all commit or none do).
 //!
 //! admit -> build (new module into each idle slot; the live slots keep
-//! serving) -> quiesce (each live module prepares, may say not-ready and is
+//! serving; a module that can pre-copies its state into it) -> quiesce (each live module prepares, may say not-ready and is
 //! asked again; abort after the timeout) and export -> transfer (each new
 //! slot imports, converting the schema) -> commit (one capability-map store
 //! per instance) -> retire (old slots answer MOVED, modules kept for a
@@ -35,6 +35,12 @@ pub struct Switched {
     /// From the moment the first old slot stopped serving to the moment
     /// the last new slot started, as the slots tell it.
     pub blackout_us: u64,
+    /// After a pre-copy: the longest its export held a live slot (which
+    /// answered no call meanwhile); `None` when no module pre-copied.
+    pub precopy_pause_us: Option<u64>,
+    /// The bytes the new slots took at the stop, where they took only the
+    /// changes since a pre-copy; `None` when none did.
+    pub stop_copy_bytes: Option<u64>,
 }
 
 /// One instance's part in a switch.
@@ -49,6 +55,9 @@ struct Step {
     reuse: bool,
     /// Names this switch's export, so an import takes no other.
     token: u64,
+    /// The token of the old slot's pre-copy (0: none): its export at the
+    /// stop writes only what changed since.
+    base: u64,
 }
 
 impl Step {
@@ -74,7 +83,7 @@ pub fn switch<C: SlotControl>(
 ) -> Result<Switched, Failure> {
     let mut times = [0u64; 5];
     let t = ctl.now_ns();
-    let steps = admit(ctl, insts, target).map_err(|e| (Phase::Admit, e))?;
+    let mut steps = admit(ctl, insts, target).map_err(|e| (Phase::Admit, e))?;
     if let (Target::Image(_), Some(&i)) = (target, insts.first()) {
         // The version on probation is the one this update leaves: its slot
         // pair is needed for the new one.
@@ -94,6 +103,13 @@ pub fn switch<C: SlotControl>(
             }
         }
     }
+    let precopy_pause_ns = match precopy(ctl, &mut steps) {
+        Ok(pause) => pause,
+        Err(e) => {
+            abandon(ctl, &steps, &built, 0);
+            return Err((Phase::Build, e));
+        }
+    };
     phase_done(ctl, Phase::Build, t, &mut times);
     ctl.flush();
 
@@ -106,17 +122,25 @@ pub fn switch<C: SlotControl>(
     phase_done(ctl, Phase::Quiesce, t, &mut times);
 
     let t = ctl.now_ns();
-    if let Err(why) = transfer(ctl, &steps) {
-        abandon(ctl, &steps, &built, steps.len());
-        return Err((Phase::Transfer, why));
-    }
+    let stop_copy_bytes = match transfer(ctl, &steps) {
+        Ok(bytes) => bytes,
+        Err(why) => {
+            abandon(ctl, &steps, &built, steps.len());
+            return Err((Phase::Transfer, why));
+        }
+    };
     phase_done(ctl, Phase::Transfer, t, &mut times);
 
     let t = ctl.now_ns();
     let blackout_end = commit(ctl, &steps, target);
     let blackout_us = blackout_end.max(blackout_start).saturating_sub(blackout_start) / 1000;
     phase_done(ctl, Phase::Commit, t, &mut times);
-    Ok(Switched { times_us: times, blackout_us: if blackout_start == u64::MAX { 0 } else { blackout_us } })
+    Ok(Switched {
+        times_us: times,
+        blackout_us: if blackout_start == u64::MAX { 0 } else { blackout_us },
+        precopy_pause_us: precopy_pause_ns.map(|ns| ns / 1000),
+        stop_copy_bytes,
+    })
 }
 
 fn phase_done<C: SlotControl>(ctl: &mut C, phase: Phase, start: u64, times: &mut [u64; 5]) {
@@ -162,7 +186,7 @@ fn admit<C: SlotControl>(ctl: &C, insts: &[usize], target: Target) -> Result<Vec
                 .ok_or_else(|| incompatible(&cur.descriptor, &held.descriptor))?,
         };
         let token = (ctl.now_ns() << 8) | i as u64;
-        steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse, token });
+        steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse, token, base: 0 });
     }
     Ok(steps)
 }
@@ -184,6 +208,40 @@ fn build<C: SlotControl>(ctl: &mut C, s: &Step) -> Result<(), String> {
     ctl.command(s.new_at(), op::LOAD, &words, STEP_NS).map_err(|e| format!("{name}: {e}"))?;
     ctl.command(s.new_at(), op::INIT, &[], STEP_NS).map_err(|e| format!("{name}: {e}"))?;
     Ok(())
+}
+
+/// Pre-copy: each old slot whose module can exports its whole state now,
+/// while it serves, and its new slot imports it, so that at the stop only
+/// what changed since travels. A module that cannot, or refuses, costs
+/// nothing: its state travels whole at the stop. Returns the longest time
+/// an export held a slot, if any pre-copied.
+fn precopy<C: SlotControl>(ctl: &mut C, steps: &mut [Step]) -> Result<Option<u64>, String> {
+    let mut pause_ns = None;
+    for s in steps.iter_mut() {
+        let Some(from) = s.old_at() else { continue };
+        let name = ctl.instances()[s.inst].name.clone();
+        // Another token than the stop's: an import of the pre-copy is
+        // never mistaken for the final one, nor the other way round.
+        let token = ((ctl.now_ns() << 8) | s.inst as u64) ^ 0x80;
+        match ctl.command(from, op::PRECOPY, &[s.schema as u64, token], TRANSFER_NS) {
+            Ok(msg) if msg.word(0) == 1 => pause_ns = pause_ns.max(Some(msg.word(2))),
+            Ok(_) => continue,
+            Err(CommandError::Refused(why)) => {
+                ctl.say(&format!("  note: {name}: no pre-copy: {why}\n"));
+                continue;
+            }
+            Err(e) => return Err(format!("{name}: the live slot failed in its pre-copy: {e}")),
+        }
+        match ctl.command(s.new_at(), op::IMPORT, &[token, 1], TRANSFER_NS) {
+            // Imported, or the new module takes the whole state at the
+            // stop (which the old one's changes bring up to date).
+            Ok(_) => {}
+            Err(CommandError::Refused(why)) => ctl.say(&format!("  note: {name}: pre-copy not imported: {why}\n")),
+            Err(e) => return Err(format!("{name}: the new slot failed importing the pre-copy: {e}")),
+        }
+        s.base = token;
+    }
+    Ok(pause_ns)
 }
 
 /// Asks every live slot to prepare, polling the not-ready ones until the
@@ -221,26 +279,29 @@ fn quiesce<C: SlotControl>(
     Ok(())
 }
 
-/// Each old slot exports while its new slot imports.
-fn transfer<C: SlotControl>(ctl: &mut C, steps: &[Step]) -> Result<(), String> {
+/// Each old slot exports while its new slot imports. Returns the bytes
+/// taken by the new slots that took only the changes since a pre-copy.
+fn transfer<C: SlotControl>(ctl: &mut C, steps: &[Step]) -> Result<Option<u64>, String> {
+    let mut changes: Option<u64> = None;
     for s in steps {
         let Some(from) = s.old_at() else { continue };
         // The export and the import run together: the import streams behind
         // the export (on one core the export, posted first, runs to its end
         // first).
-        let export = ctl.post(from, op::EXPORT, &[]);
+        let export = ctl.post(from, op::EXPORT, &[s.base]);
         let import = ctl.post(s.new_at(), op::IMPORT, &[s.token]);
         let deadline = ctl.now_ns() + TRANSFER_NS;
         let imported = ctl.await_reply(s.new_at(), import, deadline);
         let exported = ctl.await_reply(from, export, deadline);
         let name = &ctl.instances()[s.inst].name;
         match (imported, exported) {
+            (Ok(msg), Ok(_)) if msg.word(0) == 1 => *changes.get_or_insert(0) += msg.word(1),
             (Ok(_), Ok(_)) => {}
             (_, Err(e)) => return Err(format!("{name}: the export failed: {e}")),
             (Err(e), _) => return Err(format!("{name}: {e}")),
         }
     }
-    Ok(())
+    Ok(changes)
 }
 
 /// The point of no return: every new slot holds its state. One store per

@@ -22,8 +22,10 @@ fn standing(f: &FakeSlots, i: usize) -> (Option<Slot>, u64, [Option<&'static str
     (inst.live, inst.generation, inst.held.map(|h| h.map(|h| h.image)))
 }
 
-/// The operations that build kv-v2 into slot B, before the quiesce.
-const BUILD_B0: [&str; 4] = ["0b reset", "0b load kv-v2", "0b LOAD", "0b INIT"];
+/// The operations that build kv-v2 into slot B, before the quiesce: the
+/// old slot is asked to pre-copy (the fake modules cannot, unless a test
+/// says so).
+const BUILD_B0: [&str; 5] = ["0b reset", "0b load kv-v2", "0b LOAD", "0b INIT", "0a PRECOPY"];
 
 #[test]
 fn boot_is_an_update_from_nothing() {
@@ -107,6 +109,66 @@ fn an_old_slot_that_hangs_while_preparing_is_left_to_the_fault_handler() {
     expected.extend(["0a PREPARE s1", "0a hung", "0b reset"]);
     assert_eq!(ops(&f), expected, "a failed old slot is not thawed");
     assert_eq!(f.failed, [A0]);
+    assert_eq!(f.capmap[&0], Binding { generation: 1, live: Some(Slot::A) });
+}
+
+#[test]
+fn a_module_that_precopies_moves_its_state_early_and_only_its_changes_at_the_stop() {
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.precopies = true;
+    let done = f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    let mut expected = Vec::from(BUILD_B0);
+    expected.extend([
+        "0b IMPORT pre-copy", // while the old slot serves
+        "0a PREPARE s1",
+        "0a EXPORT changes", // against the pre-copy
+        "0b IMPORT",
+        "commit 0 gen2 b",
+        "0b PROBATION",
+        "0b ACTIVATE",
+        "0b kick",
+        "0a RETIRE",
+    ]);
+    assert_eq!(ops(&f), expected);
+    assert_eq!(f.state(B0), Some(42));
+    assert_eq!(done.precopy_pause_us, Some(5), "the old slot's own account of its pause");
+    assert_eq!(done.stop_copy_bytes, Some(8), "the new slot's account of the changes it took");
+}
+
+#[test]
+fn a_refused_precopy_costs_nothing_and_the_state_travels_whole() {
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.script(A0, op::PRECOPY, Answer::Refuse("module pre-copy export failed with status -1"));
+    let done = f.switch(&[0], Target::Image("kv-v2")).unwrap();
+    assert!(ops(&f).contains(&"0a EXPORT") && !ops(&f).contains(&"0b IMPORT pre-copy"), "{:?}", ops(&f));
+    assert!(f.said.contains("kv0: no pre-copy: module pre-copy export failed"), "{}", f.said);
+    assert_eq!((f.state(B0), done.precopy_pause_us, done.stop_copy_bytes), (Some(42), None, None));
+}
+
+#[test]
+fn a_failure_in_the_precopy_fails_the_build_and_the_old_slot_serves_on() {
+    // The live slot faults in its pre-copy export: left to the fault
+    // handler (which restarts it with its module and state), never asked
+    // to prepare.
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.precopies = true;
+    f.script(A0, op::PRECOPY, Answer::Fault);
+    let (phase, why) = f.switch(&[0], Target::Image("kv-v2")).unwrap_err();
+    assert_eq!((phase, why.as_str()), (Phase::Build, "kv0: the live slot failed in its pre-copy: faulted (abort)"));
+    let mut expected = Vec::from(BUILD_B0);
+    expected.push("0b reset");
+    assert_eq!(ops(&f), expected);
+    assert_eq!(f.failed, [A0]);
+    // The new slot hangs in the pre-copy's import: stopped and reset; the
+    // old slot was never stopped, so there is nothing to thaw.
+    let mut f = FakeSlots::booted(&["kv0"], 42);
+    f.precopies = true;
+    f.script(B0, op::IMPORT, Answer::Silent);
+    let (phase, why) = f.switch(&[0], Target::Image("kv-v2")).unwrap_err();
+    assert_eq!(phase, Phase::Build);
+    assert!(why.starts_with("kv0: the new slot failed importing the pre-copy: did not answer"), "{why}");
+    assert_eq!(ops(&f)[ops(&f).len() - 3..], ["0b IMPORT pre-copy", "0b hung", "0b reset"]);
+    assert_eq!(standing(&f, 0), (Some(Slot::A), 1, [Some("kv-v1"), None]));
     assert_eq!(f.capmap[&0], Binding { generation: 1, live: Some(Slot::A) });
 }
 
@@ -229,7 +291,16 @@ fn a_rollback_after_the_probation_switches_back_to_the_kept_module() {
     f.switch(&[0], Target::Previous).unwrap();
     assert_eq!(
         ops(&f),
-        ["0b PREPARE s1", "0b EXPORT", "0a IMPORT", "commit 0 gen3 a", "0a ACTIVATE", "0a kick", "0b RETIRE"],
+        [
+            "0b PRECOPY",
+            "0b PREPARE s1",
+            "0b EXPORT",
+            "0a IMPORT",
+            "commit 0 gen3 a",
+            "0a ACTIVATE",
+            "0a kick",
+            "0b RETIRE"
+        ],
         "no build (the module is kept), v2 exports v1's schema, and a rollback is not on probation"
     );
     assert_eq!(f.state(A0), Some(5));

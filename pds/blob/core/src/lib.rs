@@ -6,17 +6,24 @@
 //! to that many pseudo-random bytes; label [`CHECKSUM`] answers the length
 //! and the FNV-1a of the state; label [`TOUCH`] reads one byte of every
 //! cache line of the state and answers their sum (a service in use keeps
-//! its state in the caches: the benchmarks measure updates both ways).
+//! its state in the caches: the benchmarks measure updates both ways);
+//! label [`POKE`] (word 0 = offset, word 1 = value) writes 8 bytes of it,
+//! little-endian, and answers the length.
+//!
+//! It pre-copies (`module_rt::precopy`): the pages written since the last
+//! export are marked, and only those travel at the stop.
 #![no_std]
 
+use interfaces::abi::StateRange;
 use interfaces::abi::{status, ModuleDescriptor};
 use interfaces::transfer::fnv1a;
 use interfaces::Message;
-use module_rt::{Env, Module, StateReader, StateWriter};
+use module_rt::{ChangeList, DirtyPages, Env, Module, StateReader, StateWriter};
 
 pub const FILL: u64 = 1;
 pub const CHECKSUM: u64 = 2;
 pub const TOUCH: u64 = 3;
+pub const POKE: u64 = 4;
 /// The largest state. On seL4 (`target_os = "none"`, the modules' target)
 /// the state is the module's `.bss`, which must fit the slot's 1 MiB
 /// `module_data` region with the rest of the module's data, and an export
@@ -27,6 +34,8 @@ pub const MAX_STATE: usize = 16 << 20;
 #[cfg(target_os = "none")]
 pub const MAX_STATE: usize = 512 << 10;
 pub const SCHEMA: u32 = 1;
+/// Words of the dirty-page map: a bit per page of the largest state.
+const DIRTY_WORDS: usize = MAX_STATE.div_ceil(4096 * 64);
 
 struct Bytes(core::cell::UnsafeCell<[u8; MAX_STATE]>);
 // SAFETY: a module instance is used from the slot's one thread only.
@@ -56,6 +65,8 @@ pub fn fill(bytes: &mut [u8], seed: u64) {
 
 pub struct Blob<const VERSION: u32, const FAULT: u32 = { fault::NONE }> {
     len: usize,
+    /// The pages written since the last export.
+    dirty: DirtyPages<DIRTY_WORDS>,
 }
 
 impl<const VERSION: u32, const FAULT: u32> Blob<VERSION, FAULT> {
@@ -69,7 +80,7 @@ impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
     const DESCRIPTOR: ModuleDescriptor = ModuleDescriptor::new("blob", VERSION, SCHEMA);
 
     fn init(_env: Env) -> Result<Self, &'static str> {
-        Ok(Blob { len: 0 })
+        Ok(Blob { len: 0, dirty: DirtyPages::new() })
     }
 
     fn protected(&mut self, _ch: u32, msg: &mut Message) {
@@ -82,7 +93,18 @@ impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
                 }
                 self.len = len;
                 fill(self.bytes(), seed);
+                self.dirty.mark(0, len);
                 *msg = Message::with_words(0, &[len as u64]);
+            }
+            POKE => {
+                let (at, value) = (msg.word(0) as usize, msg.word(1));
+                let Some(dst) = at.checked_add(8).and_then(|end| self.bytes().get_mut(at..end)) else {
+                    *msg = Message::new(status::NO_SPACE as u64, 0);
+                    return;
+                };
+                dst.copy_from_slice(&value.to_le_bytes());
+                self.dirty.mark(at, 8);
+                *msg = Message::with_words(0, &[self.len as u64]);
             }
             CHECKSUM => {
                 let sum = fnv1a(self.bytes());
@@ -102,6 +124,7 @@ impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
         }
         let len = self.len;
         out.get_mut(..len).ok_or(status::NO_SPACE)?.copy_from_slice(self.bytes());
+        self.dirty.clear();
         Ok(len)
     }
 
@@ -125,7 +148,38 @@ impl<const VERSION: u32, const FAULT: u32> Module for Blob<VERSION, FAULT> {
             out.write(&self.bytes()[..half])?;
             return Err(status::ERROR);
         }
-        out.write(self.bytes())
+        out.write(self.bytes())?;
+        self.dirty.clear();
+        Ok(())
+    }
+
+    const PRECOPY: bool = true;
+
+    fn export_changes(
+        &mut self,
+        schema: u32,
+        out: &mut [u8],
+        len: &mut usize,
+        changes: &mut ChangeList<'_>,
+    ) -> Result<(), i32> {
+        if schema != SCHEMA {
+            return Err(status::UNSUPPORTED_SCHEMA);
+        }
+        let n = self.len;
+        // SAFETY: one instance per image (see `bytes`); read only here.
+        let state = unsafe { core::slice::from_raw_parts(STATE.0.get().cast::<u8>(), n) };
+        self.dirty.export(state, out, len, changes)
+    }
+
+    fn import_changes(&mut self, schema: u32, data: &[u8], changes: &[StateRange]) -> Result<(), i32> {
+        if schema != SCHEMA || data.len() > MAX_STATE {
+            return Err(status::BAD_STATE);
+        }
+        // SAFETY: one instance per image (see `bytes`).
+        let all = unsafe { core::slice::from_raw_parts_mut(STATE.0.get().cast::<u8>(), MAX_STATE) };
+        module_rt::precopy::import_ranges(all, data, changes)?;
+        self.len = data.len();
+        Ok(())
     }
 
     fn import_stream(&mut self, schema: u32, src: &mut StateReader<'_>) -> Result<(), i32> {

@@ -23,6 +23,13 @@
 //!   memory into another, both spinning, no protocol (`support/xproc.rs`),
 //!   and `blackout_over_xproc_copy@N` the warm blackout against it;
 //!   `blackout_first_us@N` is the first update's, into a freshly built slot;
+//!   blob pre-copies (the old slot exports its whole state while it still
+//!   serves, and at the stop only the pages written since):
+//!   `precopy_pause_us@N` is how long that export held the old slot (no
+//!   call answered meanwhile, as in a blackout) and
+//!   `precopy_pause_budget_ratio@N` the same against the blackout's
+//!   budget; `stop_copy_bytes@N` is what moved inside the blackout (the
+//!   warm rounds' client writes 8 bytes a millisecond as it reads);
 //! - `throughput_during_updates_ratio`: the four clients' verified replies
 //!   per second while kv is updated and rolled back 100 times a second,
 //!   against the same with no updates: 16 pairs of adjacent 250 ms windows,
@@ -101,6 +108,12 @@ fn blackout(size: u64) {
     wait_log(&sys, &format!("FILLED {size}"), Duration::from_secs(60));
     // Every switch moves the state (a rollback on probation would not).
     assert!(sys.command("probation 0").contains("0 ms"));
+    // `UPD_BENCH_PRECOPY=off`: the same with the whole state moved at the
+    // stop (the comparison before pre-copy).
+    let precopy = std::env::var("UPD_BENCH_PRECOPY").map_or(true, |v| v != "off");
+    if !precopy {
+        assert!(sys.command("precopy off").contains("off"));
+    }
     // The baseline copies into the same kind of memory the transfer region
     // is (a shared memfd mapping, 4 KiB pages), from ordinary memory.
     let src = vec![0x5au8; size as usize];
@@ -136,6 +149,10 @@ fn blackout(size: u64) {
             if warm_generation(generation - 1) { (&mut warm, hot_copy) } else { (&mut cold, cold_copy) };
         samples.blackout.push(blackout_of(&out));
         samples.memcpy.push(copy);
+        if precopy {
+            samples.pause.push(number_after(&out, "precopy"));
+            samples.stop_copy.push(number_after(&out, "stop-copy"));
+        }
         for (v, p) in samples.phases.iter_mut().zip(["quiesce", "transfer", "commit"]) {
             v.push(number_after(&out, p));
         }
@@ -156,6 +173,9 @@ struct Samples {
     blackout: Vec<f64>,
     memcpy: Vec<f64>,
     phases: [Vec<f64>; 3],
+    /// The pre-copy's hold on the old slot, and the bytes of the stop.
+    pause: Vec<f64>,
+    stop_copy: Vec<f64>,
 }
 
 impl Samples {
@@ -168,6 +188,13 @@ impl Samples {
         let [q, t, m] = self.phases.each_mut().map(|v| median(v));
         println!("phases{kind}_us@{size}: quiesce {q:.0} transfer {t:.0} commit {m:.0}");
         println!("blackout_budget_ratio{kind}@{size}: {:.2}", b / (100.0 + 2.0 * c));
+        if self.pause.is_empty() {
+            return b;
+        }
+        let (p, moved) = (median(&mut self.pause), median(&mut self.stop_copy));
+        println!("precopy_pause{kind}_us@{size}: {p:.0}");
+        println!("precopy_pause_budget_ratio{kind}@{size}: {:.2}", p / (100.0 + 2.0 * c));
+        println!("stop_copy{kind}_bytes@{size}: {moved:.0}");
         b
     }
 }
@@ -323,9 +350,14 @@ fn main() {
     if run("updatable_ppc") {
         updatable_ppc();
     }
-    if run("blackout") {
+    // `blackout@N`: only the state size N.
+    let one_size =
+        only.as_deref().and_then(|o| o.strip_prefix("blackout@")).map(|n| n.parse::<u64>().expect("blackout@<bytes>"));
+    if run("blackout") || one_size.is_some() {
         for size in [4u64 << 10, 64 << 10, 1 << 20, 16 << 20] {
-            blackout(size);
+            if one_size.is_none_or(|n| n == size) {
+                blackout(size);
+            }
         }
     }
     if run("throughput") {

@@ -42,6 +42,11 @@ pub enum Command {
     Accept {
         service: String,
     },
+    /// Show whether updates pre-copy the state of a module that can, or
+    /// turn it on or off.
+    Precopy {
+        on: Option<bool>,
+    },
 }
 
 impl Command {
@@ -52,6 +57,7 @@ impl Command {
             Command::Help | Command::Status | Command::Version | Command::Images | Command::Log { .. } => true,
             Command::Floor { raise } => raise.is_none(),
             Command::Probation { window_ms, .. } => window_ms.is_none(),
+            Command::Precopy { on } => on.is_none(),
             Command::Update { .. } | Command::Rollback { .. } | Command::Accept { .. } | Command::Forget { .. } => {
                 false
             }
@@ -73,6 +79,8 @@ commands:
   probation [<ms> [<calls>]]            show or set how long a new version stays on probation
                                         (default 5000 ms; 0 ms: no probation; calls 0: no limit)
   accept <service>                      end the probation of <service>'s update now: it becomes final
+  precopy [on|off]                      show or set whether a module that can pre-copies its state
+                                        (exported while it serves; only the changes at the stop)
   floor [<service> <version>]           the version floors, or raise one (an image below its service's
                                         floor is refused; a floor never falls)
   forget <image>                        drop an uploaded image that is not live or kept for a rollback,
@@ -140,6 +148,12 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 _ => Err(usage.into()),
             }
         }
+        "precopy" => match args {
+            [] => Ok(Some(Command::Precopy { on: None })),
+            ["on"] => Ok(Some(Command::Precopy { on: Some(true) })),
+            ["off"] => Ok(Some(Command::Precopy { on: Some(false) })),
+            _ => Err("usage: precopy [on|off]".into()),
+        },
         "accept" => match args {
             [s] => Ok(Some(Command::Accept { service: name_arg("service", Some(s))?.into() })),
             _ => Err("usage: accept <service>".into()),
@@ -208,6 +222,9 @@ mod tests {
         );
         assert!(parse("probation -1").unwrap_err().starts_with("bad window"));
         assert!(parse("probation 1 2 3").unwrap_err().starts_with("usage"));
+        assert_eq!(parse("precopy off"), Ok(Some(Command::Precopy { on: Some(false) })));
+        assert_eq!(parse("precopy"), Ok(Some(Command::Precopy { on: None })));
+        assert_eq!(parse("precopy maybe"), Err("usage: precopy [on|off]".into()));
         assert_eq!(parse("accept kv"), Ok(Some(Command::Accept { service: "kv".into() })));
         assert!(parse("status").unwrap().unwrap().reads_only());
         assert!(!parse("update kv kv-v2").unwrap().unwrap().reads_only());

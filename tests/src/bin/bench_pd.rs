@@ -197,15 +197,21 @@ impl<'p> BlobStub<'p> {
 
 /// Fills blob with `len` bytes; then, while the live generation is a warm
 /// one, reads the state every millisecond, as a service in use would
-/// (every cache line, not a checksum: only the caches matter here).
+/// (every cache line, not a checksum: only the caches matter here), and
+/// writes 8 bytes of it, a page further each time (so an update's
+/// pre-copy is stale by its stop, as a service's in use would be).
 fn blob_fill(pd: &HostPd, len: u64) {
     let mut blob = BlobStub::new(pd);
     assert_eq!(blob.call(blob_core::FILL, &[len, 7]).word(0), len, "blob filled");
     pd.log(format_args!("FILLED {len}"));
+    let mut at = 0;
     while !pd.halting() {
         if blob.binding().is_some_and(|b| system_tests::systems::warm_generation(b.generation)) {
             let msg = blob.call(blob_core::TOUCH, &[]);
             assert_eq!(msg.word(0), len, "blob touched");
+            let msg = blob.call(blob_core::POKE, &[at, at]);
+            assert_eq!((msg.label, msg.word(0)), (0, len), "blob written");
+            at = (at + 4096) % (len & !7).max(8);
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

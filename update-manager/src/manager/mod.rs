@@ -125,6 +125,8 @@ pub struct Manager<P: Pd + 'static, L: ImagePlacer> {
     pub(crate) held_echo: String,
     /// Probation settings for the next updates.
     pub(crate) probation_policy: Policy,
+    /// Updates pre-copy the state of a module that can (`precopy`).
+    pub(crate) precopy: bool,
     /// The input ended at this time: halt once the output is out.
     pub(crate) halt_requested: Option<u64>,
 }
@@ -259,6 +261,7 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
             deferred: Default::default(),
             held_echo: String::new(),
             probation_policy: Default::default(),
+            precopy: true,
             halt_requested: None,
         };
         m.say(&format!(

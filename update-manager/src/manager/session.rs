@@ -149,6 +149,15 @@ impl<P: Pd + 'static, L: ImagePlacer> Manager<P, L> {
                 }
                 self.say(&format!("probation for the next updates: {ms} ms, calls {}\n", self.probation_policy.calls));
             }
+            Command::Precopy { on: None } => {
+                let state = if self.precopy { "on" } else { "off" };
+                self.say(&format!("precopy: {state} (a module that can exports its state while it serves)\n"))
+            }
+            Command::Precopy { on: Some(on) } => {
+                self.precopy = on;
+                let state = if on { "on" } else { "off" };
+                self.say(&format!("precopy for the next updates: {state}\n"))
+            }
             Command::Accept { service } => {
                 if !self.instances.iter().any(|i| i.service == service && i.probation.is_some()) {
                     return self.say(&format!("error: '{service}' has no update on probation\n"));

@@ -124,6 +124,10 @@ impl<P: Pd + 'static, L: ImagePlacer> SlotControl for Manager<P, L> {
         self.probation_policy
     }
 
+    fn precopy_enabled(&self) -> bool {
+        self.precopy
+    }
+
     fn now_ns(&self) -> u64 {
         self.pd.now_ns()
     }

@@ -145,6 +145,10 @@ pub trait SlotControl {
     fn check_floor(&self, d: &ModuleDescriptor) -> Result<(), String>;
     /// The probation settings for the updates that commit now.
     fn probation_policy(&self) -> Policy;
+    /// Whether updates pre-copy the state of a module that can.
+    fn precopy_enabled(&self) -> bool {
+        true
+    }
 
     /// Monotonic time.
     fn now_ns(&self) -> u64;

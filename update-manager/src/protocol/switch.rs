@@ -217,6 +217,9 @@ fn build<C: SlotControl>(ctl: &mut C, s: &Step) -> Result<(), String> {
 /// an export held a slot, if any pre-copied.
 fn precopy<C: SlotControl>(ctl: &mut C, steps: &mut [Step]) -> Result<Option<u64>, String> {
     let mut pause_ns = None;
+    if !ctl.precopy_enabled() {
+        return Ok(None);
+    }
     for s in steps.iter_mut() {
         let Some(from) = s.old_at() else { continue };
         let name = ctl.instances()[s.inst].name.clone();

@@ -14,6 +14,8 @@ extern crate alloc;
 pub mod env;
 #[cfg(feature = "host")]
 pub mod host_loader;
+mod precopy;
 mod shell;
 
+pub use precopy::MAX_CHANGES;
 pub use shell::{ModuleLoader, Shell};

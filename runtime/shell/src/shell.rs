@@ -4,9 +4,10 @@
 //! journal of the calls the module completed, or the checkpoint of the
 //! state after each of them.
 use crate::env::{shell_env, wait_for_export, EnvCtx, SharedCtx, Stream};
-use alloc::{boxed::Box, format, string::String, vec::Vec};
+use crate::precopy::{export_changes, import_changes, Precopied};
+use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::Ordering::Relaxed;
-use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv, StateRange};
+use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv};
 use interfaces::checkpoint::Checkpoint;
 use interfaces::control::{self, op, probation_kind, reply, shell_label, SlotState};
 use interfaces::control_page::ControlPage;
@@ -40,20 +41,6 @@ enum Quiesce {
     /// Exported (calls bounced since `stopped_ns`), or why the export
     /// failed.
     Done { stopped_ns: u64, result: Result<(), String> },
-}
-
-/// The most changed ranges an incremental export may list (16 KiB of
-/// shell heap while it runs); a module with more exports its whole state.
-pub const MAX_CHANGES: usize = 1024;
-
-/// A pre-copy this slot's module exported: the transfer region holds its
-/// `len` bytes in `schema` under `token`, and the module tracks its
-/// changes against them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Precopied {
-    token: u64,
-    schema: u32,
-    len: usize,
 }
 
 pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
@@ -820,53 +807,4 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
             _ => self.bounce(msg, shell_label::NO_SERVICE),
         }
     }
-}
-
-/// The module of a slot that pre-copied `p` brings the transfer region up
-/// to date and lists what it rewrote; sealed with the list after the state.
-fn export_changes(entry: &ModuleEntry, t: &Transfer, p: Precopied) -> Result<(), String> {
-    let f = entry.export_changes.filter(|_| entry.features & features::PRECOPY != 0).ok_or("the module has none")?;
-    let mut changes = Vec::new();
-    changes.resize(MAX_CHANGES, StateRange::default());
-    let (mut len, mut n) = (p.len, 0usize);
-    // SAFETY: the region's body holds the module's pre-copy, which no one
-    // wrote since (the other slot only read it); the module writes at most
-    // `capacity` bytes of it and `MAX_CHANGES` ranges into `changes`.
-    let rc = unsafe { f(p.schema, t.body(), t.capacity(), &mut len, changes.as_mut_ptr(), MAX_CHANGES, &mut n) };
-    if rc != status::OK {
-        return Err(format!("the module answered status {rc}"));
-    }
-    if len > t.capacity() || n > MAX_CHANGES {
-        return Err(format!("the module claims {len} bytes and {n} ranges, beyond their room"));
-    }
-    t.seal_changes(len, p.token, &changes[..n])?;
-    Ok(())
-}
-
-/// The module, which imported the pre-copy `base`, takes over the ranges
-/// the sealed export of `len` bytes lists as changed since; each is
-/// checked to lie within the state first. Returns the bytes it took.
-fn import_changes(entry: &ModuleEntry, t: &Transfer, schema: u32, len: usize, base: u64) -> Result<u64, String> {
-    let f = entry.import_changes.filter(|_| entry.features & features::PRECOPY != 0).ok_or("the module has none")?;
-    let (against, n) = t.changes_against().ok_or("the export is a whole one")?;
-    if against != base {
-        return Err(format!("the export lists changes against export {against:#x}, not the pre-copy {base:#x}"));
-    }
-    if n > MAX_CHANGES {
-        return Err(format!("the export lists {n} changed ranges, more than {MAX_CHANGES}"));
-    }
-    let mut changes = Vec::with_capacity(n);
-    let mut bytes = 0u64;
-    for i in 0..n {
-        let r = t.change(len, n, i).ok_or("a changed range lies outside the state")?;
-        bytes += r.len() as u64;
-        changes.push(StateRange { start: r.start as u64, len: r.len() as u64 });
-    }
-    // SAFETY: the body's first `len` bytes are sealed state, which the
-    // stopped exporter writes no more; every range lies within them.
-    let rc = unsafe { f(schema, t.body(), len, changes.as_ptr(), n) };
-    if rc != status::OK {
-        return Err(format!("the module answered status {rc}"));
-    }
-    Ok(bytes)
 }

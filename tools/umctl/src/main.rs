@@ -89,6 +89,11 @@ enum Command {
         #[arg(requires = "ms")]
         calls: Option<u64>,
     },
+    /// Show whether the next updates pre-copy a module's state (exported while it serves; only the changes at the stop), or turn it on or off.
+    Precopy {
+        #[arg(value_parser = ["on", "off"])]
+        setting: Option<String>,
+    },
     /// End the probation of SERVICE's update now: the version becomes final.
     Accept { service: String },
     /// Drop an uploaded IMAGE that is not live or kept for a rollback, freeing its upload slot.
@@ -302,6 +307,8 @@ fn run(cli: Cli) -> Result<ExitCode, (u8, String)> {
         Command::Probation { ms: None, .. } => "probation".to_owned(),
         Command::Probation { ms: Some(ms), calls: None } => format!("probation {ms}"),
         Command::Probation { ms: Some(ms), calls: Some(n) } => format!("probation {ms} {n}"),
+        Command::Precopy { setting: None } => "precopy".to_owned(),
+        Command::Precopy { setting: Some(on) } => format!("precopy {on}"),
         Command::Accept { service } => format!("accept {service}"),
         Command::Forget { image } => format!("forget {image}"),
         Command::Floor { service: Some(s), version: Some(v) } => format!("floor {s} {v}"),

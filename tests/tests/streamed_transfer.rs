@@ -118,3 +118,41 @@ fn a_transfer_that_breaks_off_half_way_rolls_back_with_the_state_intact() {
     checks_pass(&sys, ok);
     assert_eq!(sys.shutdown(), 0);
 }
+
+/// The blob client's (audits, wrong, failed), from the status table.
+fn writer_counts(sys: &mut System) -> (u64, u64, u64) {
+    let rows = system_tests::clients(&sys.status());
+    let r = rows.iter().find(|r| r.pd == "blobwriter0").expect("the blob client's row");
+    let n = |k| r.detail_num(k).unwrap_or_else(|| panic!("no {k} in {r:?}"));
+    (n("audits"), n("wrong"), n("failed"))
+}
+
+#[test]
+fn the_blob_clients_writes_survive_precopied_updates_and_rollbacks() {
+    // The client PD the seL4 suite runs too (pds/blob/api): it rewrites a
+    // word in each of 64 pages in turn and audits the whole state.
+    let sys_xml = xtask::workspace_root().join("tests/systems/blob-writer.xml");
+    let mut sys = System::boot(Some(&sys_xml));
+    assert!(sys.command("probation 0").contains("0 ms"));
+    let mut audits = 0;
+    for round in 0..11 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (a, wrong, failed) = writer_counts(&mut sys);
+            assert_eq!((wrong, failed), (0, 0), "round {round}");
+            if a > audits {
+                audits = a;
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no audit past {audits}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if round == 10 {
+            break;
+        }
+        let cmd = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
+        let out = sys.command(cmd);
+        assert!(out.contains("done: blob0 runs") && out.contains("  stop-copy "), "{cmd}:\n{out}");
+    }
+    assert_eq!(sys.shutdown(), 0);
+}

@@ -91,6 +91,7 @@ pub fn programs() -> &'static [(&'static str, &'static str)] {
     static P: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
     P.get_or_init(|| {
         let mut v = FIXED_PROGRAMS.to_vec();
+        v.extend_from_slice(TEST_PROGRAMS);
         for c in &description().clients {
             let elf = format!("{}.elf", c.program);
             if !v.iter().any(|(e, _)| *e == elf) {
@@ -100,6 +101,10 @@ pub fn programs() -> &'static [(&'static str, &'static str)] {
         v
     })
 }
+
+/// Client programs on both backends that only test systems use: blob's
+/// (tests/systems/blob-writer.xml).
+pub const TEST_PROGRAMS: &[(&str, &str)] = &[("blob_client.elf", "blob_client")];
 
 /// Programs that exist on seL4 only (build/sel4): the virtio-blk driver
 /// and the block device's test client (tests/systems/blk-virtio.xml), and

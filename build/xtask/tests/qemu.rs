@@ -1213,6 +1213,56 @@ fn kv_keeps_serving_while_blob_is_updated_on_sel4() {
     );
 }
 
+#[test]
+fn blob_state_written_after_its_precopy_arrives_whole_on_sel4() {
+    let _one = serial();
+    // tests/systems/blob-writer.xml (as tests/tests/streamed_transfer.rs
+    // on the host): blob's client rewrites a word in each of 64 pages in
+    // turn and audits the whole 256 KiB state every 16 steps; every update
+    // pre-copies, so each stop must carry exactly the pages written since.
+    let sys_xml = xtask::workspace_root().join("tests/systems/blob-writer.xml");
+    let Some((loader, _)) = image_of(&sys_xml, Some("test-images.bin")) else { return };
+    let mut q = Qemu::boot(&loader);
+    let mut last = clients(&all_started(&mut q));
+    q.check(last.len() == 1, || format!("one client expected: {last:?}"));
+    // Every switch moves the state (a rollback on probation replays a
+    // journal instead).
+    q.command("probation 0", PROMPT);
+    let audits = |q: &mut Qemu| {
+        let rows = q.status();
+        row(&rows, "blobwriter0").and_then(|r| field(r, "audits")).unwrap_or(0)
+    };
+    let mut audited = 0;
+    let mut stop_copy = Vec::new();
+    for round in 0..12 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while audits(&mut q) <= audited {
+            q.check(Instant::now() < deadline, || format!("round {round}: no audit past {audited}"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        audited = audits(&mut q);
+        let now = clients(&q.status());
+        let (_, _, wrong, failed) = &now[0];
+        q.check((*wrong, *failed) == (0, 0), || format!("round {round}: wrong={wrong} failed={failed}: {now:?}"));
+        last = now;
+        if round == 11 {
+            break;
+        }
+        let line = if round % 2 == 0 { "update blob blob-v2" } else { "rollback blob" };
+        let out = q.switch(line);
+        q.check(out.contains("done: blob0 runs"), || format!("{line}: {out}"));
+        let bytes = out.lines().find_map(|l| l.trim_start().strip_prefix("stop-copy "));
+        let bytes: Option<u64> = bytes.and_then(|b| b.split_whitespace().next()?.parse().ok());
+        q.check(bytes.is_some(), || format!("{line}: no stop-copy: {out}"));
+        stop_copy.extend(bytes);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "seL4: 11 pre-copied blob updates and rollbacks under a writing client, {audited} audits passed; \
+         bytes moved at the stops: {stop_copy:?}; {last:?}"
+    );
+}
+
 /// Boots the test image store with the clients started; returns the
 /// first status.
 fn boot_test_store(q: &mut Option<Qemu>) -> Option<Vec<Vec<String>>> {

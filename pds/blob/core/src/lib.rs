@@ -20,10 +20,8 @@ use interfaces::transfer::fnv1a;
 use interfaces::Message;
 use module_rt::{ChangeList, DirtyPages, Env, Module, StateReader, StateWriter};
 
-pub const FILL: u64 = 1;
-pub const CHECKSUM: u64 = 2;
-pub const TOUCH: u64 = 3;
-pub const POKE: u64 = 4;
+/// The wire format is blob-api's.
+pub use blob_api::{fill, CHECKSUM, FILL, POKE, TOUCH};
 /// The largest state. On seL4 (`target_os = "none"`, the modules' target)
 /// the state is the module's `.bss`, which must fit the slot's 1 MiB
 /// `module_data` region with the rest of the module's data, and an export
@@ -50,17 +48,6 @@ pub mod fault {
     pub const CUT_EXPORT: u32 = 1;
     /// The import reads the first part of the state, then fails.
     pub const CUT_IMPORT: u32 = 2;
-}
-
-/// The state FILL makes of `seed`: xorshift bytes.
-pub fn fill(bytes: &mut [u8], seed: u64) {
-    let mut x = seed | 1;
-    for b in bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
 }
 
 pub struct Blob<const VERSION: u32, const FAULT: u32 = { fault::NONE }> {

@@ -131,6 +131,17 @@ put("kv_import", "schema2", s2)
 put("kv_import", "schema1-empty", struct.pack("<I", 0))
 put("kv_import", "schema2-dup", b"KV2\0" + struct.pack("<I", 2) + (struct.pack("<HHI", 1, 1, 3) + b"xy") * 2)
 
+# --- pre-copy: a sealed incremental export, its change list after the state --
+def transfer(state, ranges, base=4, token=5, changes=None, published=None):
+    n = len(ranges) if changes is None else changes
+    hdr = struct.pack("<IIQIIQQ", 0x58464552, 2, token, 1, n, len(state) if published is None else published, base)
+    body = state + bytes(-len(state) % 8) + b"".join(struct.pack("<QQ", a, l) for a, l in ranges)
+    return hdr + bytes(64 - len(hdr)) + body
+put("precopy_changes", "two-ranges", transfer(bytes(range(40)), [(0, 8), (32, 8)]))
+put("precopy_changes", "whole", transfer(bytes(16), [], base=0))
+put("precopy_changes", "past-the-state", transfer(bytes(16), [(8, 16), (2**63, 2)]))
+put("precopy_changes", "list-past-the-region", transfer(bytes(16), [(0, 1)], changes=2**31))
+
 # --- fs adapters: an image (even: FAT16, odd: FAT32), then damage ------------
 # Each patch is `offset: u24 LE, value: u8` within the image's first 512 KiB
 # (see fuzz/fuzz_targets/fs/harness.rs).

@@ -541,18 +541,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         let t = self.transfer()?;
         let started = self.pd.now_ns();
         t.begin(schema, token);
-        let (body, cap) = (t.body(), t.capacity());
-        self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
-        let mut len = 0usize;
-        // SAFETY: the module writes at most `cap` bytes of the transfer
-        // region's body; the other slot only reads it.
-        let rc = unsafe { (entry.export_state)(schema, body, cap, &mut len) };
-        let t = self.ctx.stream.take().expect("set above").transfer;
-        if rc != status::OK {
-            t.fail();
-            return Err(format!("module pre-copy export failed with status {rc}"));
-        }
-        t.seal(len)?;
+        let len = self.export_whole(entry, t, schema, token, "pre-copy export")?;
         self.precopied = Some(Precopied { token, schema, len });
         Ok(Some((len, self.pd.now_ns().saturating_sub(started))))
     }
@@ -572,20 +561,34 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 Err(why) => self.pd.log(format_args!("export of the changes: {why}; exporting the whole state")),
             }
         }
+        let result = self.export_whole(entry, t, schema, token, "export").map(|_| ());
+        self.quiesce = Quiesce::Done { stopped_ns, result };
+    }
+
+    /// The module exports its whole state in `schema` into the transfer
+    /// region (announced under `token`), reporting progress as it writes;
+    /// the export is then sealed, or failed. Its length, or why not.
+    fn export_whole(
+        &mut self,
+        entry: &'static ModuleEntry,
+        t: Transfer,
+        schema: u32,
+        token: u64,
+        what: &str,
+    ) -> Result<usize, String> {
         let (body, cap) = (t.body(), t.capacity());
         self.ctx.stream = Some(Stream { transfer: t, token, exporting: true });
         let mut len = 0usize;
         // SAFETY: the module writes at most `cap` bytes of the transfer
-        // region's body, which the importer only reads.
+        // region's body, which the other slot only reads.
         let rc = unsafe { (entry.export_state)(schema, body, cap, &mut len) };
         let t = self.ctx.stream.take().expect("set above").transfer;
-        let result = if rc != status::OK {
+        if rc != status::OK {
             t.fail();
-            Err(format!("module export failed with status {rc}"))
-        } else {
-            t.seal(len).map_err(String::from)
-        };
-        self.quiesce = Quiesce::Done { stopped_ns, result };
+            return Err(format!("module {what} failed with status {rc}"));
+        }
+        t.seal(len)?;
+        Ok(len)
     }
 
     fn prepare(&mut self, msg: &mut Message) {

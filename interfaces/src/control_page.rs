@@ -17,6 +17,11 @@
 //!   inside one event: past the watchdog's deadline, it hangs.
 //! - **Counters** for `status` (state, version, calls), written by the
 //!   slot, read by the manager.
+//! - **Open**: at an update's commit the manager stores the token of the
+//!   import it committed, with no wake-up. A new slot that holds that
+//!   import serves the first call reaching it from then on, without
+//!   waiting for its `ACTIVATE`: the blackout ends at the store, not one
+//!   wake-up later.
 //!
 //! Everything here is written by one side and read by the other through
 //! atomics; what the slot writes is untrusted and the manager validates it
@@ -122,6 +127,9 @@ pub struct ControlPage {
     pub command: Mailbox,
     pub reply: Mailbox,
     pub counters: SlotCounters,
+    /// The token of the import the manager committed (0: none). Written by
+    /// the manager only (Release), after the capability map's store.
+    open: AtomicU64,
 }
 
 const _: () = assert!(core::mem::size_of::<ControlPage>() <= CONTROL_PAGE_SIZE);
@@ -159,7 +167,21 @@ impl ControlPage {
         ] {
             a.store(0, Ordering::Relaxed);
         }
+        self.open.store(0, Ordering::Relaxed);
         self.magic.store(CONTROL_MAGIC, Ordering::Release);
+    }
+
+    /// Manager side, at the commit: the slot may serve the state of import
+    /// `token` from now on. Release: the commit's stores before it (the
+    /// capability map, the probation's start) are visible to a slot that
+    /// sees the token.
+    pub fn open(&self, token: u64) {
+        self.open.store(token, Ordering::Release);
+    }
+
+    /// Slot side: the manager committed import `token` (never token 0).
+    pub fn is_open(&self, token: u64) -> bool {
+        token != 0 && self.open.load(Ordering::Acquire) == token
     }
 
     /// Slot side: an event begins (Relaxed; the manager only compares).
@@ -240,5 +262,10 @@ mod tests {
         assert_eq!(p.busy_in(), Some(n));
         p.end_event(n);
         assert_eq!(p.busy_in(), None);
+        assert!(!p.is_open(0) && !p.is_open(5));
+        p.open(5);
+        assert!(p.is_open(5) && !p.is_open(6) && !p.is_open(0));
+        p.reset();
+        assert!(!p.is_open(5), "a reset page is closed");
     }
 }

@@ -76,6 +76,13 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     /// The new slot of an update: the token and schema of the pre-copy
     /// its module imported.
     preimported: Option<(u64, u32)>,
+    /// The new slot of an update: the token of the import it holds, until
+    /// it goes live. Once the manager opens the page under it, the first
+    /// call goes live without waiting for `ACTIVATE`.
+    imported: u64,
+    /// When this slot went live on a call after the commit (the `ACTIVATE`
+    /// that follows answers with it).
+    opened_ns: Option<u64>,
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
@@ -131,6 +138,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             probation: 0,
             precopied: None,
             preimported: None,
+            imported: 0,
+            opened_ns: None,
         };
         if let Some(p) = page {
             p.shell_starts.fetch_add(1, Relaxed);
@@ -182,10 +191,16 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             }
             op::INIT => self.init(),
             op::ACTIVATE => {
-                let result = self.step(&[SlotState::Initialised], SlotState::Live, "activate");
+                // Live already: a call came after the commit opened it.
+                let opened = self.opened_ns.take().filter(|_| self.state == SlotState::Live);
+                let result = match opened {
+                    Some(_) => Ok(()),
+                    None => self.step(&[SlotState::Initialised], SlotState::Live, "activate"),
+                };
                 if result.is_ok() {
+                    self.imported = 0;
                     // When the blackout ended, as this slot saw it.
-                    *msg = Message::with_words(reply::OK, &[self.pd.now_ns()]);
+                    *msg = Message::with_words(reply::OK, &[opened.unwrap_or_else(|| self.pd.now_ns())]);
                     return;
                 }
                 result
@@ -689,6 +704,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         self.quiesce = Quiesce::Idle;
         self.set_state(SlotState::Initialised);
+        self.imported = token;
         Ok(moved)
     }
 
@@ -765,6 +781,13 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
         if Some(ch) == self.control {
             // The manager commands through the control page only.
             return msg.set_text(reply::ERROR, "control operations go through the control page");
+        }
+        if self.state == SlotState::Initialised && self.page.is_some_and(|p| p.is_open(self.imported)) {
+            // The manager committed this slot's import: serve from now on
+            // (the `ACTIVATE` on its way finds the slot live).
+            self.imported = 0;
+            self.opened_ns = Some(self.pd.now_ns());
+            self.set_state(SlotState::Live);
         }
         match (self.state, self.entry) {
             (SlotState::Live | SlotState::Quiescing, Some(entry)) => {

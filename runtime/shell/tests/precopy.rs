@@ -6,15 +6,15 @@
 //! points outside the state.
 use domain_shell::Shell;
 use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv, StateRange, ABI_VERSION};
-use interfaces::control::{op, reply};
+use interfaces::control::{op, reply, shell_label};
 use interfaces::transfer::TRANSFER_HEADER;
 use interfaces::Message;
-use pd_api::Region;
+use pd_api::{Handler, Pd, Region};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 
 mod common;
-use common::{page, post, FakePd, PageMem, StaticLoader};
+use common::{page, post, FakePd, PageMem, StaticLoader, CLIENT};
 
 const SIZE: usize = 8 * 4096;
 
@@ -253,4 +253,32 @@ fn a_slot_not_live_does_not_precopy_and_a_new_slot_without_a_precopy_imports_who
     assert_eq!(m.label, reply::ERROR, "no pre-copy under that token yet");
     p.stop_and_export(0);
     assert_eq!(p.import(), (0, 0));
+}
+
+/// The commit opens the new slot's page under its import's token: the
+/// first call after that is served at once, before the `ACTIVATE` arrives
+/// (the blackout ends at the open, not one wake-up later). Before it, or
+/// under another token, calls bounce.
+#[test]
+fn a_new_slot_serves_from_the_commits_open_before_its_activate() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut p = Pair::new();
+    p.stop_and_export(0);
+    p.import();
+    let call = |p: &mut Pair| {
+        let mut m = Message::with_words(0x77, &[1]);
+        p.new.1.protected(p.new.0, CLIENT, &mut m);
+        m.label
+    };
+    assert_eq!(call(&mut p), shell_label::NO_SERVICE, "imported, not committed");
+    page(p.new.0).open(10);
+    assert_eq!(call(&mut p), shell_label::NO_SERVICE, "opened under another import's token");
+    let before = p.new.0.now_ns();
+    page(p.new.0).open(11);
+    assert_eq!(call(&mut p), 0x77, "served by the module");
+    assert_eq!(page(p.new.0).counters.calls_served.load(Relaxed), 1);
+    let m = p.new_slot(op::ACTIVATE, &[]);
+    assert_eq!(m.label, reply::OK, "{:?}", m.text());
+    assert!((before..p.new.0.now_ns()).contains(&m.word(0)), "live since the call after the open");
+    assert_eq!(p.new_slot(op::ACTIVATE, &[]).label, reply::ERROR, "activated once only");
 }

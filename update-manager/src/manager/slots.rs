@@ -191,6 +191,10 @@ impl<P: Pd + 'static, L: ImagePlacer> SlotControl for Manager<P, L> {
         self.capmap.commit(capmap_index, binding);
     }
 
+    fn open(&mut self, at: SlotAt, token: u64) {
+        self.slots[at.inst][at.slot.index()].page.open(token);
+    }
+
     fn say(&mut self, text: &str) {
         Manager::say(self, text)
     }

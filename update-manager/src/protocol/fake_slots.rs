@@ -331,6 +331,10 @@ impl SlotControl for FakeSlots {
         self.capmap.insert(capmap_index, binding);
     }
 
+    fn open(&mut self, at: SlotAt, _token: u64) {
+        self.ops.push(format!("{} open", at_name(at)));
+    }
+
     fn say(&mut self, text: &str) {
         self.said.push_str(text);
     }

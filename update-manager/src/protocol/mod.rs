@@ -178,6 +178,9 @@ pub trait SlotControl {
     fn kick(&mut self, at: SlotAt);
     /// One atomic store in the capability map.
     fn commit(&mut self, capmap_index: usize, binding: Binding);
+    /// Lets the new slot serve the import `token` it holds from now on:
+    /// one store on its control page, no wake-up (a call reaching it does).
+    fn open(&mut self, at: SlotAt, token: u64);
 
     /// Console output.
     fn say(&mut self, text: &str);

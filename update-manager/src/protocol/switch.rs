@@ -311,8 +311,10 @@ fn transfer<C: SlotControl>(ctl: &mut C, steps: &[Step]) -> Result<Option<u64>, 
 /// instance commits it. Only then does each new slot start to serve: a
 /// client with a binding from an older generation that reached a new slot
 /// before the commit was bounced (NO_SERVICE), so nothing ran in a slot
-/// that could still have been rolled back. Returns when the last new slot
-/// started serving.
+/// that could still have been rolled back. Each new slot is opened (one
+/// store on its page: it serves the next call that reaches it) and then
+/// activated (it serves from then on even if no call came). Returns when
+/// the last new slot was opened: the end of the blackout.
 fn commit<C: SlotControl>(ctl: &mut C, steps: &[Step], target: Target) -> u64 {
     for s in steps {
         let inst = &mut ctl.instances_mut()[s.inst];
@@ -328,21 +330,18 @@ fn commit<C: SlotControl>(ctl: &mut C, steps: &[Step], target: Target) -> u64 {
             begin_probation(ctl, s.new_at(), s.from, s.token);
         }
     }
+    // A step with no old slot imported nothing: it serves from `ACTIVATE`.
     let mut blackout_end = 0;
+    for s in steps.iter().filter(|s| s.from.is_some()) {
+        ctl.open(s.new_at(), s.token);
+        blackout_end = ctl.now_ns();
+    }
     for s in steps {
-        let asked = ctl.now_ns();
-        match ctl.command(s.new_at(), op::ACTIVATE, &[], STEP_NS) {
-            Ok(msg) => {
-                let now = ctl.now_ns();
-                blackout_end = blackout_end.max(slot_time(&msg, asked, now).unwrap_or(now));
-            }
-            // Only a slot that failed can refuse; the fault handler deals
-            // with it once this switch is over.
-            Err(e) => {
-                blackout_end = blackout_end.max(ctl.now_ns());
-                let name = ctl.instances()[s.inst].name.clone();
-                ctl.say(&format!("  note: activating {name}: {e}\n"))
-            }
+        // Only a slot that failed can refuse; the fault handler deals with
+        // it once this switch is over.
+        if let Err(e) = ctl.command(s.new_at(), op::ACTIVATE, &[], STEP_NS) {
+            let name = ctl.instances()[s.inst].name.clone();
+            ctl.say(&format!("  note: activating {name}: {e}\n"))
         }
     }
     // Kick each new slot: events that reached the old one while it stood

@@ -53,6 +53,7 @@ fn a_switch_moves_the_state_commits_the_binding_and_bumps_the_generation() {
         "0b IMPORT",
         "commit 0 gen2 b",
         "0b PROBATION", // journaling starts before B serves
+        "0b open",      // B serves the next call that reaches it
         "0b ACTIVATE",
         "0b kick",
         "0a RETIRE",
@@ -125,6 +126,7 @@ fn a_module_that_precopies_moves_its_state_early_and_only_its_changes_at_the_sto
         "0b IMPORT",
         "commit 0 gen2 b",
         "0b PROBATION",
+        "0b open",
         "0b ACTIVATE",
         "0b kick",
         "0a RETIRE",
@@ -297,6 +299,7 @@ fn a_rollback_after_the_probation_switches_back_to_the_kept_module() {
             "0b EXPORT",
             "0a IMPORT",
             "commit 0 gen3 a",
+            "0a open",
             "0a ACTIVATE",
             "0a kick",
             "0b RETIRE"

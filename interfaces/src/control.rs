@@ -55,8 +55,12 @@ pub mod op {
     /// token (see `transfer`). The shell asks its module
     /// to prepare; once ready (now or after a later event) the state is
     /// exported into the transfer region and calls are answered `MOVED`.
+    /// Word 2 = the token of this slot's pre-copy (0: none): a slot that
+    /// made it exports the changes since at once, as it stops (they are
+    /// few: no import needs to stream behind them).
     /// Answers OK with word 0 = when the slot stopped serving (its
-    /// `now_ns`), or `reply::NOT_READY`; ask again to learn the outcome.
+    /// `now_ns`) and word 1 = 1 when it exported already (no `EXPORT`
+    /// follows), or `reply::NOT_READY`; ask again to learn the outcome.
     pub const PREPARE: u64 = 0x4c00_0005;
     /// Take over the state in the transfer region; word 0 = the token of
     /// the export to take. Word 1 = 1: a pre-copy's import (see

@@ -36,7 +36,8 @@ enum Quiesce {
     Waiting(u32, u64),
     /// Quiescent, calls bounced since `stopped_ns`: the export (schema,
     /// token) runs on the manager's `EXPORT` command, sent with the
-    /// importer's `IMPORT`, so that the importer can read while it goes on.
+    /// importer's `IMPORT`, so that the importer can read while it goes on
+    /// (after a pre-copy the changes are exported at once: `Done`).
     Ready { schema: u32, token: u64, stopped_ns: u64 },
     /// Exported (calls bounced since `stopped_ns`), or why the export
     /// failed.
@@ -83,6 +84,9 @@ pub struct Shell<P: Pd + 'static, L: ModuleLoader> {
     /// When this slot went live on a call after the commit (the `ACTIVATE`
     /// that follows answers with it).
     opened_ns: Option<u64>,
+    /// The old slot of an update: the pre-copy its `PREPARE` named, whose
+    /// changes it exports the moment it stops.
+    stop_base: u64,
 }
 
 impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
@@ -140,6 +144,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
             preimported: None,
             imported: 0,
             opened_ns: None,
+            stop_base: 0,
         };
         if let Some(p) = page {
             p.shell_starts.fetch_add(1, Relaxed);
@@ -527,6 +532,12 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
                 t.begin(schema, token);
                 self.quiesce = Quiesce::Ready { schema, token, stopped_ns };
                 self.set_state(SlotState::Moved);
+                // After a pre-copy only the changes move: export them now,
+                // not one wake-up later on the manager's `EXPORT`.
+                let base = core::mem::take(&mut self.stop_base);
+                if base != 0 && self.precopied.as_ref().is_some_and(|p| p.token == base && p.schema == schema) {
+                    self.export(schema, token, stopped_ns, base);
+                }
             }
             Err(why) => {
                 self.quiesce = Quiesce::Done { stopped_ns, result: Err(why) };
@@ -608,7 +619,10 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
 
     fn prepare(&mut self, msg: &mut Message) {
         match (&self.quiesce, self.state) {
-            (Quiesce::Idle, SlotState::Live) => self.try_quiesce(msg.word(0) as u32, msg.word(1)),
+            (Quiesce::Idle, SlotState::Live) => {
+                self.stop_base = msg.word(2);
+                self.try_quiesce(msg.word(0) as u32, msg.word(1))
+            }
             (&Quiesce::Waiting(schema, token), SlotState::Quiescing) => self.try_quiesce(schema, token),
             (Quiesce::Ready { .. } | Quiesce::Done { .. }, _) => {}
             (_, state) => {
@@ -618,9 +632,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         }
         match &self.quiesce {
             Quiesce::Waiting(..) => *msg = Message::new(reply::NOT_READY, 0),
-            &Quiesce::Ready { stopped_ns, .. } | &Quiesce::Done { stopped_ns, result: Ok(()) } => {
-                *msg = Message::with_words(reply::OK, &[stopped_ns])
-            }
+            &Quiesce::Ready { stopped_ns, .. } => *msg = Message::with_words(reply::OK, &[stopped_ns, 0]),
+            &Quiesce::Done { stopped_ns, result: Ok(()) } => *msg = Message::with_words(reply::OK, &[stopped_ns, 1]),
             Quiesce::Done { result: Err(why), .. } => {
                 let why = why.clone();
                 self.quiesce = Quiesce::Idle;

@@ -183,8 +183,17 @@ impl Pair {
 
     /// Stops the old slot under token 11 and exports against `base`.
     fn stop_and_export(&mut self, base: u64) {
-        assert_eq!(self.old(op::PREPARE, &[1, 11]).label, reply::OK);
+        let m = self.old(op::PREPARE, &[1, 11]);
+        assert_eq!((m.label, m.word(1)), (reply::OK, 0), "no pre-copy named: the export waits for EXPORT");
         assert_eq!(self.old(op::EXPORT, &[base]).label, reply::OK);
+    }
+
+    /// Stops the old slot under token 11 naming pre-copy `base`: answers
+    /// whether it exported as it stopped.
+    fn stop_after_precopy(&mut self, base: u64) -> bool {
+        let m = self.old(op::PREPARE, &[1, 11, base]);
+        assert_eq!(m.label, reply::OK, "{:?}", m.text());
+        m.word(1) == 1
     }
 
     /// The new slot's import at the stop: (changes only?, bytes taken).
@@ -206,6 +215,45 @@ fn only_the_changed_page_moves_at_the_stop() {
     p.precopy_then_change();
     p.stop_and_export(10);
     assert_eq!(p.import(), (1, 4096));
+}
+
+/// Named in its `PREPARE`, the pre-copy's changes are exported as the
+/// slot stops: no `EXPORT` follows (the manager sends none), and the new
+/// slot takes only them.
+#[test]
+fn a_stop_that_names_the_precopy_exports_the_changes_at_once() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut p = Pair::new();
+    p.precopy_then_change();
+    assert!(p.stop_after_precopy(10), "exported as it stopped");
+    assert_eq!(p.import(), (1, 4096));
+}
+
+/// A stop that names another pre-copy than the one the slot made exports
+/// nothing yet: the `EXPORT` that follows moves the whole state.
+#[test]
+fn a_stop_that_names_another_precopy_waits_for_the_export() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut p = Pair::new();
+    p.precopy_then_change();
+    assert!(!p.stop_after_precopy(99), "not exported yet");
+    assert_eq!(p.old(op::EXPORT, &[99]).label, reply::OK);
+    assert_eq!(p.import(), (0, 0), "imported whole");
+}
+
+/// A module that cannot list its changes at the stop fails nothing: the
+/// slot exports its whole state there and then, and the new slot imports
+/// it whole.
+#[test]
+fn a_stop_after_precopy_whose_changes_cannot_be_listed_exports_the_whole_state() {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut p = Pair::new();
+    p.precopy_then_change();
+    bytes::NO_CHANGES.store(true, Relaxed);
+    let exported = p.stop_after_precopy(10);
+    bytes::NO_CHANGES.store(false, Relaxed);
+    assert!(exported);
+    assert_eq!(p.import(), (0, 0), "imported whole");
 }
 
 #[test]

@@ -196,6 +196,13 @@ impl FakeSlots {
             }
             op::PREPARE => {
                 self.prepared.insert(slot, words[1]);
+                // After its pre-copy (word 2) a module exports the changes
+                // as it stops.
+                let exported = self.precopies && words.get(2).is_some_and(|&base| base != 0);
+                if exported {
+                    self.transfer.insert(at.inst, (words[1], self.state.get(&slot).copied().unwrap_or(0)));
+                }
+                return Some(Ok(Message::with_words(reply::OK, &[self.now, exported as u64])));
             }
             op::EXPORT => {
                 let token = self.prepared.get(&slot).copied().unwrap_or(0);
@@ -273,6 +280,7 @@ impl SlotControl for FakeSlots {
 
     fn post(&mut self, at: SlotAt, l: u64, words: &[u64]) -> u64 {
         let what = match l {
+            op::PREPARE if words.get(2).is_some_and(|&base| base != 0) => format!(" s{} after pre-copy", words[0]),
             op::PREPARE => format!(" s{}", words[0]),
             op::IMPORT if words.get(1) == Some(&1) => String::from(" pre-copy"),
             op::EXPORT if words.first().is_some_and(|&base| base != 0) => String::from(" changes"),

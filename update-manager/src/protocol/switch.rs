@@ -58,6 +58,9 @@ struct Step {
     /// The token of the old slot's pre-copy (0: none): its export at the
     /// stop writes only what changed since.
     base: u64,
+    /// The old slot exported as it stopped (the changes since the
+    /// pre-copy): no `EXPORT` follows.
+    exported: bool,
 }
 
 impl Step {
@@ -115,7 +118,7 @@ pub fn switch<C: SlotControl>(
 
     let t = ctl.now_ns();
     let mut blackout_start = u64::MAX;
-    if let Err((n, e)) = quiesce(ctl, &steps, timeout_ns, &mut blackout_start) {
+    if let Err((n, e)) = quiesce(ctl, &mut steps, timeout_ns, &mut blackout_start) {
         abandon(ctl, &steps, &built, n);
         return Err((Phase::Quiesce, e));
     }
@@ -186,7 +189,17 @@ fn admit<C: SlotControl>(ctl: &C, insts: &[usize], target: Target) -> Result<Vec
                 .ok_or_else(|| incompatible(&cur.descriptor, &held.descriptor))?,
         };
         let token = (ctl.now_ns() << 8) | i as u64;
-        steps.push(Step { inst: i, from: live.map(|(s, _)| s), to, held, schema, reuse, token, base: 0 });
+        steps.push(Step {
+            inst: i,
+            from: live.map(|(s, _)| s),
+            to,
+            held,
+            schema,
+            reuse,
+            token,
+            base: 0,
+            exported: false,
+        });
     }
     Ok(steps)
 }
@@ -251,22 +264,23 @@ fn precopy<C: SlotControl>(ctl: &mut C, steps: &mut [Step]) -> Result<Option<u64
 /// deadline. On failure returns how many steps were asked.
 fn quiesce<C: SlotControl>(
     ctl: &mut C,
-    steps: &[Step],
+    steps: &mut [Step],
     timeout_ns: u64,
     blackout_start: &mut u64,
 ) -> Result<(), (usize, String)> {
     let deadline = ctl.now_ns() + timeout_ns;
-    for (n, s) in steps.iter().enumerate() {
+    for (n, s) in steps.iter_mut().enumerate() {
         let Some(from) = s.old_at() else { continue };
         let name = ctl.instances()[s.inst].name.clone();
         loop {
             // A ready module stops serving while this runs: calls to it are
             // bounced from here on, until the commit.
             let asked = ctl.now_ns();
-            match ctl.command(from, op::PREPARE, &[s.schema as u64, s.token], STEP_NS) {
+            match ctl.command(from, op::PREPARE, &[s.schema as u64, s.token, s.base], STEP_NS) {
                 Ok(msg) => {
                     let stopped = slot_time(&msg, asked, ctl.now_ns()).unwrap_or(asked);
                     *blackout_start = (*blackout_start).min(stopped);
+                    s.exported = msg.count >= 2 && msg.word(1) == 1;
                     break;
                 }
                 Err(CommandError::NotReady) => {
@@ -290,12 +304,16 @@ fn transfer<C: SlotControl>(ctl: &mut C, steps: &[Step]) -> Result<Option<u64>, 
         let Some(from) = s.old_at() else { continue };
         // The export and the import run together: the import streams behind
         // the export (on one core the export, posted first, runs to its end
-        // first).
-        let export = ctl.post(from, op::EXPORT, &[s.base]);
+        // first). An old slot that exported the changes as it stopped has
+        // sealed them already.
+        let export = (!s.exported).then(|| ctl.post(from, op::EXPORT, &[s.base]));
         let import = ctl.post(s.new_at(), op::IMPORT, &[s.token]);
         let deadline = ctl.now_ns() + TRANSFER_NS;
         let imported = ctl.await_reply(s.new_at(), import, deadline);
-        let exported = ctl.await_reply(from, export, deadline);
+        let exported = match export {
+            Some(seq) => ctl.await_reply(from, seq, deadline).map(|_| ()),
+            None => Ok(()),
+        };
         let name = &ctl.instances()[s.inst].name;
         match (imported, exported) {
             (Ok(msg), Ok(_)) if msg.word(0) == 1 => *changes.get_or_insert(0) += msg.word(1),

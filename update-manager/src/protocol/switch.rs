@@ -276,7 +276,10 @@ fn quiesce<C: SlotControl>(
             // A ready module stops serving while this runs: calls to it are
             // bounced from here on, until the commit.
             let asked = ctl.now_ns();
-            match ctl.command(from, op::PREPARE, &[s.schema as u64, s.token, s.base], STEP_NS) {
+            // After a pre-copy the slot exports as it stops: an export's
+            // deadline (the whole state, when its changes cannot be listed).
+            let within = if s.base != 0 { TRANSFER_NS } else { STEP_NS };
+            match ctl.command(from, op::PREPARE, &[s.schema as u64, s.token, s.base], within) {
                 Ok(msg) => {
                     let stopped = slot_time(&msg, asked, ctl.now_ns()).unwrap_or(asked);
                     *blackout_start = (*blackout_start).min(stopped);

@@ -28,6 +28,18 @@ pub struct Journal {
     size: usize,
 }
 
+/// An entry written but not yet committed (see [`Journal::stage`]).
+#[must_use]
+pub struct StagedEntry {
+    /// The committed length once it is committed; `None`: it did not fit.
+    end: Option<u64>,
+}
+
+impl StagedEntry {
+    /// An entry that was not written: its commit keeps nothing.
+    pub const NOT_KEPT: StagedEntry = StagedEntry { end: None };
+}
+
 /// Why a journal cannot be replayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JournalError {
@@ -82,14 +94,18 @@ impl Journal {
         self.token().store(token, Ordering::Release);
     }
 
-    /// Writer side: appends one completed call. Returns false, changing
-    /// nothing, when it does not fit.
-    pub fn append(&self, channel: u32, request: &Message) -> bool {
+    /// Writer side, first half: writes `request` as the next entry, past
+    /// the committed length, where no reader looks. It is not part of the
+    /// journal until [`Journal::commit`]: the slot stages a call's request
+    /// before the module runs (the module writes its reply over the
+    /// message) and commits it once the call completed, so a call that
+    /// faults or is stopped leaves no entry.
+    pub fn stage(&self, channel: u32, request: &Message) -> StagedEntry {
         let n = (request.count as usize).min(MSG_WORDS);
         let at = self.committed().load(Ordering::Relaxed) as usize;
         let len = ENTRY_HEADER + 8 * n;
         if at.checked_add(len).is_none_or(|end| end > self.capacity()) {
-            return false;
+            return StagedEntry::NOT_KEPT;
         }
         let head = [channel as u64 | (n as u64) << 32, request.label];
         // SAFETY: `at..at + len` lies inside the body (checked above) and
@@ -100,9 +116,23 @@ impl Journal {
             core::ptr::copy_nonoverlapping(head.as_ptr(), dst, 2);
             core::ptr::copy_nonoverlapping(request.words.as_ptr(), dst.add(2), n);
         }
+        StagedEntry { end: Some((at + len) as u64) }
+    }
+
+    /// Writer side, second half: makes the staged entry part of the
+    /// journal. Returns false, changing nothing, when it did not fit.
+    /// Nothing else may be staged or started in between.
+    pub fn commit(&self, entry: StagedEntry) -> bool {
+        let Some(end) = entry.end else { return false };
         // Release: the entry's bytes are visible to whoever sees the length.
-        self.committed().store((at + len) as u64, Ordering::Release);
+        self.committed().store(end, Ordering::Release);
         true
+    }
+
+    /// Writer side: appends one completed call (`stage` then `commit`).
+    /// Returns false, changing nothing, when it does not fit.
+    pub fn append(&self, channel: u32, request: &Message) -> bool {
+        self.commit(self.stage(channel, request))
     }
 
     /// Reader side: calls `f` with each entry of probation `token`, in
@@ -173,6 +203,28 @@ mod tests {
         let big = Message::with_words(12, &[7; 64]);
         assert!(!j.append(5, &big));
         assert_eq!(j.replay(9, |_, _| {}), Ok(2));
+    }
+
+    #[test]
+    fn a_staged_entry_is_invisible_until_committed() {
+        let mut r = Region([0; 512]);
+        // SAFETY: as above.
+        let j = unsafe { Journal::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap();
+        j.start(2);
+        assert!(j.append(1, &Message::with_words(7, &[1])));
+        // Staged but never committed (the call faulted): not replayed, and
+        // the next stage writes over it.
+        let _ = j.stage(2, &Message::with_words(8, &[2, 2]));
+        assert_eq!(j.replay(2, |_, _| {}), Ok(1));
+        let staged = j.stage(3, &Message::with_words(9, &[3]));
+        assert_eq!(j.replay(2, |_, _| {}), Ok(1));
+        assert!(j.commit(staged));
+        let mut seen = Vec::new();
+        assert_eq!(j.replay(2, |ch, m| seen.push((ch, m.label, m.used_words().to_vec()))), Ok(2));
+        assert_eq!(seen, [(1, 7, std::vec![1]), (3, 9, std::vec![3])]);
+        // One that does not fit commits nothing.
+        assert!(!j.commit(j.stage(4, &Message::with_words(10, &[0; 64]))));
+        assert_eq!(j.replay(2, |_, _| {}), Ok(2));
     }
 
     #[test]

@@ -36,8 +36,11 @@
 //!   the median of the pairs' ratios (goal >= 0.90);
 //! - `probation_ppc_ratio`: a kv put while the update is on probation (the
 //!   new slot journals it) against one after the update was accepted:
-//!   alternating 40 ms phases, batches of 5,000 puts from one client, the
-//!   median batch of each kind (goal <= 1.05);
+//!   96 groups of four 20 ms phases (on, on, off, off, then the other way
+//!   round), batches of 1,000 puts from one client; in each group the
+//!   median batch on probation against the median batch off it, and the
+//!   median of the groups' ratios (goal <= 1.05; `probation_groups_compared`
+//!   says how many groups held 3 whole batches of each kind);
 //! - `hang_recovery_ms`: a new version that spins in a call after 2,000
 //!   calls: from the start of the call that hung to its answer, served by
 //!   the old version after the hot rollback (the client's retry), as the
@@ -281,18 +284,21 @@ fn probation_ppc() {
     let mut sys = System::boot(Some(&kv_with_client("images.bin", "probclient")));
     wait_log(&sys, "BATCH ", Duration::from_secs(60));
     let now = host_runtime::pd::monotonic_ns;
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    // Alternately an update on probation and one without (final at once,
-    // so no version floor rises and v2 and v3 can alternate for ever).
-    for cycle in 0..24 {
+    // Groups of four phases, two on probation and two without (final at
+    // once, so no version floor rises and v2 and v3 can alternate for
+    // ever), in turn on,on,off,off and off,off,on,on: each group compares
+    // adjacent phases, which share the machine's drift.
+    const GROUPS: usize = 96;
+    let mut phases: Vec<(bool, u64, u64)> = Vec::new();
+    for cycle in 0..4 * GROUPS {
         let image = if cycle % 2 == 0 { "kv-v2" } else { "kv-v3" };
-        let probation = cycle % 4 < 2;
+        let probation = (cycle % 4 < 2) == (cycle / 4).is_multiple_of(2);
         assert!(sys.command(if probation { "probation 600000" } else { "probation 0" }).contains("probation"));
         let out = sys.command(&format!("update kv {image}"));
         assert!(out.contains("done:"), "{out}");
         let t = now();
-        std::thread::sleep(Duration::from_millis(40));
-        if probation { &mut on } else { &mut off }.push((t, now()));
+        std::thread::sleep(Duration::from_millis(20));
+        phases.push((probation, t, now()));
     }
     std::thread::sleep(Duration::from_millis(50));
     let lines = sys.log.lock().unwrap().clone();
@@ -304,15 +310,25 @@ fn probation_ppc() {
             Some((v.first()?.parse().ok()?, v.get(1)?.parse().ok()?, v.get(2)?.parse().ok()?))
         })
         .collect();
-    let within = |phases: &[(u64, u64)]| -> Vec<f64> {
-        batches.iter().filter(|(s, e, _)| phases.iter().any(|(a, b)| a <= s && e <= b)).map(|b| b.2).collect()
+    let within = |phases: &[(bool, u64, u64)], on: bool| -> Vec<f64> {
+        let inside = |s: u64, e: u64| phases.iter().any(|&(p, a, b)| p == on && a <= s && e <= b);
+        batches.iter().filter(|b| inside(b.0, b.1)).map(|b| b.2).collect()
     };
-    let (mut a, mut b) = (within(&on), within(&off));
-    assert!(a.len() >= 5 && b.len() >= 5, "too few batches inside the phases: {} on, {} off", a.len(), b.len());
-    let (a, b) = (median(&mut a), median(&mut b));
-    println!("probation_put_ns: {a:.0}");
-    println!("final_put_ns: {b:.0}");
-    println!("probation_ppc_ratio: {:.3}", a / b);
+    // A group whose phases hold fewer than 3 whole batches of a kind (a
+    // stall on the machine) has no median to compare; most must have.
+    let mut ratios = Vec::new();
+    for group in phases.chunks(4) {
+        let (mut a, mut b) = (within(group, true), within(group, false));
+        if a.len() >= 3 && b.len() >= 3 {
+            ratios.push(median(&mut a) / median(&mut b));
+        }
+    }
+    assert!(ratios.len() >= GROUPS * 3 / 4, "only {} of {GROUPS} groups held 3 batches of each kind", ratios.len());
+    println!("probation_groups_compared: {}", ratios.len());
+    let (mut a, mut b) = (within(&phases, true), within(&phases, false));
+    println!("probation_put_ns: {:.0}", median(&mut a));
+    println!("final_put_ns: {:.0}", median(&mut b));
+    println!("probation_ppc_ratio: {:.3}", median(&mut ratios));
     assert_eq!(sys.shutdown(), 0);
 }
 

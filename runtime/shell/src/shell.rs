@@ -11,7 +11,7 @@ use interfaces::abi::{features, status, ModuleDescriptor, ModuleEntry, ShellEnv}
 use interfaces::checkpoint::Checkpoint;
 use interfaces::control::{self, op, probation_kind, reply, shell_label, SlotState};
 use interfaces::control_page::ControlPage;
-use interfaces::journal::Journal;
+use interfaces::journal::{Journal, StagedEntry};
 use interfaces::transfer::{Progress, Transfer};
 use interfaces::Message;
 use pd_api::{ChannelId, Handler, Pd};
@@ -751,14 +751,24 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
         *msg = Message::new(label, 0);
     }
 
-    /// During probation: the module completed `request` on channel `ch`;
-    /// journal it before the reply leaves (see `interfaces::journal`).
-    fn journal_call(&self, ch: ChannelId, request: &Message) {
+    /// During probation, before the module runs: writes `request` into
+    /// the journal past its committed length (see `interfaces::journal`);
+    /// the entry counts only once [`Shell::commit_call`] commits it.
+    fn stage_call(&self, ch: ChannelId, request: &Message) -> Option<StagedEntry> {
+        let page = self.page?;
+        let overflowed = page.counters.journal_overflow.load(Relaxed) != 0;
+        Some(match &self.journal {
+            Some(j) if !overflowed => j.stage(ch, request),
+            _ => StagedEntry::NOT_KEPT,
+        })
+    }
+
+    /// The module completed the staged call: journal it before the reply
+    /// leaves, or mark the journal overflowed if it did not fit.
+    fn commit_call(&self, entry: StagedEntry) {
         let Some(page) = self.page else { return };
         let c = &page.counters;
-        let kept =
-            c.journal_overflow.load(Relaxed) == 0 && self.journal.as_ref().is_some_and(|j| j.append(ch, request));
-        if kept {
+        if self.journal.as_ref().is_some_and(|j| j.commit(entry)) {
             c.journaled.store(c.journaled.load(Relaxed) + 1, Relaxed);
         } else {
             c.journal_overflow.store(1, Relaxed);
@@ -807,7 +817,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
                 self.calls_served += 1;
                 let checkpointing = self.probation != 0 && self.checkpoint.is_some();
                 let journaling = self.probation != 0 && !checkpointing;
-                let request = if journaling { Some(*msg) } else { None };
+                // Staged before the module writes its reply over `msg`.
+                let staged = if journaling { self.stage_call(ch, msg) } else { None };
                 let event = self.page.map(|p| (p, p.begin_event()));
                 // SAFETY: as in `notified`; `msg` is ours for the call.
                 unsafe { (entry.protected)(ch, msg) };
@@ -833,8 +844,8 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
                     p.end_event(n);
                     p.counters.calls_served.store(self.calls_served, Relaxed);
                 }
-                if let Some(request) = &request {
-                    self.journal_call(ch, request);
+                if let Some(entry) = staged {
+                    self.commit_call(entry);
                 }
                 match checkpoint {
                     Some(Ok(len)) => self.publish_checkpoint(len),

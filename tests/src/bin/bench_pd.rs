@@ -271,7 +271,8 @@ impl Handler<HostPd> for Role {
 
 fn prob_client(pd: &HostPd) {
     let mut kv = kv_api::KvClient::connect(pd, "kv").expect("kv instance");
-    const BATCH: u32 = 5_000;
+    // About a millisecond a batch: a 40 ms phase holds dozens whole.
+    const BATCH: u32 = 1_000;
     loop {
         let start = pd.now_ns();
         for i in 0..BATCH {

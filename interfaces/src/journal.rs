@@ -4,8 +4,10 @@
 //!
 //! A region shared by the two slots of one instance. During probation the
 //! new slot appends each protected call its module completed (the request,
-//! as it arrived) *before* the reply leaves; a call in flight when the slot
-//! faults or is stopped was never journaled and its caller gets an error,
+//! as it arrived) *before* the reply leaves: it stages the entry before the
+//! module runs and commits it when the module returns. A call in flight
+//! when the slot faults or is stopped was never journaled (staged bytes past
+//! the committed length are no entry) and its caller gets an error,
 //! so its retry runs exactly once, in the old version. On a rollback the
 //! old slot replays the entries on top of the state it exported, which it
 //! kept untouched, and ends in the state the new version had.

@@ -86,7 +86,7 @@ pub mod op {
     /// Word 1 = the state schema the old version imports: a slot with a
     /// checkpoint region (instead of a journal) exports its state in it
     /// after every completed call. Answers OK with word 0 =
-    /// [`probation_kind`].
+    /// [`probation_kind`](super::probation_kind).
     pub const PROBATION: u64 = 0x4c00_000a;
     /// A hot rollback is coming: a live slot on probation stops serving at
     /// once (calls are answered `MOVED`) without asking its module, whose
@@ -95,7 +95,7 @@ pub mod op {
     /// A retired slot takes over: replays the journal of probation word 0
     /// on top of the state it kept, or imports its checkpoint; answers OK
     /// with word 0 = the calls replayed (or that the checkpoint covers),
-    /// word 1 = [`probation_kind`]. The slot is then ready to be activated.
+    /// word 1 = [`probation_kind`](super::probation_kind). The slot is then ready to be activated.
     pub const REPLAY: u64 = 0x4c00_000c;
     /// Pre-copy: a live slot whose module can export its changes later
     /// exports its whole state now, in schema word 0 under token word 1,

@@ -59,7 +59,10 @@ unsafe impl Send for Consumer {}
 
 impl Producer {
     /// # Safety
-    /// See [`Raw::new`]; the caller is the queue's only producer.
+    /// `base` points to `size` bytes of memory that stay mapped, readable
+    /// and writable while the queue is used, aligned to 64, shared with at
+    /// most one peer of the opposite role; the caller is the queue's only
+    /// producer.
     pub unsafe fn new(base: *mut u8, size: usize) -> Option<Producer> {
         unsafe { Raw::new(base, size) }.map(Producer)
     }
@@ -104,7 +107,10 @@ impl Producer {
 
 impl Consumer {
     /// # Safety
-    /// See [`Raw::new`]; the caller is the queue's only consumer.
+    /// `base` points to `size` bytes of memory that stay mapped, readable
+    /// and writable while the queue is used, aligned to 64, shared with at
+    /// most one peer of the opposite role; the caller is the queue's only
+    /// consumer.
     pub unsafe fn new(base: *mut u8, size: usize) -> Option<Consumer> {
         unsafe { Raw::new(base, size) }.map(Consumer)
     }

@@ -3,7 +3,7 @@
 //! and import code, their validation and the descriptor's schema lists are
 //! derived from that, so no module writes a transfer offset by hand.
 //!
-//! - A **record** is a struct declared with [`state_record!`]. Its encoding
+//! - A **record** is a struct declared with [`state_record!`](crate::state_record). Its encoding
 //!   is every field's fixed part in field order (a number; a byte string's
 //!   length, as the length type it names), then every byte string's bytes
 //!   in field order. Numbers are little-endian.
@@ -190,7 +190,7 @@ impl<'a, L: Length, const MIN: usize, const MAX: usize> Field<'a> for Bytes<'a, 
     }
 }
 
-/// A record of a state schema (declare one with [`state_record!`]).
+/// A record of a state schema (declare one with [`state_record!`](crate::state_record)).
 pub trait Record<'a>: Sized {
     fn encode(&self, e: &mut Encoder<'_>) -> Result<(), i32>;
     fn decode(d: &mut Decoder<'a>) -> Result<Self, i32>;

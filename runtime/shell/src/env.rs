@@ -1,4 +1,4 @@
-//! The [`ShellEnv`] a module calls back through: extern "C" trampolines
+//! The [`ShellEnv`](interfaces::abi::ShellEnv) a module calls back through: extern "C" trampolines
 //! into the PD, limited to the channels and regions the module declared.
 use alloc::boxed::Box;
 use core::ffi::c_void;

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Pins this process to the first core it may use and every thread of the
-/// sibling PDs named in `servers` (the host runtime sets a PD's argv[0] to
+/// sibling PDs named in `servers` (the host runtime sets a PD's `argv[0]` to
 /// its name) to the second. Returns the two cores, or `None` with fewer
 /// than two cores (then nothing is pinned: both sides share what there is).
 pub fn client_and_servers(servers: &[&str]) -> Option<(usize, usize)> {

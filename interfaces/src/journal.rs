@@ -131,9 +131,10 @@ impl Journal {
         true
     }
 
-    /// Writer side: appends one completed call (`stage` then `commit`).
-    /// Returns false, changing nothing, when it does not fit.
-    pub fn append(&self, channel: u32, request: &Message) -> bool {
+    /// `stage` then `commit`, for the tests: the shell stages before the
+    /// module runs and commits after.
+    #[cfg(test)]
+    fn append(&self, channel: u32, request: &Message) -> bool {
         self.commit(self.stage(channel, request))
     }
 
@@ -188,11 +189,17 @@ mod tests {
     #[repr(align(64))]
     struct Region([u8; 512]);
 
+    /// A journal over `r`, which each test keeps alive as long as it.
+    fn journal_in(r: &mut Region) -> Journal {
+        // SAFETY: 512 bytes, 64-aligned; the caller keeps `r` alive and
+        // untouched while the journal is used.
+        unsafe { Journal::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap()
+    }
+
     #[test]
     fn entries_replay_in_order_under_their_token_only() {
         let mut r = Region([0; 512]);
-        // SAFETY: the region outlives the journal in this test.
-        let j = unsafe { Journal::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap();
+        let j = journal_in(&mut r);
         assert_eq!(j.replay(1, |_, _| {}), Err(JournalError::WrongToken));
         j.start(9);
         assert!(j.append(3, &Message::with_words(10, &[1, 2])));
@@ -210,8 +217,7 @@ mod tests {
     #[test]
     fn a_staged_entry_is_invisible_until_committed() {
         let mut r = Region([0; 512]);
-        // SAFETY: as above.
-        let j = unsafe { Journal::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap();
+        let j = journal_in(&mut r);
         j.start(2);
         assert!(j.append(1, &Message::with_words(7, &[1])));
         // Staged but never committed (the call faulted): not replayed, and
@@ -232,8 +238,7 @@ mod tests {
     #[test]
     fn a_corrupt_journal_is_refused_before_any_entry_is_used() {
         let mut r = Region([0; 512]);
-        // SAFETY: as above.
-        let j = unsafe { Journal::new(r.0.as_mut_ptr(), r.0.len()) }.unwrap();
+        let j = journal_in(&mut r);
         j.start(1);
         assert!(j.append(0, &Message::with_words(1, &[5])));
         j.committed().store(4000, Ordering::Relaxed);

@@ -755,12 +755,16 @@ impl<P: Pd + 'static, L: ModuleLoader> Shell<P, L> {
     /// the journal past its committed length (see `interfaces::journal`);
     /// the entry counts only once [`Shell::commit_call`] commits it.
     fn stage_call(&self, ch: ChannelId, request: &Message) -> Option<StagedEntry> {
-        let page = self.page?;
-        let overflowed = page.counters.journal_overflow.load(Relaxed) != 0;
+        self.page?;
         Some(match &self.journal {
-            Some(j) if !overflowed => j.stage(ch, request),
+            Some(j) if !self.journal_overflowed() => j.stage(ch, request),
             _ => StagedEntry::NOT_KEPT,
         })
+    }
+
+    /// A call of this probation could not be journaled (or checkpointed).
+    fn journal_overflowed(&self) -> bool {
+        self.page.is_some_and(|p| p.counters.journal_overflow.load(Relaxed) != 0)
     }
 
     /// The module completed the staged call: journal it before the reply
@@ -831,8 +835,7 @@ impl<P: Pd + 'static, L: ModuleLoader> Handler<P> for Shell<P, L> {
                 // the event, so the watchdog stops it if it hangs, and a
                 // fault there publishes nothing; only the publication (one
                 // store) follows the event, like a journal entry.
-                let overflowed = self.page.is_some_and(|p| p.counters.journal_overflow.load(Relaxed) != 0);
-                let checkpoint = (checkpointing && !overflowed).then(|| {
+                let checkpoint = (checkpointing && !self.journal_overflowed()).then(|| {
                     self.probation_calls += 1;
                     self.export_checkpoint()
                 });

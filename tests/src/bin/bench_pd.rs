@@ -271,7 +271,7 @@ impl Handler<HostPd> for Role {
 
 fn prob_client(pd: &HostPd) {
     let mut kv = kv_api::KvClient::connect(pd, "kv").expect("kv instance");
-    // About a millisecond a batch: a 40 ms phase holds dozens whole.
+    // About a millisecond a batch: a 20 ms phase holds a dozen whole.
     const BATCH: u32 = 1_000;
     loop {
         let start = pd.now_ns();
